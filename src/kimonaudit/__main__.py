@@ -1,0 +1,3 @@
+from kimonaudit.cli import main
+
+main()

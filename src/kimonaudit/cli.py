@@ -1,0 +1,328 @@
+"""The `kimonaudit` command. Each command parses its options, makes one
+facade call and renders the result; errors become one line and an exit
+code in `main`, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from kimonaudit import keys as keyfile
+from kimonaudit import settings
+from kimonaudit.core.timefmt import format_ts
+from kimonaudit.errors import AuditLogError, InvalidInput
+from kimonaudit.service import PLANS, AuditLog
+
+# Exit codes: 0 ok, 1 verification found a problem, 2 usage or input error,
+# 3 other failure (database, configuration).
+EXIT_BAD = 1
+EXIT_USAGE = 2
+EXIT_FAILURE = 3
+
+err = Console(stderr=True)
+out = Console(highlight=False, soft_wrap=True)
+
+
+class Ctx:
+    def __init__(self, db: str, key_file: str, name: str) -> None:
+        self.db = db
+        self.key_file = key_file
+        self.name = name
+        self._log: AuditLog | None = None
+
+    def log(self) -> AuditLog:
+        if self._log is None:
+            import kimonaudit
+
+            self._log = kimonaudit.open(self.db, key_file=self.key_file, name=self.name)
+        return self._log
+
+    def close(self) -> None:
+        if self._log is not None:
+            self._log.close()
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+@contextmanager
+def progress_bar(label: str, total: int | None) -> Iterator[Any]:
+    """A Rich progress bar on stderr; silent when stderr is not a terminal
+    so pipes and logs stay clean."""
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    ) as bar:
+        task = bar.add_task(label, total=total)
+
+        def update(done: int, total_now: int | None = None) -> None:
+            bar.update(task, completed=done, total=total_now if total_now is not None else total)
+
+        yield update
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--db", envvar=settings.DATABASE_URL.env, default=settings.DATABASE_URL.default,
+              show_default=True, help=settings.DATABASE_URL.help)
+@click.option("--key-file", envvar=settings.KEY_FILE.env, default=settings.KEY_FILE.default,
+              show_default=True, help=settings.KEY_FILE.help)
+@click.option("--name", envvar=settings.DEPLOYMENT_NAME.env,
+              default=settings.DEPLOYMENT_NAME.default, show_default=True,
+              help=settings.DEPLOYMENT_NAME.help)
+@click.version_option(package_name="kimonaudit")
+@click.pass_context
+def cli(ctx: click.Context, db: str, key_file: str, name: str) -> None:
+    """KimonAudit: a tamper-evident, multi-tenant audit log.
+
+    Entries are append-only, server-timestamped, and committed to a
+    per-tenant RFC 6962 Merkle tree with signed C2SP checkpoints, so
+    `kimonaudit verify` detects any edited, deleted, reordered or
+    inserted entry.
+    """
+    state = Ctx(db, key_file, name)
+    ctx.obj = state
+    ctx.call_on_close(state.close)
+
+
+# -- tenants -----------------------------------------------------------------
+@cli.group()
+def tenants() -> None:
+    """Create and list tenants."""
+
+
+@tenants.command("create")
+@click.argument("name")
+@click.option("--plan", type=click.Choice(list(PLANS)), default="free", show_default=True,
+              help="Plan: free and team keep 12 months, business and enterprise 36.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def tenants_create(obj: Ctx, name: str, plan: str, as_json: bool) -> None:
+    """Create a tenant and print its id."""
+    t = obj.log().create_tenant(name, plan=plan)
+    if as_json:
+        _emit_json(t.to_json())
+    else:
+        click.echo(f"tenant {t.id} ({t.name}, plan {t.plan}, retention {t.retention_months} months)")
+
+
+@tenants.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def tenants_list(obj: Ctx, as_json: bool) -> None:
+    """List tenants with their tree sizes."""
+    log = obj.log()
+    rows = [(t, log.store.tree_state(t.id).size) for t in log.list_tenants()]
+    if as_json:
+        _emit_json([{**t.to_json(), "tree_size": n} for t, n in rows])
+        return
+    table = Table("id", "name", "plan", "retention", "entries", "created")
+    for t, n in rows:
+        table.add_row(t.id, t.name, t.plan, f"{t.retention_months} months", str(n),
+                      format_ts(t.created_at))
+    out.print(table)
+
+
+# -- ingest ------------------------------------------------------------------
+@cli.command()
+@click.option("--tenant", "tenant_id", required=True, help="Tenant id.")
+@click.option("--batch-size", default=1000, show_default=True,
+              type=click.IntRange(1, 1000), help="Events per atomic append.")
+@click.argument("file", type=click.File("r", encoding="utf-8"))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@click.pass_obj
+def ingest(obj: Ctx, tenant_id: str, batch_size: int, file: Any, as_json: bool) -> None:
+    """Append events from an NDJSON FILE (one event per line; - for stdin).
+
+    The whole file is validated first: if any line is bad, the errors are
+    listed with their line numbers and nothing is appended.
+    """
+    from kimonaudit.ingest import ingest_lines
+
+    log = obj.log()
+    log.get_tenant(tenant_id)
+    lines = file.readlines()
+    with progress_bar("ingesting", None) as update:
+        summary = ingest_lines(log, tenant_id, lines, batch_size=batch_size, progress=update)
+    if as_json:
+        _emit_json(summary)
+    else:
+        click.echo(
+            f"appended {summary['appended']} events to {tenant_id} "
+            f"({summary['duplicates']} already present); tree size {summary['tree_size']}"
+        )
+
+
+# -- checkpoints, proofs, keys -------------------------------------------------
+@cli.command()
+@click.option("--tenant", "tenant_id", required=True, help="Tenant id.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def checkpoint(obj: Ctx, tenant_id: str, as_json: bool) -> None:
+    """Print the newest signed checkpoint (C2SP signed note), cutting one if
+    entries arrived since the last. Save it somewhere else: `verify --against`
+    uses it to detect truncation."""
+    log = obj.log()
+    log.get_tenant(tenant_id)
+    cp = log.checkpoint(tenant_id)
+    if as_json:
+        _emit_json(cp.to_json())
+    else:
+        click.echo(cp.note, nl=False)
+
+
+@cli.command()
+@click.option("--tenant", "tenant_id", required=True, help="Tenant id.")
+@click.option("--seq", type=click.IntRange(0), help="Inclusion proof of this entry.")
+@click.option("--size", type=click.IntRange(1),
+              help="With --seq: prove against the checkpoint of this tree size.")
+@click.option("--from", "old", type=click.IntRange(0), help="Consistency proof from this size.")
+@click.option("--to", "new", type=click.IntRange(0), help="Consistency proof to this size.")
+@click.pass_obj
+def prove(obj: Ctx, tenant_id: str, seq: int | None, size: int | None, old: int | None,
+          new: int | None) -> None:
+    """Print an inclusion proof (--seq) or a consistency proof (--from, --to)
+    as JSON; hashes are base64."""
+    log = obj.log()
+    log.get_tenant(tenant_id)
+    if seq is not None and old is None and new is None:
+        _emit_json(log.prove_inclusion(tenant_id, seq, size).to_json())
+    elif seq is None and size is None and old is not None and new is not None:
+        _emit_json(log.prove_consistency(tenant_id, old, new).to_json())
+    else:
+        raise click.UsageError("give either --seq N [--size M] or --from M --to N")
+
+
+@cli.command()
+@click.option("--tenant", "tenant_id", help="Verify one tenant (default: every tenant).")
+@click.option("--against", type=click.Path(exists=True, dir_okay=False),
+              help="A checkpoint saved earlier (signed note): the log must still contain it.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
+@click.pass_obj
+def verify(obj: Ctx, tenant_id: str | None, against: str | None, as_json: bool) -> None:
+    """Recompute every leaf and the tree, and check every signed checkpoint.
+
+    Exits 0 when intact, 1 when anything is wrong (naming the first bad
+    sequence number).
+    """
+    log = obj.log()
+    note = Path(against).read_text(encoding="utf-8") if against else None
+    if note is not None and tenant_id is None:
+        tenant_id = log.verify_checkpoint_note(note).origin.rsplit("/", 1)[-1]
+    ids = [tenant_id] if tenant_id else [t.id for t in log.list_tenants()]
+    reports = []
+    for tid in ids:
+        expected = log.store.tree_state(tid).size
+        with progress_bar(f"verifying {tid}", expected) as update:
+            reports.append(log.verify(tid, against=note, progress=update))
+    if as_json:
+        _emit_json([r.to_json() for r in reports])
+    else:
+        for r in reports:
+            if r.ok:
+                click.echo(
+                    f"ok {r.tenant_id}: {r.checked} entries ({r.redacted} redacted), "
+                    f"{r.checkpoints_checked} checkpoints verified, tree size {r.tree_size}"
+                )
+            else:
+                click.echo(
+                    f"FAILED {r.tenant_id}: first bad seq {r.first_bad_seq}; "
+                    f"{r.missing} missing, {r.tampered} tampered"
+                )
+                for p in r.problems[:20]:
+                    click.echo(f"  - {p.kind}: {p.message}")
+    if not all(r.ok for r in reports):
+        sys.exit(EXIT_BAD)
+
+
+@cli.group()
+def keys() -> None:
+    """Show, generate and rotate the deployment signing key."""
+
+
+@keys.command("show")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def keys_show(obj: Ctx, as_json: bool) -> None:
+    """Print the verifier key (signed-note vkey form) and retired keys."""
+    ring = keyfile.load_or_create(obj.key_file, name=obj.name)
+    vkeys = ring.verifier_keys()
+    if as_json:
+        _emit_json({"name": ring.name, "active": vkeys[0], "retired": vkeys[1:]})
+    else:
+        click.echo(vkeys[0])
+        for v in vkeys[1:]:
+            click.echo(f"{v} (retired)")
+
+
+@keys.command("generate")
+@click.option("--force", is_flag=True, help="Replace an existing key file (old checkpoints "
+              "will no longer verify with it).")
+@click.pass_obj
+def keys_generate(obj: Ctx, force: bool) -> None:
+    """Create a new key file (mode 0600) and print its verifier key."""
+    ring = keyfile.generate(obj.key_file, name=obj.name, force=force)
+    click.echo(ring.verifier_keys()[0])
+
+
+@keys.command("rotate")
+@click.pass_obj
+def keys_rotate(obj: Ctx) -> None:
+    """Start signing with a new key; the old public key is kept so earlier
+    checkpoints still verify."""
+    ring = keyfile.rotate(obj.key_file)
+    click.echo(ring.verifier_keys()[0])
+
+
+# -- the directory -------------------------------------------------------------
+@cli.group()
+def actors() -> None:
+    """The actor directory (display names behind keyed hashes)."""
+
+
+@actors.command("erase")
+@click.option("--tenant", "tenant_id", required=True, help="Tenant id.")
+@click.argument("actor_id")
+@click.pass_obj
+def actors_erase(obj: Ctx, tenant_id: str, actor_id: str) -> None:
+    """Erase a person (GDPR Art. 17): their directory row goes; the log keeps
+    only the keyed hash and still verifies."""
+    found = obj.log().erase_actor(tenant_id, actor_id)
+    click.echo("erased" if found else "no directory entry for that actor (nothing to erase)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="kimonaudit", standalone_mode=False)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_USAGE)
+    except InvalidInput as exc:
+        err.print(f"error: {exc.message}", markup=False, highlight=False)
+        sys.exit(EXIT_USAGE)
+    except AuditLogError as exc:
+        err.print(f"error: {exc.message}", markup=False, highlight=False)
+        sys.exit(EXIT_FAILURE)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except OSError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        sys.exit(EXIT_FAILURE)

@@ -1,0 +1,119 @@
+"""The Merkle leaf: a PII-free header committing to a salted payload.
+
+The header is what the tree hashes. It holds no name, email, IP or free
+text from the event: those live in the payload, which the header commits to
+through `payload_commitment` = SHA-256(0x02 || salt || payload). Deleting a
+payload and its salt (redaction) leaves the leaf, the tree and every proof
+intact; the random salt keeps a redacted payload from being guessed back
+from its commitment.
+
+The verifier rebuilds headers from stored columns, so `leaf_header` must be
+a pure function of its arguments.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING, Any
+
+from kimonaudit.core.canonical import canonical_json
+from kimonaudit.core.catalogue import Severity
+from kimonaudit.core.timefmt import format_ts
+from kimonaudit.errors import InvalidEvent
+
+if TYPE_CHECKING:
+    from kimonaudit.core.events import Event
+
+LEAF_VERSION = 1
+MAX_PAYLOAD_BYTES = 32 * 1024
+SALT_BYTES = 32
+# Domain separation from RFC 6962's 0x00 (leaf) and 0x01 (node) prefixes.
+PAYLOAD_COMMITMENT_PREFIX = b"\x02"
+
+_LABELS = {s: s.label for s in Severity}
+
+
+def payload_of(event: Event) -> dict[str, Any]:
+    """The event's payload: everything stored beside the leaf rather than in
+    it. Never contains the actor's name or email (those go to the directory)."""
+    occurred = event.occurred_at
+    return {
+        "context": dict(event.context),
+        "changes": [{"field": c.field, "from": c.before, "to": c.after} for c in event.changes],
+        "metadata": dict(event.metadata),
+        "occurred_at": None if occurred is None else format_ts(occurred),
+    }
+
+
+def encode_payload(payload: dict[str, Any]) -> bytes:
+    """Canonical bytes of a payload dict; InvalidEvent(field="") when over
+    MAX_PAYLOAD_BYTES."""
+    data = canonical_json(payload)
+    if len(data) > MAX_PAYLOAD_BYTES:
+        raise InvalidEvent(
+            f"the event's payload (context, changes, metadata and occurred_at) is "
+            f"{len(data)} bytes as canonical JSON; at most {MAX_PAYLOAD_BYTES} are allowed",
+            field="",
+        )
+    return data
+
+
+def payload_bytes(event: Event) -> bytes:
+    """canonical_json(payload_of(event)), at most MAX_PAYLOAD_BYTES."""
+    # validate_event already encoded (and size-checked) the payload once.
+    cached = event._payload
+    if cached is not None:
+        return cached
+    return encode_payload(payload_of(event))
+
+
+def payload_commitment(salt: bytes, payload: bytes) -> bytes:
+    """SHA-256(0x02 || salt || payload); `salt` is 32 random bytes."""
+    if len(salt) != SALT_BYTES:
+        raise ValueError(f"payload salt must be {SALT_BYTES} bytes, got {len(salt)}")
+    return hashlib.sha256(PAYLOAD_COMMITMENT_PREFIX + salt + payload).digest()
+
+
+def leaf_header(
+    *,
+    tenant_id: str,
+    seq: int,
+    recorded_at_us: int,
+    event_id: str | None,
+    action: str,
+    category: str,
+    severity: Severity,
+    security: bool,
+    actor_hash: str | None,
+    actor_type: str | None,
+    target_type: str | None,
+    target_id: str | None,
+    outcome: str,
+    commitment: bytes,
+) -> dict[str, Any]:
+    """The leaf header as a dict; `encode_leaf` turns it into leaf bytes.
+
+    "_v" sorts first under RFC 8785 (0x5F is below every lower-case letter),
+    so the version is the first field of every leaf."""
+    return {
+        "_v": LEAF_VERSION,
+        "tenant": tenant_id,
+        "seq": seq,
+        "recorded_at": format_ts(recorded_at_us),
+        "id": event_id,
+        "action": action,
+        "category": category,
+        "severity": _LABELS[severity],
+        "security": bool(security),
+        "actor_hash": actor_hash,
+        "actor_type": actor_type,
+        "target_type": target_type,
+        "target_id": target_id,
+        "outcome": outcome,
+        "payload_commitment": commitment.hex(),
+    }
+
+
+def encode_leaf(header: dict[str, Any]) -> bytes:
+    """The leaf bytes the Merkle tree hashes: RFC 8785 canonical JSON."""
+    return canonical_json(header)

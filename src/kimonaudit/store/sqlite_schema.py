@@ -1,0 +1,102 @@
+"""SQLite schema, as numbered migrations applied in order on open.
+
+A migration is never edited once released; a change is a new number.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE TABLE tenants (
+            tenant_id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            plan TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            retention_months INTEGER NOT NULL,
+            legal_hold INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE TABLE tree_state (
+            tenant_id TEXT PRIMARY KEY,
+            size INTEGER NOT NULL,
+            frontier BLOB NOT NULL,
+            last_recorded_at INTEGER NOT NULL,
+            purged INTEGER NOT NULL DEFAULT 0
+        );
+        -- rid exists only because FTS5 needs an integer rowid: (tenant_id, seq)
+        -- is the key everything else uses.
+        CREATE TABLE entries (
+            rid INTEGER PRIMARY KEY,
+            tenant_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            event_id TEXT NOT NULL,
+            recorded_at INTEGER NOT NULL,
+            action TEXT NOT NULL,
+            category TEXT NOT NULL,
+            severity INTEGER NOT NULL,
+            security INTEGER NOT NULL,
+            actor_hash TEXT,
+            actor_type TEXT,
+            target_type TEXT,
+            target_id TEXT,
+            outcome TEXT NOT NULL,
+            occurred_at INTEGER,
+            ip BLOB,
+            payload BLOB,
+            salt BLOB,
+            payload_commitment BLOB NOT NULL,
+            leaf_hash BLOB NOT NULL,
+            search_text TEXT NOT NULL
+        );
+        CREATE UNIQUE INDEX entries_seq ON entries (tenant_id, seq);
+        CREATE UNIQUE INDEX entries_event_id ON entries (tenant_id, event_id);
+        CREATE INDEX entries_action ON entries (tenant_id, action, seq);
+        CREATE INDEX entries_actor ON entries (tenant_id, actor_hash, seq);
+        CREATE INDEX entries_target ON entries (tenant_id, target_type, target_id, seq);
+        CREATE INDEX entries_recorded ON entries (tenant_id, recorded_at);
+        CREATE INDEX entries_security ON entries (tenant_id, seq) WHERE security = 1;
+        -- Contentless: the text already lives in entries.search_text, from
+        -- which redaction and purge issue FTS5 'delete' commands.
+        CREATE VIRTUAL TABLE entries_fts USING fts5 (text, content = '');
+        CREATE TABLE tree_nodes (
+            tenant_id TEXT NOT NULL,
+            level INTEGER NOT NULL,
+            idx INTEGER NOT NULL,
+            hash BLOB NOT NULL,
+            PRIMARY KEY (tenant_id, level, idx)
+        ) WITHOUT ROWID;
+        CREATE TABLE checkpoints (
+            tenant_id TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            root BLOB NOT NULL,
+            note TEXT NOT NULL,
+            issued_at INTEGER NOT NULL,
+            key_id INTEGER NOT NULL,
+            PRIMARY KEY (tenant_id, size)
+        ) WITHOUT ROWID;
+        CREATE TABLE actors (
+            tenant_id TEXT NOT NULL,
+            actor_hash TEXT NOT NULL,
+            actor_id TEXT,
+            actor_type TEXT,
+            name TEXT,
+            email TEXT,
+            updated_at INTEGER NOT NULL,
+            erased_at INTEGER,
+            PRIMARY KEY (tenant_id, actor_hash)
+        ) WITHOUT ROWID;
+        CREATE TABLE api_keys (
+            key_id TEXT PRIMARY KEY,
+            tenant_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            scopes TEXT NOT NULL,
+            secret_hash BLOB NOT NULL,
+            created_at INTEGER NOT NULL,
+            revoked_at INTEGER,
+            last_used_at INTEGER
+        );
+        CREATE INDEX api_keys_tenant ON api_keys (tenant_id);
+        """,
+    ),
+]

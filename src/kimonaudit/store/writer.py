@@ -1,0 +1,165 @@
+"""Group commit: one writer thread owns the write connection and merges
+every append waiting for it into a single transaction.
+
+Each request still sees a consistent tenant state (read under the lock,
+inside the transaction) and the receipts of ids an earlier request in the
+same group just wrote, so merging changes durability cost, never results.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from kimonaudit.core.records import AppendPlan, Receipt, TreeState
+from kimonaudit.errors import AuditLogError, StoreError
+from kimonaudit.store.base import PlanBuilder
+
+log = logging.getLogger(__name__)
+
+# Enough to amortise a commit (an fsync) over many requests, small enough
+# that one group does not hold the write lock for long.
+MAX_GROUP_EVENTS = 20_000
+
+
+class WriteSession(Protocol):
+    """The primitives a backend gives the writer, on its write connection."""
+
+    def begin(self) -> None: ...
+    def lock_state(self, tenant_id: str) -> TreeState: ...
+    def existing(self, tenant_id: str, event_ids: Sequence[str]) -> Mapping[str, Receipt]: ...
+    def write(self, plan: AppendPlan) -> None: ...
+    def commit(self) -> None: ...
+    def rollback(self) -> None: ...
+    def close(self) -> None: ...
+
+
+@dataclass
+class _Request:
+    tenant_id: str
+    event_ids: Sequence[str]
+    build: PlanBuilder
+    future: Future[AppendPlan] = field(default_factory=Future)
+
+
+_STOP = object()
+
+
+class GroupCommitWriter:
+    def __init__(self, session: WriteSession, name: str = "kimonaudit-writer") -> None:
+        self._session = session
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._closed = False
+        self.groups = 0  # commits made; with `requests`, shows how much merging happens
+        self.requests = 0
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    def submit(self, tenant_id: str, event_ids: Sequence[str], build: PlanBuilder) -> AppendPlan:
+        if self._closed:
+            raise StoreError("the store is closed")
+        req = _Request(tenant_id, event_ids, build)
+        self._queue.put(req)
+        return req.future.result()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._thread.join()
+        self._session.close()
+
+    # -- writer thread -----------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            group = [item]
+            events = len(item.event_ids)  # type: ignore[attr-defined]
+            stop = False
+            while events < MAX_GROUP_EVENTS:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    stop = True
+                    break
+                group.append(nxt)
+                events += len(nxt.event_ids)  # type: ignore[attr-defined]
+            self._commit_group(group)  # type: ignore[arg-type]
+            if stop:
+                return
+
+    def _commit_group(self, group: list[_Request]) -> None:
+        try:
+            results = self._apply(group)
+        except Exception as exc:  # noqa: BLE001 - isolate the failing request below
+            if len(group) == 1:
+                self._fail(group[0], exc)
+                return
+            log.debug("group commit of %d requests failed; retrying one by one", len(group))
+            for req in group:
+                try:
+                    (plan,) = self._apply([req])
+                except Exception as exc:  # noqa: BLE001
+                    self._fail(req, exc)
+                else:
+                    req.future.set_result(plan)
+            return
+        for req, res in zip(group, results, strict=True):
+            if isinstance(res, BaseException):
+                req.future.set_exception(res)
+            else:
+                req.future.set_result(res)
+
+    def _fail(self, req: _Request, exc: BaseException) -> None:
+        if not isinstance(exc, AuditLogError):
+            log.error("append failed: %s", exc.__class__.__name__, exc_info=exc)
+            exc = StoreError(f"append failed: {exc.__class__.__name__}: {exc}")
+        req.future.set_exception(exc)
+
+    def _apply(self, group: list[_Request]) -> list[AppendPlan | BaseException]:
+        """One transaction for the group. A request whose plan cannot be built
+        (bad input found under the lock) fails alone; a database error aborts
+        the whole transaction and the caller retries requests one by one."""
+        s = self._session
+        results: list[AppendPlan | BaseException] = []
+        states: dict[str, TreeState] = {}
+        try:
+            s.begin()
+            # Lock tenants in a fixed order so two processes appending to
+            # the same tenants cannot deadlock.
+            for tid in sorted({r.tenant_id for r in group}):
+                states[tid] = s.lock_state(tid)
+            for req in group:
+                state = states[req.tenant_id]
+                existing = s.existing(req.tenant_id, req.event_ids) if req.event_ids else {}
+                try:
+                    plan = req.build(state, existing)
+                except AuditLogError as exc:
+                    results.append(exc)
+                    continue
+                s.write(plan)
+                states[req.tenant_id] = plan.state
+                results.append(plan)
+            s.commit()
+        except BaseException:
+            try:
+                s.rollback()
+            except Exception:  # noqa: BLE001 - the original error matters more
+                log.debug("rollback failed", exc_info=True)
+            raise
+        self.groups += 1
+        self.requests += len(group)
+        return results

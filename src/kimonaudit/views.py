@@ -1,0 +1,59 @@
+"""JSON renderings of stored entries, shared by the CLI, the API, exports
+and the console, so every surface shows an entry the same way."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kimonaudit.core.catalogue import Severity
+from kimonaudit.core.ipaddr import bytes_to_ip
+from kimonaudit.core.records import ActorRecord, EntryRow
+from kimonaudit.core.timefmt import format_ts
+from kimonaudit.results import b64
+
+_SEVERITIES = tuple(Severity)
+
+
+def entry_json(row: EntryRow, actor: ActorRecord | None = None) -> dict[str, Any]:
+    """The public shape of one entry. `actor` (from the directory) adds the
+    display fields; without it only the keyed hash and type are shown."""
+    payload: dict[str, Any] = json.loads(row.payload) if row.payload is not None else {}
+    actor_json: dict[str, Any] | None = None
+    if row.actor_hash is not None:
+        actor_json = {"hash": row.actor_hash, "type": row.actor_type}
+        if actor is not None:
+            if actor.erased_at is not None:
+                actor_json["erased"] = True
+            else:
+                actor_json.update(id=actor.actor_id, name=actor.name, email=actor.email)
+    return {
+        "id": row.event_id,
+        "seq": row.seq,
+        "recorded_at": format_ts(row.recorded_at),
+        "occurred_at": payload.get("occurred_at"),
+        "action": row.action,
+        "category": row.category,
+        "severity": _SEVERITIES[row.severity].label,
+        "security": bool(row.security),
+        "actor": actor_json,
+        "target": (
+            {"type": row.target_type, "id": row.target_id} if row.target_type is not None else None
+        ),
+        "outcome": row.outcome,
+        "ip": bytes_to_ip(row.ip) if row.ip is not None else None,
+        "context": payload.get("context") or {},
+        "changes": payload.get("changes") or [],
+        "metadata": payload.get("metadata") or {},
+        "redacted": row.payload is None,
+        "leaf_hash": b64(row.leaf_hash),
+    }
+
+
+def receipt_json(r: Any) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "seq": r.seq,
+        "recorded_at": format_ts(r.recorded_at),
+        "leaf_hash": b64(r.leaf_hash),
+    }
