@@ -18,11 +18,16 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Literal, TypeAlias
 
 from lark import Lark, Token, Transformer
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
+from lark.exceptions import (
+    UnexpectedCharacters,
+    UnexpectedEOF,
+    UnexpectedInput,
+    UnexpectedToken,
+)
 
 from kimonaudit.core.catalogue import Severity
 from kimonaudit.core.events import OUTCOMES
@@ -308,7 +313,7 @@ def _datetime(m: re.Match[str]) -> datetime:
         if m.group(9) == "-":
             offset = -offset
     local = datetime(year, month, day, hour, minute, second, micro, timezone(offset))
-    return local.astimezone(timezone.utc)
+    return local.astimezone(UTC)
 
 
 @dataclass(frozen=True)
@@ -353,7 +358,7 @@ def time_bounds(value: date | RelativeTime, now_us: int) -> tuple[int, int]:
         start = now_us - value.amount * UNIT_US[value.unit]
         return start, start + 1
     if isinstance(value, datetime):
-        since = value - datetime(1970, 1, 1, tzinfo=timezone.utc)
+        since = value - datetime(1970, 1, 1, tzinfo=UTC)
         start = since // timedelta(microseconds=1)
         return start, start + 1
     start = (value.toordinal() - _EPOCH_ORDINAL) * _DAY_US
@@ -427,7 +432,7 @@ class _Build(Transformer[Token, Query]):
                 position=key_tok.start_pos,
             )
         values = tuple(_convert(key, rule, item) for item in items)
-        op: Op = op_tok.value if op_tok is not None else "="  # type: ignore[assignment]
+        op: Op = op_tok.value if op_tok is not None else "="
         return Filter(key, op, values, negated)
 
     def phrase(self, children: list[Token]) -> Text:
@@ -532,9 +537,9 @@ def _check_characters(text: str) -> None:
             )
 
 
-def _syntax_error(text: str, exc: Exception) -> InvalidQuery:
+def _syntax_error(text: str, exc: UnexpectedInput) -> InvalidQuery:
     if isinstance(exc, UnexpectedCharacters):
-        pos, found = exc.pos_in_stream, exc.char
+        pos, found = exc.pos_in_stream or 0, exc.char
         if found == '"':
             return InvalidQuery(f"unterminated quoted string at position {pos}", position=pos)
         expected: set[str] = set(exc.allowed or ())
@@ -545,7 +550,7 @@ def _syntax_error(text: str, exc: Exception) -> InvalidQuery:
         pos, found = len(text), ""
         expected = set(exc.expected)
     else:  # pragma: no cover - lark raises only the three above
-        raise exc
+        pos, found, expected = len(text), "", set()
     before = text[:pos].split()[-1:] or [""]
     if "BARE" in expected and (found == "" or found.isspace()):
         return InvalidQuery(f"missing value after {before[0]!r} at position {pos}", position=pos)
@@ -565,7 +570,7 @@ def parse(text: str) -> Query:
     _check_characters(text)
     try:
         result = _PARSER.parse(text)
-    except (UnexpectedCharacters, UnexpectedToken, UnexpectedEOF) as exc:
+    except UnexpectedInput as exc:
         raise _syntax_error(text, exc) from None
     assert isinstance(result, Query)
     return result
@@ -575,7 +580,7 @@ def parse(text: str) -> Query:
 
 
 def _time_text(value: datetime) -> str:
-    value = value.astimezone(timezone.utc)
+    value = value.astimezone(UTC)
     fraction = f".{value.microsecond:06d}" if value.microsecond else ""
     return (
         f"{value.year:04d}-{value.month:02d}-{value.day:02d}T"

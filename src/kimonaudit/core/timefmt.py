@@ -23,7 +23,8 @@ MAX_US = (date(9999, 12, 31).toordinal() - _EPOCH_ORDINAL + 1) * _US_PER_DAY - 1
 
 _RFC3339 = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
-    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))"
+    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))",
+    re.ASCII,  # \d must not match other scripts' digits, which int() would accept
 )
 
 # Appends in one batch share `recorded_at` and neighbouring rows usually

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Install what KimonAudit needs into ./.venv (idempotent). With --test, also
+# what the test suite needs: dev dependencies and Debian's chromium for the
+# browser tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+stamp=".venv/.installed-$( (cat pyproject.toml; echo $want_test) | sha256sum | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  if [ $want_test = 1 ]; then
+    .venv/bin/python -m pip install --quiet -e '.[dev]'
+  else
+    .venv/bin/python -m pip install --quiet -e .
+  fi
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi
+
+if [ $want_test = 1 ] && [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "setup: installing Debian's chromium for the browser tests" >&2
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "setup: /usr/bin/chromium missing; install it with: sudo apt-get install chromium" >&2
+  fi
+fi

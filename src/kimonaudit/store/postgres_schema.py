@@ -1,0 +1,171 @@
+"""PostgreSQL schema, as numbered migrations applied in order on open, and
+the monthly partitions of ``entries``.
+
+Tables are created unqualified, so they land in the first schema of the
+connection's search_path. A migration is never edited once released; a
+change is a new number.
+
+Every primary key, unique index and query starts with ``tenant_id``: the
+same schema distributes by tenant on Citus (docs/scaling.md).
+"""
+
+from __future__ import annotations
+
+import calendar
+from datetime import UTC, datetime, timedelta
+
+# Two-int advisory lock keys: (namespace, hashtext(current_schema())), so two
+# deployments in different schemas of one database do not wait on each other.
+LOCK_MIGRATE = 0x4B41_0001
+LOCK_PARTITION = 0x4B41_0002
+
+DEFAULT_PARTITION = "entries_default"
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE TABLE tenants (
+            tenant_id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            plan TEXT NOT NULL,
+            created_at BIGINT NOT NULL,
+            retention_months INTEGER NOT NULL,
+            legal_hold BOOLEAN NOT NULL DEFAULT false
+        );
+        CREATE TABLE tree_state (
+            tenant_id TEXT PRIMARY KEY,
+            size BIGINT NOT NULL,
+            frontier BYTEA NOT NULL,
+            last_recorded_at BIGINT NOT NULL,
+            purged BIGINT NOT NULL DEFAULT 0
+        );
+        -- Partitioned by month of recorded_at (µs since the epoch, UTC) so
+        -- retention drops whole partitions. The partition key must be in the
+        -- primary key; (tenant_id, seq) alone is kept unique by the writer,
+        -- which appends to a tenant only under its tree_state row lock.
+        CREATE TABLE entries (
+            tenant_id TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            event_id TEXT NOT NULL,
+            recorded_at BIGINT NOT NULL,
+            action TEXT NOT NULL,
+            category TEXT NOT NULL,
+            severity INTEGER NOT NULL,
+            security BOOLEAN NOT NULL,
+            actor_hash TEXT,
+            actor_type TEXT,
+            target_type TEXT,
+            target_id TEXT,
+            outcome TEXT NOT NULL,
+            occurred_at BIGINT,
+            ip BYTEA,
+            payload BYTEA,
+            salt BYTEA,
+            payload_commitment BYTEA NOT NULL,
+            leaf_hash BYTEA NOT NULL,
+            search_text TEXT NOT NULL,
+            PRIMARY KEY (tenant_id, seq, recorded_at)
+        ) PARTITION BY RANGE (recorded_at);
+        -- Safety net only: the writer creates each month's partition before
+        -- its first row, so rows land here only if that ever failed.
+        CREATE TABLE entries_default PARTITION OF entries DEFAULT;
+        CREATE INDEX entries_action ON entries (tenant_id, action, seq);
+        CREATE INDEX entries_actor ON entries (tenant_id, actor_hash, seq);
+        CREATE INDEX entries_target ON entries (tenant_id, target_type, target_id, seq);
+        CREATE INDEX entries_recorded ON entries (tenant_id, recorded_at);
+        CREATE INDEX entries_security ON entries (tenant_id, seq) WHERE security;
+        -- The query compiler matches exactly this expression.
+        CREATE INDEX entries_search ON entries USING gin (to_tsvector('simple', search_text));
+        -- Idempotency of client event ids. A unique index on a partitioned
+        -- table must contain the partition key, which would make it useless
+        -- here, so the ids live in their own table, written in the same
+        -- transaction as the entries.
+        CREATE TABLE event_ids (
+            tenant_id TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            recorded_at BIGINT NOT NULL,
+            leaf_hash BYTEA NOT NULL,
+            PRIMARY KEY (tenant_id, event_id)
+        );
+        CREATE TABLE tree_nodes (
+            tenant_id TEXT NOT NULL,
+            level INTEGER NOT NULL,
+            idx BIGINT NOT NULL,
+            hash BYTEA NOT NULL,
+            PRIMARY KEY (tenant_id, level, idx)
+        );
+        CREATE TABLE checkpoints (
+            tenant_id TEXT NOT NULL,
+            size BIGINT NOT NULL,
+            root BYTEA NOT NULL,
+            note TEXT NOT NULL,
+            issued_at BIGINT NOT NULL,
+            key_id BIGINT NOT NULL,
+            PRIMARY KEY (tenant_id, size)
+        );
+        CREATE TABLE actors (
+            tenant_id TEXT NOT NULL,
+            actor_hash TEXT NOT NULL,
+            actor_id TEXT,
+            actor_type TEXT,
+            name TEXT,
+            email TEXT,
+            updated_at BIGINT NOT NULL,
+            erased_at BIGINT,
+            PRIMARY KEY (tenant_id, actor_hash)
+        );
+        CREATE TABLE api_keys (
+            key_id TEXT PRIMARY KEY,
+            tenant_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            scopes TEXT NOT NULL,
+            secret_hash BYTEA NOT NULL,
+            created_at BIGINT NOT NULL,
+            revoked_at BIGINT,
+            last_used_at BIGINT
+        );
+        CREATE INDEX api_keys_tenant ON api_keys (tenant_id);
+        """,
+    ),
+]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def month_of(recorded_at: int) -> tuple[int, int] | None:
+    """(year, month) of a µs timestamp, or None outside what a partition
+    name can express (such rows go to the default partition)."""
+    try:
+        d = _EPOCH + timedelta(microseconds=recorded_at)
+    except OverflowError:
+        return None
+    return (d.year, d.month) if d.year >= 1970 else None
+
+
+def next_month(month: tuple[int, int]) -> tuple[int, int]:
+    y, m = month
+    return (y + 1, 1) if m == 12 else (y, m + 1)
+
+
+def partition_name(month: tuple[int, int]) -> str:
+    return f"entries_p{month[0]:04d}{month[1]:02d}"
+
+
+def month_bounds(month: tuple[int, int]) -> tuple[int, int]:
+    """[start, end) of a calendar month in µs since the epoch, UTC."""
+    y, m = month
+    ny, nm = next_month(month)
+    start = calendar.timegm((y, m, 1, 0, 0, 0)) * 1_000_000
+    end = calendar.timegm((ny, nm, 1, 0, 0, 0)) * 1_000_000
+    return start, end
+
+
+def create_partition_sql(month: tuple[int, int]) -> str:
+    # Only integers and a name built from them are interpolated.
+    start, end = month_bounds(month)
+    return (
+        f"CREATE TABLE IF NOT EXISTS {partition_name(month)} PARTITION OF entries "
+        f"FOR VALUES FROM ({start}) TO ({end})"
+    )
