@@ -10,33 +10,28 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from kimonaudit.core.catalogue import Severity
-from kimonaudit.core.leaf import encode_leaf, leaf_header
+from kimonaudit.core.leaf import leaf_fields
 from kimonaudit.core.merkle import is_stored_level, leaf_hash
 from kimonaudit.core.records import AppendPlan, EntryRow, Prepared, Receipt, TreeState
-
-_SEVERITIES = tuple(Severity)
 
 
 def leaf_of(tenant_id: str, seq: int, recorded_at: int, p: Prepared | EntryRow) -> bytes:
     """The canonical leaf bytes of one entry (the Merkle tree hashes these)."""
-    return encode_leaf(
-        leaf_header(
-            tenant_id=tenant_id,
-            seq=seq,
-            recorded_at_us=recorded_at,
-            event_id=p.event_id,
-            action=p.action,
-            category=p.category,
-            severity=_SEVERITIES[p.severity],
-            security=bool(p.security),
-            actor_hash=p.actor_hash,
-            actor_type=p.actor_type,
-            target_type=p.target_type,
-            target_id=p.target_id,
-            outcome=p.outcome,
-            commitment=p.payload_commitment,
-        )
+    return leaf_fields(
+        tenant_id,
+        seq,
+        recorded_at,
+        p.event_id,
+        p.action,
+        p.category,
+        p.severity,
+        p.security,
+        p.actor_hash,
+        p.actor_type,
+        p.target_type,
+        p.target_id,
+        p.outcome,
+        p.payload_commitment,
     )
 
 

@@ -1,0 +1,53 @@
+"""Run the benchmarks and print one JSON document.
+
+    .venv/bin/python -m benchmarks.run                      # core suite, 1M events
+    .venv/bin/python -m benchmarks.run --events 100000      # quicker
+    .venv/bin/python -m benchmarks.run --suite core --backends sqlite
+
+Results also go to benchmarks/results/<suite>-<timestamp>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--suite", default="core", choices=["core"])
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--backends", default="sqlite,postgres")
+    ap.add_argument("--writers", type=int, default=2, help="threads calling AuditLog.append")
+    ap.add_argument(
+        "--pg-url",
+        default=os.environ.get(
+            "KIMONAUDIT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+        ),
+    )
+    args = ap.parse_args()
+    started = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    doc: dict = {
+        "suite": args.suite,
+        "started": started,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+    }
+    if args.suite == "core":
+        from benchmarks import core
+
+        doc["results"] = core.main(
+            args.events, args.backends.split(","), args.pg_url, args.writers
+        )
+    text = json.dumps(doc, indent=2)
+    print(text)
+    out = Path(__file__).parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / f"{args.suite}-{started}.json").write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
