@@ -70,7 +70,7 @@ def canonical_text(value: object) -> str:
     """
     out: list[str] = []
     try:
-        _encode(value, out, "$", set())
+        _encode(value, out, None, set())
     except RecursionError:
         raise CanonicalError("value is nested too deeply to encode") from None
     return "".join(out)
@@ -174,7 +174,13 @@ _fast_text = _build_fast_text()
 # --- exact path --------------------------------------------------------------
 
 
-def _encode(value: object, out: list[str], path: str, active: set[int]) -> None:
+# Where a value sits, built as (parent, key or index) pairs and rendered as
+# "$.a[2]" only for an error message: formatting it per item would cost more
+# than encoding.
+_Path = tuple["_Path", str | int] | None
+
+
+def _encode(value: object, out: list[str], path: _Path, active: set[int]) -> None:
     if value is None:
         out.append("null")
     elif value is True:
@@ -193,17 +199,18 @@ def _encode(value: object, out: list[str], path: str, active: set[int]) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise CanonicalError(
-                    f"object keys must be strings; found {type(key).__name__} key {key!r} at {path}"
+                    f"object keys must be strings; found {type(key).__name__} key {key!r} "
+                    f"at {_render(path)}"
                 )
             items.append((_checked_text(key, path, "object key"), item))
-        items.sort(key=lambda pair: _utf16_order(pair[0]))
+        items.sort(key=_utf16_order_of_key)
         out.append("{")
         for n, (key, item) in enumerate(items):
             if n:
                 out.append(",")
             out.append(_encode_string(key))
             out.append(":")
-            _encode(item, out, _child(path, key), active)
+            _encode(item, out, (path, key), active)
         out.append("}")
         active.discard(id(value))
     elif isinstance(value, list | tuple):
@@ -212,30 +219,32 @@ def _encode(value: object, out: list[str], path: str, active: set[int]) -> None:
         for n, item in enumerate(value):
             if n:
                 out.append(",")
-            _encode(item, out, f"{path}[{n}]", active)
+            _encode(item, out, (path, n), active)
         out.append("]")
         active.discard(id(value))
     else:
         raise CanonicalError(
-            f"unsupported type {type(value).__name__} at {path}; "
+            f"unsupported type {type(value).__name__} at {_render(path)}; "
             f"canonical JSON accepts {_ACCEPTED}"
         )
 
 
-def _enter(container: object, path: str, active: set[int]) -> None:
+def _enter(container: object, path: _Path, active: set[int]) -> None:
     marker = id(container)
     if marker in active:
-        raise CanonicalError(f"reference cycle at {path}: a container includes itself")
+        raise CanonicalError(f"reference cycle at {_render(path)}: a container includes itself")
     active.add(marker)
 
 
-def _checked_text(text: str, path: str, what: str) -> str:
-    match = _SURROGATE.search(text)
-    if match is not None:
-        raise CanonicalError(
-            f"{what} at {path} contains a lone surrogate U+{ord(match.group()):04X} "
-            f"at offset {match.start()}; it is not Unicode text and has no UTF-8 form"
-        )
+def _checked_text(text: str, path: _Path, what: str) -> str:
+    if not text.isascii():
+        match = _SURROGATE.search(text)
+        if match is not None:
+            raise CanonicalError(
+                f"{what} at {_render(path)} contains a lone surrogate "
+                f"U+{ord(match.group()):04X} at offset {match.start()}; "
+                "it is not Unicode text and has no UTF-8 form"
+            )
     # A str subclass may override __str__ (a str-mixin Enum does): take the data.
     return str.__str__(text)
 
@@ -245,31 +254,42 @@ def _utf16_order(key: str) -> bytes:
     return key.encode("utf-16-be")
 
 
-def _child(path: str, key: str) -> str:
-    if _IDENTIFIER.match(key):
-        return f"{path}.{key}"
-    return f"{path}[{json.dumps(key)}]"
+def _utf16_order_of_key(pair: tuple[str, object]) -> bytes:
+    return pair[0].encode("utf-16-be")
 
 
-def _format_int(value: int, path: str) -> str:
+def _render(path: _Path) -> str:
+    steps: list[str] = []
+    while path is not None:
+        path, step = path
+        if isinstance(step, int):
+            steps.append(f"[{step}]")
+        elif _IDENTIFIER.match(step):
+            steps.append(f".{step}")
+        else:
+            steps.append(f"[{json.dumps(step)}]")
+    return "$" + "".join(reversed(steps))
+
+
+def _format_int(value: int, path: _Path) -> str:
     number = int(value)
     if not -MAX_SAFE_INTEGER <= number <= MAX_SAFE_INTEGER:
         raise CanonicalError(
-            f"integer {number} at {path} is outside the I-JSON safe range "
+            f"integer {number} at {_render(path)} is outside the I-JSON safe range "
             f"±(2**53 - 1) = ±{MAX_SAFE_INTEGER} (RFC 7493 section 2.2, RFC 8785 "
             "section 3.2.2.3): it cannot be represented exactly; send it as a string"
         )
     return int.__repr__(number)
 
 
-def _format_float(value: float, path: str) -> str:
+def _format_float(value: float, path: _Path) -> str:
     """ECMAScript Number.prototype.toString (ECMA-262 Number::toString)."""
     number = float(value)
     if number != number:
-        raise CanonicalError(f"NaN at {path} is not a JSON number")
+        raise CanonicalError(f"NaN at {_render(path)} is not a JSON number")
     if number in (float("inf"), float("-inf")):
         name = "Infinity" if number > 0 else "-Infinity"
-        raise CanonicalError(f"{name} at {path} is not a JSON number")
+        raise CanonicalError(f"{name} at {_render(path)} is not a JSON number")
     if number == 0:
         return "0"  # and -0.0, which ECMAScript also prints as "0"
     if number < 0:

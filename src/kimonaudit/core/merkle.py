@@ -101,8 +101,7 @@ def fold_perfect(hashes: Sequence[bytes]) -> bytes:
     level = [_checked(h, "hash", ValueError) for h in hashes]
     while len(level) > 1:
         level = [
-            _sha256(NODE_PREFIX + level[i] + level[i + 1]).digest()
-            for i in range(0, len(level), 2)
+            _sha256(NODE_PREFIX + level[i] + level[i + 1]).digest() for i in range(0, len(level), 2)
         ]
     return level[0]
 
@@ -188,9 +187,7 @@ class CompactRange:
             raise ValueError(f"tree size must not be negative, got {size}")
         expected = size.bit_count() * HASH_SIZE
         if len(data) != expected:
-            raise ValueError(
-                f"a compact range of size {size} is {expected} bytes, not {len(data)}"
-            )
+            raise ValueError(f"a compact range of size {size} is {expected} bytes, not {len(data)}")
         return cls(size, [bytes(data[i : i + HASH_SIZE]) for i in range(0, expected, HASH_SIZE)])
 
     def copy(self) -> CompactRange:
@@ -408,8 +405,7 @@ def verify_consistency(
     if old_size == new_size:
         if proof:
             raise InvalidProof(
-                f"both trees have size {old_size}: the proof must be empty, "
-                f"got {len(proof)} hashes"
+                f"both trees have size {old_size}: the proof must be empty, got {len(proof)} hashes"
             )
         if old_root != new_root:
             raise InvalidProof(
