@@ -5,6 +5,7 @@ sequence number; the untouched log exits 0."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import os
 import subprocess
 import sys
@@ -186,3 +187,22 @@ def test_verify_rejects_a_checkpoint_file_that_is_not_signed(db_url, key_file, f
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr and "error:" in proc.stderr
     assert Path(saved).exists()
+
+
+def test_parallel_verify_matches_the_single_process_scan(db_url, key_file, filled, monkeypatch):
+    """Worker processes scanning small chunks find the same first bad seq and counts."""
+    from kimonaudit import verifier
+
+    tid, _ = filled
+    with raw_db(db_url) as run:
+        run("DELETE FROM entries WHERE tenant_id = ? AND seq = 9", (tid,))
+        run("UPDATE entries SET outcome = 'failure' WHERE tenant_id = ? AND seq = 13", (tid,))
+    with kimonaudit.open(db_url, key_file=key_file) as lg:
+        single = lg.verify(tid)
+        monkeypatch.setattr(verifier, "PARALLEL_FROM", 0)
+        monkeypatch.setattr(verifier, "CHUNK", 3)
+        parallel = lg.verify(tid)
+    assert not single.ok and single.first_bad_seq == 9
+    key = lambda p: (p.seq, p.kind)  # noqa: E731 - problems arrive in chunk order
+    assert sorted(parallel.problems, key=key) == sorted(single.problems, key=key)
+    assert replace(parallel, problems=()) == replace(single, problems=())
