@@ -412,7 +412,7 @@ class _Build(Transformer[Token, Query]):
     def alternatives(self, children: list[object]) -> tuple[Token | None, list[object]]:
         return None, children
 
-    def filter(self, children: list[object]) -> Filter:
+    def filter(self, children: list[object]) -> _At:
         negated = isinstance(children[0], Token) and children[0].type == "NEG"
         key_tok, spec = children[-2], children[-1]
         assert isinstance(key_tok, Token) and isinstance(spec, tuple)
@@ -433,15 +433,15 @@ class _Build(Transformer[Token, Query]):
             )
         values = tuple(_convert(key, rule, item) for item in items)
         op: Op = op_tok.value if op_tok is not None else "="
-        return Filter(key, op, values, negated)
+        return _At(Filter(key, op, values, negated), _start(children[0]))
 
-    def phrase(self, children: list[Token]) -> Text:
+    def phrase(self, children: list[Token]) -> _At:
         tok = children[-1]
         value = _unquote(tok.value)
         _check_searchable(value, tok)
-        return Text(value, phrase=True, negated=len(children) == 2)
+        return _At(Text(value, phrase=True, negated=len(children) == 2), _start(children[0]))
 
-    def word(self, children: list[Token]) -> Text:
+    def word(self, children: list[Token]) -> _At:
         tok = children[-1]
         if tok.value in _RESERVED_WORDS:
             raise InvalidQuery(
@@ -451,14 +451,28 @@ class _Build(Transformer[Token, Query]):
                 position=tok.start_pos,
             )
         _check_searchable(tok.value, tok)
-        return Text(tok.value, phrase=False, negated=len(children) == 2)
+        return _At(Text(tok.value, phrase=False, negated=len(children) == 2), _start(children[0]))
 
-    def start(self, children: list[Term]) -> Query:
+    def start(self, children: list[_At]) -> Query:
         if len(children) > MAX_TERMS:
+            pos = children[MAX_TERMS].pos
             raise InvalidQuery(
-                f"too many terms ({len(children)}, at most {MAX_TERMS})", position=None
+                f"too many terms: the one at position {pos} is number {MAX_TERMS + 1},"
+                f" at most {MAX_TERMS} are allowed",
+                position=pos,
             )
-        return Query(tuple(children))
+        return Query(tuple(c.term for c in children))
+
+
+@dataclass(frozen=True)
+class _At:
+    term: Term
+    pos: int
+
+
+def _start(first: object) -> int:
+    assert isinstance(first, Token)
+    return first.start_pos or 0
 
 
 def _check_searchable(value: str, tok: Token) -> None:
@@ -522,7 +536,8 @@ _PARSER = Lark(
 def _check_characters(text: str) -> None:
     if len(text) > MAX_QUERY_LENGTH:
         raise InvalidQuery(
-            f"query too long ({len(text)} characters, at most {MAX_QUERY_LENGTH})",
+            f"query too long at position {MAX_QUERY_LENGTH}:"
+            f" {len(text)} characters, at most {MAX_QUERY_LENGTH}",
             position=MAX_QUERY_LENGTH,
         )
     for i, c in enumerate(text):
