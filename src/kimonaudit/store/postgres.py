@@ -1,0 +1,789 @@
+"""The production store: PostgreSQL through psycopg 3.
+
+Appends go through the group-commit writer (writer.py) on one dedicated
+connection. The per-tenant lock is the tenant's ``tree_state`` row, taken
+``FOR UPDATE``: any number of processes on any number of machines may append
+to one database, and a tenant's appends still form one gap-free sequence.
+
+Within a group the session only buffers plans; the commit writes them all
+at once (one binary COPY per table, then one pipelined round trip for tree
+nodes, the actor directory, the tree state and COMMIT). Until that commit
+the transaction has touched nothing but ``tree_state`` and ``event_ids``,
+which is what makes creating a month's partition from a second connection
+safe (see ``_ensure_partitions``).
+
+Reads use a pool of autocommit connections.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg import errors as pgerrors
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.pq import TransactionStatus
+from psycopg_pool import ConnectionPool
+
+from kimonaudit.apikeys import ApiKeyRecord
+from kimonaudit.core.merkle import CompactRange
+from kimonaudit.core.records import (
+    ENTRY_COLUMNS,
+    ActorRecord,
+    ActorRow,
+    AppendPlan,
+    CheckpointRecord,
+    EntryRow,
+    Receipt,
+    TenantRecord,
+    TreeState,
+)
+from kimonaudit.errors import ConfigError, Conflict, NotFound, StoreError
+from kimonaudit.store.base import PlanBuilder
+from kimonaudit.store.postgres_schema import (
+    LOCK_MIGRATE,
+    LOCK_PARTITION,
+    MIGRATIONS,
+    create_partition_sql,
+    month_of,
+    next_month,
+    partition_name,
+)
+from kimonaudit.store.writer import GroupCommitWriter
+
+log = logging.getLogger(__name__)
+
+Month = tuple[int, int]
+
+_COLS = ", ".join(ENTRY_COLUMNS)
+# Column names come from EntryRow; nothing outside the code is interpolated.
+_SELECT_ENTRY = f"SELECT {', '.join('e.' + c for c in ENTRY_COLUMNS)} FROM entries e"  # noqa: S608
+# Binary COPY needs every column's type spelled out, in column order.
+_ENTRY_TYPES = [
+    "text", "int8", "text", "int8", "text", "text", "int4", "bool", "text", "text",
+    "text", "text", "text", "int8", "bytea", "bytea", "bytea", "bytea", "bytea", "text",
+]  # fmt: skip
+_COPY_ENTRIES = f"COPY entries ({_COLS}) FROM STDIN (FORMAT BINARY)"
+_COPY_EVENT_IDS = (
+    "COPY event_ids (tenant_id, event_id, seq, recorded_at, leaf_hash) FROM STDIN (FORMAT BINARY)"
+)
+_EVENT_ID_TYPES = ["text", "text", "int8", "int8", "bytea"]
+_LOCK_STATE = (
+    "SELECT size, frontier, last_recorded_at, purged FROM tree_state "
+    "WHERE tenant_id = %s FOR UPDATE"
+)
+_SELECT_STATE = (
+    "SELECT size, frontier, last_recorded_at, purged FROM tree_state WHERE tenant_id = %s"
+)
+_EXISTING = (
+    "SELECT event_id, seq, recorded_at, leaf_hash FROM event_ids "
+    "WHERE tenant_id = %s AND event_id = ANY(%s::text[])"
+)
+_PUT_NODES = (
+    "INSERT INTO tree_nodes (tenant_id, level, idx, hash) "
+    "SELECT %s, l, i, h FROM unnest(%s::int4[], %s::int8[], %s::bytea[]) AS n(l, i, h) "
+    "ON CONFLICT (tenant_id, level, idx) DO UPDATE SET hash = excluded.hash"
+)
+_UPSERT_ACTOR = (
+    "INSERT INTO actors (tenant_id, actor_hash, actor_id, actor_type, name, email, updated_at)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (tenant_id, actor_hash) DO UPDATE SET"
+    " actor_id = excluded.actor_id, actor_type = excluded.actor_type,"
+    " name = coalesce(excluded.name, actors.name), email = coalesce(excluded.email, actors.email),"
+    " updated_at = excluded.updated_at, erased_at = NULL"
+)
+_UPDATE_STATE = (
+    "UPDATE tree_state SET size = %s, frontier = %s, last_recorded_at = %s, purged = %s "
+    "WHERE tenant_id = %s"
+)
+_PARTITION_RE = re.compile(r"entries_p(\d{4})(\d{2})")
+_PAGE = 5_000
+# A partition is created under an ACCESS EXCLUSIVE lock on `entries`; give
+# up (and fail that append) rather than queue behind a stuck transaction.
+_DDL_LOCK_TIMEOUT = "60s"
+
+
+# -- errors ------------------------------------------------------------------
+def describe(url: str) -> str:
+    """``host:port/dbname`` for messages: never the user's password."""
+    try:
+        info = conninfo_to_dict(url)
+    except psycopg.Error:
+        return "the configured server"
+    host = info.get("host") or info.get("hostaddr") or "local socket"
+    return f"{host}:{info.get('port') or 5432}/{info.get('dbname') or info.get('user') or ''}"
+
+
+def _password(url: str) -> str | None:
+    try:
+        return conninfo_to_dict(url).get("password")  # type: ignore[return-value]
+    except psycopg.Error:
+        return None
+
+
+def _reason(exc: BaseException, secret: str | None = None) -> str:
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None)
+    text = primary or str(exc) or exc.__class__.__name__
+    text = " ".join(text.split())
+    if secret:
+        text = text.replace(secret, "***")
+    return text
+
+
+# -- rows --------------------------------------------------------------------
+def _state(tenant_id: str, row: Sequence[Any] | None) -> TreeState:
+    if row is None:
+        raise NotFound(f"no tenant {tenant_id!r}")
+    size, frontier, last, purged = row
+    return TreeState(tenant_id, CompactRange.from_bytes(size, bytes(frontier)), last, purged)
+
+
+def _tenant(r: Sequence[Any]) -> TenantRecord:
+    return TenantRecord(r[0], r[1], r[2], r[3], r[4], bool(r[5]))
+
+
+def _months(plans: Iterable[AppendPlan]) -> set[Month]:
+    """Months the plans' rows fall in. recorded_at never decreases along a
+    plan, so its first and last rows bound every row between them."""
+    out: set[Month] = set()
+    for p in plans:
+        if not p.rows:
+            continue
+        first, last = month_of(p.rows[0].recorded_at), month_of(p.rows[-1].recorded_at)
+        if first is None or last is None:
+            continue  # out of any partition's range: the default partition takes it
+        m = first
+        out.add(m)
+        while m != last:
+            m = next_month(m)
+            out.add(m)
+    return out
+
+
+def _merged_nodes(plans: Iterable[AppendPlan], tenant_id: str) -> dict[tuple[int, int], bytes]:
+    # One statement per tenant may not touch a row twice; the last write wins,
+    # as it would have statement by statement.
+    nodes: dict[tuple[int, int], bytes] = {}
+    for p in plans:
+        if p.tenant_id == tenant_id:
+            for level, idx, h in p.nodes:
+                nodes[(level, idx)] = h
+    return nodes
+
+
+def _node_params(tenant_id: str, nodes: Mapping[tuple[int, int], bytes]) -> tuple[object, ...]:
+    keys = list(nodes)
+    return tenant_id, [k[0] for k in keys], [k[1] for k in keys], [nodes[k] for k in keys]
+
+
+# -- the writer's session ----------------------------------------------------
+class _WriteSession:
+    """WriteSession on the writer thread's own connection. Buffers the
+    group's plans and writes them in `commit`."""
+
+    def __init__(self, store: PostgresStore, conn: psycopg.Connection[Any]) -> None:
+        self._store = store
+        self.conn = conn
+        self._reset()
+
+    def _reset(self) -> None:
+        self._plans: list[AppendPlan] = []
+        self._pending: dict[tuple[str, str], Receipt] = {}
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except psycopg.Error as exc:
+            raise StoreError(
+                f"append to PostgreSQL at {self._store.where} failed: {_reason(exc)}"
+            ) from exc
+
+    def begin(self) -> None:
+        self._reset()
+        if self.conn.closed or self.conn.broken:
+            self._reconnect()
+        try:
+            self.conn.execute("BEGIN")
+        except psycopg.OperationalError as exc:
+            if not self.conn.broken:
+                raise StoreError(
+                    f"append to PostgreSQL at {self._store.where} failed: {_reason(exc)}"
+                ) from exc
+            # The server restarted or dropped us while we were idle. Nothing
+            # of this group was sent yet, so a fresh connection is safe.
+            self._reconnect()
+            with self._errors():
+                self.conn.execute("BEGIN")
+
+    def _reconnect(self) -> None:
+        self.conn.close()
+        self.conn = self._store._connect()
+        log.info("writer reconnected to PostgreSQL at %s", self._store.where)
+
+    def lock_state(self, tenant_id: str) -> TreeState:
+        with self._errors():
+            row = self.conn.execute(_LOCK_STATE, (tenant_id,)).fetchone()
+        return _state(tenant_id, row)
+
+    def existing(self, tenant_id: str, event_ids: Sequence[str]) -> Mapping[str, Receipt]:
+        found: dict[str, Receipt] = {}
+        with self._errors():
+            cur = self.conn.execute(_EXISTING, (tenant_id, list(event_ids)))
+            for eid, seq, rec, lh in cur:
+                found[eid] = Receipt(eid, seq, rec, lh)
+        if self._pending:
+            # Written earlier in this group: not in the table until commit.
+            pending = self._pending
+            for eid in event_ids:
+                r = pending.get((tenant_id, eid))
+                if r is not None:
+                    found[eid] = r
+        return found
+
+    def write(self, plan: AppendPlan) -> None:
+        self._plans.append(plan)
+        tid = plan.tenant_id
+        for r in plan.rows:
+            self._pending[(tid, r.event_id)] = Receipt(
+                r.event_id, r.seq, r.recorded_at, r.leaf_hash
+            )
+
+    def commit(self) -> None:
+        plans = self._plans
+        conn = self.conn
+        with self._errors():
+            if any(p.rows for p in plans):
+                # Before the first write to `entries` in this transaction:
+                # see _ensure_partitions for why the order matters.
+                self._store._ensure_partitions(_months(plans))
+                with conn.cursor() as cur:
+                    with cur.copy(_COPY_ENTRIES) as cp:
+                        cp.set_types(_ENTRY_TYPES)
+                        for p in plans:
+                            for row in p.rows:
+                                cp.write_row(row)
+                    with cur.copy(_COPY_EVENT_IDS) as cp:
+                        cp.set_types(_EVENT_ID_TYPES)
+                        for p in plans:
+                            for row in p.rows:
+                                cp.write_row(
+                                    (row.tenant_id, row.event_id, row.seq, row.recorded_at,
+                                     row.leaf_hash)
+                                )  # fmt: skip
+            states: dict[str, TreeState] = {p.tenant_id: p.state for p in plans}
+            now = int(time.time() * 1_000_000)
+            actors = [
+                (p.tenant_id, a.actor_hash, a.actor_id, a.actor_type, a.name, a.email, now)
+                for p in plans
+                for a in p.actors
+            ]
+            with conn.pipeline(), conn.cursor() as cur:
+                for tid in states:
+                    nodes = _merged_nodes(plans, tid)
+                    if nodes:
+                        cur.execute(_PUT_NODES, _node_params(tid, nodes))
+                if actors:
+                    cur.executemany(_UPSERT_ACTOR, actors)
+                for st in states.values():
+                    cur.execute(
+                        _UPDATE_STATE,
+                        (st.size, st.tree.to_bytes(), st.last_recorded_at, st.purged, st.tenant_id),
+                    )
+                cur.execute("COMMIT")
+        self._reset()
+
+    def rollback(self) -> None:
+        self._reset()
+        conn = self.conn
+        if conn.closed or conn.broken:
+            return
+        if conn.info.transaction_status != TransactionStatus.IDLE:
+            with self._errors():
+                conn.execute("ROLLBACK")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+# -- the store ---------------------------------------------------------------
+class PostgresStore:
+    dialect = "postgres"
+
+    def __init__(self, url: str, pool_size: int = 4, connect_timeout: int = 10) -> None:
+        if not isinstance(pool_size, int) or pool_size < 1:
+            raise ConfigError(f"pool_size must be a positive integer, got {pool_size!r}")
+        self.url = url
+        self.where = describe(url)
+        self._secret = _password(url)
+        self._closed = True
+        try:
+            given = conninfo_to_dict(url)
+        except psycopg.Error as exc:
+            raise ConfigError(f"bad PostgreSQL URL: {_reason(exc, self._secret)}") from exc
+        self._kwargs: dict[str, Any] = {"autocommit": True}
+        if "connect_timeout" not in given:
+            self._kwargs["connect_timeout"] = connect_timeout
+        if "application_name" not in given:
+            self._kwargs["application_name"] = "kimonaudit"
+
+        wconn = self._connect()
+        try:
+            self._migrate(wconn)
+            self._partitions = self._partition_months(wconn)
+        except psycopg.Error as exc:
+            wconn.close()
+            raise StoreError(
+                f"cannot prepare the schema in PostgreSQL at {self.where}: "
+                f"{_reason(exc, self._secret)}"
+            ) from exc
+        except BaseException:
+            wconn.close()
+            raise
+        self._pool: ConnectionPool[Any] = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=pool_size,
+            kwargs=self._kwargs,
+            open=False,
+            name="kimonaudit-readers",
+        )
+        try:
+            self._pool.open(wait=True, timeout=float(connect_timeout))
+        except psycopg.Error as exc:
+            wconn.close()
+            self._pool.close()
+            raise StoreError(
+                f"cannot connect to PostgreSQL at {self.where}: {_reason(exc, self._secret)}"
+            ) from exc
+        self._writer = GroupCommitWriter(_WriteSession(self, wconn))
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self.where!r})"
+
+    # -- plumbing ----------------------------------------------------------
+    def _connect(self) -> psycopg.Connection[Any]:
+        try:
+            return psycopg.connect(self.url, **self._kwargs)
+        except psycopg.Error as exc:
+            raise StoreError(
+                f"cannot connect to PostgreSQL at {self.where}: {_reason(exc, self._secret)}"
+            ) from exc
+
+    @staticmethod
+    def _migrate(conn: psycopg.Connection[Any]) -> None:
+        with conn.transaction():
+            # Two processes opening a fresh database at once: the second waits
+            # here, then finds the migrations done.
+            row = conn.execute(
+                "SELECT current_schema(), "
+                "pg_advisory_xact_lock(%s, hashtext(coalesce(current_schema(), '')))",
+                (LOCK_MIGRATE,),
+            ).fetchone()
+            if row is None or row[0] is None:
+                raise StoreError(
+                    "no schema to create tables in: the connection's search_path names no "
+                    "existing schema (create it, or fix options=-csearch_path=... in the URL)"
+                )
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)"
+            )
+            done = {v for (v,) in conn.execute("SELECT version FROM schema_migrations")}
+            newest = max(v for v, _ in MIGRATIONS)
+            if done and max(done) > newest:
+                raise StoreError(
+                    f"database schema version {max(done)} is newer than this KimonAudit "
+                    f"understands ({newest}); upgrade KimonAudit"
+                )
+            for version, sql in MIGRATIONS:
+                if version in done:
+                    continue
+                conn.execute(sql)  # several statements: allowed without parameters
+                conn.execute(
+                    "INSERT INTO schema_migrations VALUES (%s, %s)",
+                    (version, int(time.time() * 1_000_000)),
+                )
+                log.info("applied schema migration %d", version)
+
+    @staticmethod
+    def _partition_months(conn: psycopg.Connection[Any]) -> set[Month]:
+        rows = conn.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'entries'::regclass"
+        ).fetchall()
+        out: set[Month] = set()
+        for (name,) in rows:
+            m = _PARTITION_RE.fullmatch(name)
+            if m:
+                out.add((int(m.group(1)), int(m.group(2))))
+        return out
+
+    def _ensure_partitions(self, months: Iterable[Month]) -> None:
+        """Create the monthly partitions that `months` need and that this
+        process has not seen yet.
+
+        Called by the writer while its transaction holds tree_state row
+        locks but has not touched `entries`. The DDL runs on a second
+        connection and commits at once, so the ACCESS EXCLUSIVE lock it
+        needs on `entries` is held for milliseconds. It waits only for
+        transactions already writing `entries`, and those wait for no
+        tree_state lock (every writer takes all its locks before its first
+        write), so no wait cycle can pass through our open transaction.
+        The advisory lock makes concurrent creators in other processes take
+        turns; the loser then finds the partition there.
+
+        Invariant for any code that writes `entries` (retention included):
+        take the tenant's tree_state row lock before touching `entries`.
+        """
+        want = sorted(m for m in months if m not in self._partitions)
+        if not want:
+            return
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute(f"SET LOCAL lock_timeout = '{_DDL_LOCK_TIMEOUT}'")
+            conn.execute(
+                "SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))", (LOCK_PARTITION,)
+            )
+            present = self._partition_months(conn)
+            for m in want:
+                if m in present:
+                    continue
+                try:
+                    with conn.transaction():
+                        conn.execute(create_partition_sql(m))
+                except (pgerrors.DuplicateTable, pgerrors.UniqueViolation):
+                    # Made meanwhile by a creator the advisory lock does not
+                    # reach (on Citus, one connected to another node).
+                    pass
+                except pgerrors.CheckViolation:
+                    # The default partition already holds rows of that month
+                    # (written while creation failed): they stay there, and so
+                    # do the month's later rows. Still correct, just unpruned.
+                    log.warning(
+                        "not creating %s: %s holds rows of that month",
+                        partition_name(m),
+                        "entries_default",
+                    )
+                else:
+                    log.info("created partition %s", partition_name(m))
+        self._partitions.update(want)
+
+    @contextmanager
+    def _read(self, what: str) -> Iterator[psycopg.Connection[Any]]:
+        if self._closed:
+            raise StoreError("the store is closed")
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except psycopg.Error as exc:
+            raise StoreError(
+                f"{what} in PostgreSQL at {self.where} failed: {_reason(exc, self._secret)}"
+            ) from exc
+
+    def _exec(self, what: str, sql: str, params: Sequence[object] = ()) -> int:
+        """One autocommit statement; returns the number of rows it touched."""
+        with self._read(what) as conn:
+            return conn.execute(sql, params).rowcount
+
+    def writer_queue_depth(self) -> int:
+        return self._writer.queue_depth()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._writer.close()
+        self._pool.close()
+
+    # -- tenants -----------------------------------------------------------
+    def insert_tenant(self, t: TenantRecord) -> None:
+        try:
+            with self._read("creating a tenant") as conn, conn.transaction():
+                conn.execute(
+                    "INSERT INTO tenants (tenant_id, name, plan, created_at, retention_months,"
+                    " legal_hold) VALUES (%s, %s, %s, %s, %s, %s)",
+                    (t.id, t.name, t.plan, t.created_at, t.retention_months, t.legal_hold),
+                )
+                conn.execute(
+                    "INSERT INTO tree_state (tenant_id, size, frontier, last_recorded_at, purged)"
+                    " VALUES (%s, 0, %s, 0, 0)",
+                    (t.id, CompactRange().to_bytes()),
+                )
+        except StoreError as exc:
+            if isinstance(exc.__cause__, pgerrors.UniqueViolation):
+                raise Conflict(f"tenant {t.id!r} already exists") from exc
+            raise
+
+    def get_tenant(self, tenant_id: str) -> TenantRecord | None:
+        with self._read("reading a tenant") as conn:
+            r = conn.execute(
+                "SELECT tenant_id, name, plan, created_at, retention_months, legal_hold"
+                " FROM tenants WHERE tenant_id = %s",
+                (tenant_id,),
+            ).fetchone()
+        return None if r is None else _tenant(r)
+
+    def list_tenants(self) -> list[TenantRecord]:
+        with self._read("listing tenants") as conn:
+            rows = conn.execute(
+                "SELECT tenant_id, name, plan, created_at, retention_months, legal_hold"
+                " FROM tenants ORDER BY created_at, tenant_id"
+            ).fetchall()
+        return [_tenant(r) for r in rows]
+
+    def set_legal_hold(self, tenant_id: str, hold: bool) -> None:
+        n = self._exec(
+            "setting a legal hold",
+            "UPDATE tenants SET legal_hold = %s WHERE tenant_id = %s",
+            (hold, tenant_id),
+        )
+        if not n:
+            raise NotFound(f"no tenant {tenant_id!r}")
+
+    # -- appends -----------------------------------------------------------
+    def append(self, tenant_id: str, event_ids: Sequence[str], build: PlanBuilder) -> AppendPlan:
+        return self._writer.submit(tenant_id, event_ids, build)
+
+    # -- entries and tree --------------------------------------------------
+    def tree_state(self, tenant_id: str) -> TreeState:
+        with self._read("reading the tree state") as conn:
+            row = conn.execute(_SELECT_STATE, (tenant_id,)).fetchone()
+        return _state(tenant_id, row)
+
+    def get_entry(self, tenant_id: str, seq: int) -> EntryRow | None:
+        with self._read("reading an entry") as conn:
+            r = conn.execute(
+                f"{_SELECT_ENTRY} WHERE e.tenant_id = %s AND e.seq = %s", (tenant_id, seq)
+            ).fetchone()
+        return None if r is None else EntryRow._make(r)
+
+    def get_entry_by_event_id(self, tenant_id: str, event_id: str) -> EntryRow | None:
+        # event_ids carries recorded_at, so the entry lookup prunes to one
+        # partition.
+        with self._read("reading an entry") as conn:
+            r = conn.execute(
+                f"{_SELECT_ENTRY} JOIN event_ids i ON e.tenant_id = i.tenant_id "
+                "AND e.seq = i.seq AND e.recorded_at = i.recorded_at "
+                "WHERE i.tenant_id = %s AND i.event_id = %s",
+                (tenant_id, event_id),
+            ).fetchone()
+        return None if r is None else EntryRow._make(r)
+
+    def iter_entries(
+        self, tenant_id: str, start: int = 0, end: int | None = None
+    ) -> Iterator[EntryRow]:
+        hi = (1 << 62) if end is None else end
+        # Keyset pages, a pooled connection per page: a slow consumer (an
+        # export streaming to a client) holds no connection and no snapshot.
+        while True:
+            with self._read("reading entries") as conn:
+                rows = conn.execute(
+                    f"{_SELECT_ENTRY} WHERE e.tenant_id = %s AND e.seq >= %s AND e.seq < %s "
+                    "ORDER BY e.seq LIMIT %s",
+                    (tenant_id, start, hi, _PAGE),
+                ).fetchall()
+            for r in rows:
+                yield EntryRow._make(r)
+            if len(rows) < _PAGE:
+                return
+            start = rows[-1][1] + 1
+
+    def leaf_hashes(self, tenant_id: str, start: int, end: int) -> list[bytes]:
+        with self._read("reading leaf hashes") as conn:
+            rows = conn.execute(
+                "SELECT leaf_hash FROM entries WHERE tenant_id = %s AND seq >= %s AND seq < %s "
+                "ORDER BY seq",
+                (tenant_id, start, end),
+            ).fetchall()
+        return [h for (h,) in rows]
+
+    def nodes(
+        self, tenant_id: str, keys: Iterable[tuple[int, int]]
+    ) -> dict[tuple[int, int], bytes]:
+        keys = list(keys)
+        if not keys:
+            return {}
+        with self._read("reading tree nodes") as conn:
+            rows = conn.execute(
+                "SELECT t.level, t.idx, t.hash FROM tree_nodes t "
+                "JOIN unnest(%s::int4[], %s::int8[]) AS k(l, i) ON t.level = k.l AND t.idx = k.i "
+                "WHERE t.tenant_id = %s",
+                ([k[0] for k in keys], [k[1] for k in keys], tenant_id),
+            ).fetchall()
+        return {(level, idx): h for level, idx, h in rows}
+
+    def put_nodes(self, tenant_id: str, nodes: Sequence[tuple[int, int, bytes]]) -> None:
+        if not nodes:
+            return
+        merged = {(level, idx): h for level, idx, h in nodes}
+        self._exec("storing tree nodes", _PUT_NODES, _node_params(tenant_id, merged))
+
+    def search(
+        self,
+        tenant_id: str,
+        where: str,
+        params: Sequence[object],
+        limit: int,
+        before_seq: int | None = None,
+    ) -> list[EntryRow]:
+        sql = f"{_SELECT_ENTRY} WHERE e.tenant_id = %s AND ({where})"
+        args: list[object] = [tenant_id, *params]
+        if before_seq is not None:
+            sql += " AND e.seq < %s"
+            args.append(before_seq)
+        sql += " ORDER BY e.seq DESC LIMIT %s"
+        args.append(limit)
+        with self._read("searching") as conn:
+            rows = conn.execute(sql, args).fetchall()
+        return [EntryRow._make(r) for r in rows]
+
+    def count(self, tenant_id: str, where: str, params: Sequence[object]) -> int:
+        # `where` is compiled SQL with %s placeholders; values travel as params.
+        sql = f"SELECT count(*) FROM entries e WHERE e.tenant_id = %s AND ({where})"  # noqa: S608
+        with self._read("counting") as conn:
+            row = conn.execute(sql, [tenant_id, *params]).fetchone()
+        return int(row[0]) if row else 0
+
+    def redact(self, tenant_id: str, seq: int) -> bool:
+        n = self._exec(
+            "redacting an entry",
+            "UPDATE entries SET payload = NULL, salt = NULL, ip = NULL, occurred_at = NULL,"
+            " search_text = '' WHERE tenant_id = %s AND seq = %s",
+            (tenant_id, seq),
+        )
+        return n > 0
+
+    # -- checkpoints -------------------------------------------------------
+    def add_checkpoint(self, cp: CheckpointRecord) -> None:
+        self._exec(
+            "storing a checkpoint",
+            "INSERT INTO checkpoints (tenant_id, size, root, note, issued_at, key_id)"
+            " VALUES (%s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (tenant_id, size) DO NOTHING",
+            (cp.tenant_id, cp.size, cp.root, cp.note, cp.issued_at, cp.key_id),
+        )
+
+    def latest_checkpoint(self, tenant_id: str) -> CheckpointRecord | None:
+        with self._read("reading checkpoints") as conn:
+            r = conn.execute(
+                "SELECT tenant_id, size, root, note, issued_at, key_id FROM checkpoints"
+                " WHERE tenant_id = %s "
+                "ORDER BY size DESC LIMIT 1",
+                (tenant_id,),
+            ).fetchone()
+        return None if r is None else CheckpointRecord(*r)
+
+    def get_checkpoint(self, tenant_id: str, size: int) -> CheckpointRecord | None:
+        with self._read("reading checkpoints") as conn:
+            r = conn.execute(
+                "SELECT tenant_id, size, root, note, issued_at, key_id FROM checkpoints"
+                " WHERE tenant_id = %s AND size = %s",
+                (tenant_id, size),
+            ).fetchone()
+        return None if r is None else CheckpointRecord(*r)
+
+    def list_checkpoints(self, tenant_id: str) -> list[CheckpointRecord]:
+        with self._read("reading checkpoints") as conn:
+            rows = conn.execute(
+                "SELECT tenant_id, size, root, note, issued_at, key_id FROM checkpoints"
+                " WHERE tenant_id = %s ORDER BY size",
+                (tenant_id,),
+            ).fetchall()
+        return [CheckpointRecord(*r) for r in rows]
+
+    # -- actor directory ---------------------------------------------------
+    def upsert_actors(self, tenant_id: str, actors: Sequence[ActorRow]) -> None:
+        if not actors:
+            return
+        now = int(time.time() * 1_000_000)
+        with self._read("updating the actor directory") as conn, conn.transaction():
+            conn.cursor().executemany(
+                _UPSERT_ACTOR,
+                [
+                    (tenant_id, a.actor_hash, a.actor_id, a.actor_type, a.name, a.email, now)
+                    for a in actors
+                ],
+            )
+
+    def get_actor(self, tenant_id: str, actor_hash: str) -> ActorRecord | None:
+        with self._read("reading the actor directory") as conn:
+            r = conn.execute(
+                "SELECT actor_hash, actor_id, actor_type, name, email, erased_at FROM actors"
+                " WHERE tenant_id = %s AND actor_hash = %s",
+                (tenant_id, actor_hash),
+            ).fetchone()
+        return None if r is None else ActorRecord(*r)
+
+    def erase_actor(self, tenant_id: str, actor_hash: str, erased_at: int) -> bool:
+        # A tombstone, as in the SQLite store: the console can say "erased".
+        n = self._exec(
+            "erasing an actor",
+            "UPDATE actors SET actor_id = NULL, actor_type = NULL, name = NULL, email = NULL,"
+            " erased_at = %s WHERE tenant_id = %s AND actor_hash = %s AND erased_at IS NULL",
+            (erased_at, tenant_id, actor_hash),
+        )
+        return bool(n)
+
+    # -- API keys ----------------------------------------------------------
+    # As in the SQLite store: scopes space-separated, the secret only as its
+    # SHA-256. Looked up by key id alone, before the tenant is known (see
+    # docs/scaling.md for what that means on Citus).
+    @staticmethod
+    def _api_key(r: Sequence[Any]) -> ApiKeyRecord:
+        return ApiKeyRecord(r[0], r[1], r[2], tuple(r[3].split()), bytes(r[4]), r[5], r[6], r[7])
+
+    def insert_api_key(self, key: ApiKeyRecord) -> None:
+        try:
+            self._exec(
+                "storing an API key",
+                "INSERT INTO api_keys (key_id, tenant_id, name, scopes, secret_hash, created_at,"
+                " revoked_at, last_used_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    key.key_id, key.tenant_id, key.name, " ".join(key.scopes), key.secret_hash,
+                    key.created_at, key.revoked_at, key.last_used_at,
+                ),
+            )  # fmt: skip
+        except StoreError as exc:
+            if isinstance(exc.__cause__, pgerrors.UniqueViolation):
+                raise Conflict(f"API key id {key.key_id!r} already exists") from exc
+            raise
+
+    def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
+        with self._read("reading an API key") as conn:
+            r = conn.execute(
+                "SELECT key_id, tenant_id, name, scopes, secret_hash, created_at, revoked_at,"
+                " last_used_at FROM api_keys WHERE key_id = %s",
+                (key_id,),
+            ).fetchone()
+        return None if r is None else self._api_key(r)
+
+    def list_api_keys(self, tenant_id: str) -> list[ApiKeyRecord]:
+        with self._read("listing API keys") as conn:
+            rows = conn.execute(
+                "SELECT key_id, tenant_id, name, scopes, secret_hash, created_at, revoked_at,"
+                " last_used_at FROM api_keys WHERE tenant_id = %s ORDER BY created_at, key_id",
+                (tenant_id,),
+            ).fetchall()
+        return [self._api_key(r) for r in rows]
+
+    def revoke_api_key(self, tenant_id: str, key_id: str, revoked_at: int) -> bool:
+        n = self._exec(
+            "revoking an API key",
+            "UPDATE api_keys SET revoked_at = %s WHERE tenant_id = %s AND key_id = %s"
+            " AND revoked_at IS NULL",
+            (revoked_at, tenant_id, key_id),
+        )
+        return bool(n)
+
+    def touch_api_key(self, key_id: str, used_at: int) -> None:
+        self._exec(
+            "recording API key use",
+            "UPDATE api_keys SET last_used_at = %s WHERE key_id = %s",
+            (used_at, key_id),
+        )
