@@ -5,10 +5,10 @@ sequence number; the untouched log exits 0."""
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -64,14 +64,11 @@ def _insert_forged(run, tid: str) -> None:
     # then slip in a copy of entry 6 under a new id.
     run("UPDATE entries SET seq = -(seq + 1) WHERE tenant_id = ? AND seq >= 7", (tid,))
     run("UPDATE entries SET seq = -seq WHERE tenant_id = ? AND seq < 0", (tid,))
-    cols = [
-        c
-        for c in (
-            "tenant_id seq event_id recorded_at action category severity security actor_hash "
-            "actor_type target_type target_id outcome occurred_at ip payload salt "
-            "payload_commitment leaf_hash search_text"
-        ).split()
-    ]
+    cols = (
+        "tenant_id seq event_id recorded_at action category severity security actor_hash "
+        "actor_type target_type target_id outcome occurred_at ip payload salt "
+        "payload_commitment leaf_hash search_text"
+    ).split()
     (row,) = run(f"SELECT {', '.join(cols)} FROM entries WHERE tenant_id = ? AND seq = 6", (tid,))
     row = list(row)
     row[1] = 7
@@ -166,7 +163,8 @@ def test_rehashed_tampering_is_caught_by_the_checkpoints(db_url, key_file, fille
         row = lg.get_entry(tid, 13)._replace(target_id="99999")
     with raw_db(db_url) as run:
         run(
-            "UPDATE entries SET target_id = '99999', leaf_hash = ? WHERE tenant_id = ? AND seq = 13",
+            "UPDATE entries SET target_id = '99999', leaf_hash = ? "
+            "WHERE tenant_id = ? AND seq = 13",
             (leaf_hash(leaf_of_row(row)), tid),
         )
     code, report = run_verify(db_url, key_file, "--tenant", tid)
@@ -182,7 +180,10 @@ def test_verify_rejects_a_checkpoint_file_that_is_not_signed(db_url, key_file, f
     env = {**os.environ, "KIMONAUDIT_DATABASE_URL": db_url, "KIMONAUDIT_SIGNING_KEY_FILE": key_file}
     proc = subprocess.run(
         [sys.executable, "-m", "kimonaudit", "verify", "--tenant", tid, "--against", str(bad)],
-        capture_output=True, text=True, env=env, timeout=60,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
     )
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr and "error:" in proc.stderr
