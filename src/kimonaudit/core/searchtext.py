@@ -23,6 +23,9 @@ _WORD = re.compile(r"[^\W_]+")
 # payload is cut rather than allowed to break ingestion.
 MAX_SEARCH_TEXT = 32_768
 
+_WORDS_CACHE_SIZE = 50_000
+_words_cache: dict[str, str] = {}
+
 
 def search_words(text: str) -> list[str]:
     """The searchable words of `text`: folded case, no accents, no punctuation."""
@@ -76,7 +79,21 @@ def search_text(
     for field, before, after in changes:
         _flatten((field, before, after), parts)
     _flatten(metadata.values(), parts)
-    text = " ".join(search_words(" ".join(parts)))
+    cache = _words_cache
+    words: list[str] = []
+    for part in parts:
+        # Most values repeat from entry to entry (actions, user agents,
+        # statuses), so their words are worked out once.
+        got = cache.get(part)
+        if got is None:
+            got = " ".join(search_words(part))
+            if len(part) <= 200:
+                if len(cache) >= _WORDS_CACHE_SIZE:
+                    cache.clear()
+                cache[part] = got
+        if got:
+            words.append(got)
+    text = " ".join(words)
     if len(text) > MAX_SEARCH_TEXT:
         cut = text.rfind(" ", 0, MAX_SEARCH_TEXT + 1)
         text = text[: cut if cut > 0 else MAX_SEARCH_TEXT]
