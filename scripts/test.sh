@@ -21,4 +21,5 @@ fi
 
 .venv/bin/ruff check src tests benchmarks
 .venv/bin/ruff format --check src tests benchmarks
+.venv/bin/mypy
 .venv/bin/python -m pytest "$@"

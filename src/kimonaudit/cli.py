@@ -18,6 +18,9 @@ from rich.table import Table
 
 from kimonaudit import keys as keyfile
 from kimonaudit import settings
+from kimonaudit.api import settings as api_settings
+from kimonaudit.api.settings import ApiSettings
+from kimonaudit.apikeys import SCOPES
 from kimonaudit.core.timefmt import format_ts
 from kimonaudit.errors import AuditLogError, InvalidInput
 from kimonaudit.service import PLANS, AuditLog
@@ -77,13 +80,27 @@ def progress_bar(label: str, total: int | None) -> Iterator[Any]:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--db", envvar=settings.DATABASE_URL.env, default=settings.DATABASE_URL.default,
-              show_default=True, help=settings.DATABASE_URL.help)
-@click.option("--key-file", envvar=settings.KEY_FILE.env, default=settings.KEY_FILE.default,
-              show_default=True, help=settings.KEY_FILE.help)
-@click.option("--name", envvar=settings.DEPLOYMENT_NAME.env,
-              default=settings.DEPLOYMENT_NAME.default, show_default=True,
-              help=settings.DEPLOYMENT_NAME.help)
+@click.option(
+    "--db",
+    envvar=settings.DATABASE_URL.env,
+    default=settings.DATABASE_URL.default,
+    show_default=True,
+    help=settings.DATABASE_URL.help,
+)
+@click.option(
+    "--key-file",
+    envvar=settings.KEY_FILE.env,
+    default=settings.KEY_FILE.default,
+    show_default=True,
+    help=settings.KEY_FILE.help,
+)
+@click.option(
+    "--name",
+    envvar=settings.DEPLOYMENT_NAME.env,
+    default=settings.DEPLOYMENT_NAME.default,
+    show_default=True,
+    help=settings.DEPLOYMENT_NAME.help,
+)
 @click.version_option(package_name="kimonaudit")
 @click.pass_context
 def cli(ctx: click.Context, db: str, key_file: str, name: str) -> None:
@@ -107,17 +124,26 @@ def tenants() -> None:
 
 @tenants.command("create")
 @click.argument("name")
-@click.option("--plan", type=click.Choice(list(PLANS)), default="free", show_default=True,
-              help="Plan: free and team keep 12 months, business and enterprise 36.")
+@click.option(
+    "--plan",
+    type=click.Choice(list(PLANS)),
+    default="free",
+    show_default=True,
+    help="Plan: free and team keep 12 months, business and enterprise 36.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
 def tenants_create(obj: Ctx, name: str, plan: str, as_json: bool) -> None:
-    """Create a tenant and print its id."""
-    t = obj.log().create_tenant(name, plan=plan)
+    """Create a tenant and print its id and a new admin API key (shown once)."""
+    log = obj.log()
+    t = log.create_tenant(name, plan=plan)
+    key, text = log.create_api_key(t.id, "admin", ["admin"])
     if as_json:
-        _emit_json(t.to_json())
+        _emit_json({**t.to_json(), "api_key": {**key.to_json(), "key": text}})
     else:
-        click.echo(f"tenant {t.id} ({t.name}, plan {t.plan}, retention {t.retention_months} months)")
+        months = t.retention_months
+        click.echo(f"tenant {t.id} ({t.name}, plan {t.plan}, retention {months} months)")
+        _show_new_key(text)
 
 
 @tenants.command("list")
@@ -132,16 +158,22 @@ def tenants_list(obj: Ctx, as_json: bool) -> None:
         return
     table = Table("id", "name", "plan", "retention", "entries", "created")
     for t, n in rows:
-        table.add_row(t.id, t.name, t.plan, f"{t.retention_months} months", str(n),
-                      format_ts(t.created_at))
+        table.add_row(
+            t.id, t.name, t.plan, f"{t.retention_months} months", str(n), format_ts(t.created_at)
+        )
     out.print(table)
 
 
 # -- ingest ------------------------------------------------------------------
 @cli.command()
 @click.option("--tenant", "tenant_id", required=True, help="Tenant id.")
-@click.option("--batch-size", default=1000, show_default=True,
-              type=click.IntRange(1, 1000), help="Events per atomic append.")
+@click.option(
+    "--batch-size",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="Events per atomic append.",
+)
 @click.argument("file", type=click.File("r", encoding="utf-8"))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @click.pass_obj
@@ -188,29 +220,38 @@ def checkpoint(obj: Ctx, tenant_id: str, as_json: bool) -> None:
 @cli.command()
 @click.option("--tenant", "tenant_id", required=True, help="Tenant id.")
 @click.option("--seq", type=click.IntRange(0), help="Inclusion proof of this entry.")
-@click.option("--size", type=click.IntRange(1),
-              help="With --seq: prove against the checkpoint of this tree size.")
+@click.option(
+    "--size",
+    type=click.IntRange(1),
+    help="With --seq: prove against the checkpoint of this tree size.",
+)
 @click.option("--from", "old", type=click.IntRange(0), help="Consistency proof from this size.")
 @click.option("--to", "new", type=click.IntRange(0), help="Consistency proof to this size.")
 @click.pass_obj
-def prove(obj: Ctx, tenant_id: str, seq: int | None, size: int | None, old: int | None,
-          new: int | None) -> None:
+def prove(
+    obj: Ctx, tenant_id: str, seq: int | None, size: int | None, old: int | None, new: int | None
+) -> None:
     """Print an inclusion proof (--seq) or a consistency proof (--from, --to)
     as JSON; hashes are base64."""
+    inclusion = seq is not None and old is None and new is None
+    consistency = seq is None and size is None and old is not None and new is not None
+    if not (inclusion or consistency):
+        raise click.UsageError("give either --seq N [--size M] or --from M --to N")
     log = obj.log()
     log.get_tenant(tenant_id)
-    if seq is not None and old is None and new is None:
-        _emit_json(log.prove_inclusion(tenant_id, seq, size).to_json())
-    elif seq is None and size is None and old is not None and new is not None:
-        _emit_json(log.prove_consistency(tenant_id, old, new).to_json())
+    if inclusion:
+        _emit_json(log.prove_inclusion(tenant_id, seq, size).to_json())  # type: ignore[arg-type]
     else:
-        raise click.UsageError("give either --seq N [--size M] or --from M --to N")
+        _emit_json(log.prove_consistency(tenant_id, old, new).to_json())  # type: ignore[arg-type]
 
 
 @cli.command()
 @click.option("--tenant", "tenant_id", help="Verify one tenant (default: every tenant).")
-@click.option("--against", type=click.Path(exists=True, dir_okay=False),
-              help="A checkpoint saved earlier (signed note): the log must still contain it.")
+@click.option(
+    "--against",
+    type=click.Path(exists=True, dir_okay=False),
+    help="A checkpoint saved earlier (signed note): the log must still contain it.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
 @click.pass_obj
 def verify(obj: Ctx, tenant_id: str | None, against: str | None, as_json: bool) -> None:
@@ -270,8 +311,11 @@ def keys_show(obj: Ctx, as_json: bool) -> None:
 
 
 @keys.command("generate")
-@click.option("--force", is_flag=True, help="Replace an existing key file (old checkpoints "
-              "will no longer verify with it).")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace an existing key file (old checkpoints will no longer verify with it).",
+)
 @click.pass_obj
 def keys_generate(obj: Ctx, force: bool) -> None:
     """Create a new key file (mode 0600) and print its verifier key."""
@@ -305,6 +349,219 @@ def actors_erase(obj: Ctx, tenant_id: str, actor_id: str) -> None:
     click.echo("erased" if found else "no directory entry for that actor (nothing to erase)")
 
 
+# == HTTP server and API keys (owned by the HTTP API work) ======================
+def _show_new_key(text: str) -> None:
+    click.echo(f"API key (shown once, store it now; only its hash is kept): {text}")
+
+
+@cli.command()
+@click.option(
+    "--host",
+    envvar=api_settings.HOST.env,
+    default=api_settings.HOST.default,
+    show_default=True,
+    help=api_settings.HOST.help,
+)
+@click.option(
+    "--port",
+    envvar=api_settings.PORT.env,
+    default=int(api_settings.PORT.default),
+    type=click.IntRange(0, 65535),
+    show_default=True,
+    help=api_settings.PORT.help,
+)
+@click.option(
+    "--rate-limit",
+    envvar=api_settings.RATE_LIMIT.env,
+    type=click.FloatRange(0),
+    default=float(api_settings.RATE_LIMIT.default),
+    show_default=True,
+    help=api_settings.RATE_LIMIT.help,
+)
+@click.option(
+    "--checkpoint-interval",
+    envvar=api_settings.CHECKPOINT_INTERVAL.env,
+    type=click.FloatRange(0.05),
+    default=float(api_settings.CHECKPOINT_INTERVAL.default),
+    show_default=True,
+    help=api_settings.CHECKPOINT_INTERVAL.help,
+)
+@click.option(
+    "--wait-timeout",
+    envvar=api_settings.WAIT_TIMEOUT.env,
+    type=click.FloatRange(0.1),
+    default=float(api_settings.WAIT_TIMEOUT.default),
+    show_default=True,
+    help=api_settings.WAIT_TIMEOUT.help,
+)
+@click.option(
+    "--access-log/--no-access-log",
+    default=True,
+    show_default=True,
+    help="Log one line per request (never headers, so never API keys).",
+)
+@click.pass_obj
+def serve(
+    obj: Ctx,
+    host: str,
+    port: int,
+    rate_limit: float,
+    checkpoint_interval: float,
+    wait_timeout: float,
+    access_log: bool,
+) -> None:
+    """Run the HTTP API (uvicorn) with background checkpointing.
+
+    Checkpoints are cut for each tenant with new entries about once per
+    --checkpoint-interval. Stop with Ctrl-C or SIGTERM: requests in flight
+    finish and every acknowledged event is already committed.
+    """
+    from kimonaudit.api.serve import run
+
+    settings = ApiSettings(
+        rate_limit=rate_limit, checkpoint_interval=checkpoint_interval, wait_timeout=wait_timeout
+    )
+    run(obj.log(), host=host, port=port, settings=settings, access_log=access_log)
+
+
+@cli.group()
+def apikeys() -> None:
+    """Create, list and revoke tenant API keys (scopes: events:write,
+    events:read, admin)."""
+
+
+@apikeys.command("create")
+@click.option("--tenant", "tenant_id", required=True, help="Tenant id.")
+@click.option("--name", "key_name", required=True, help="What the key is for, e.g. helpdesk-prod.")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    type=click.Choice(list(SCOPES)),
+    default=["events:write"],
+    show_default=True,
+    help="Repeat for several scopes.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def apikeys_create(
+    obj: Ctx, tenant_id: str, key_name: str, scopes: tuple[str, ...], as_json: bool
+) -> None:
+    """Create an API key and print it (shown once)."""
+    key, text = obj.log().create_api_key(tenant_id, key_name, scopes)
+    if as_json:
+        _emit_json({**key.to_json(), "key": text})
+    else:
+        click.echo(f"key {key.key_id} ({key.name}; {' '.join(key.scopes)}) for tenant {tenant_id}")
+        _show_new_key(text)
+
+
+@apikeys.command("list")
+@click.option("--tenant", "tenant_id", required=True, help="Tenant id.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def apikeys_list(obj: Ctx, tenant_id: str, as_json: bool) -> None:
+    """List a tenant's API keys (ids and names, never secrets)."""
+    keys_ = obj.log().list_api_keys(tenant_id)
+    if as_json:
+        _emit_json([k.to_json() for k in keys_])
+        return
+    table = Table("id", "name", "scopes", "created", "last used", "revoked")
+    for k in keys_:
+        table.add_row(
+            k.prefix,
+            k.name,
+            " ".join(k.scopes),
+            format_ts(k.created_at),
+            format_ts(k.last_used_at) if k.last_used_at else "-",
+            format_ts(k.revoked_at) if k.revoked_at else "-",
+        )
+    out.print(table)
+
+
+@apikeys.command("revoke")
+@click.option("--tenant", "tenant_id", required=True, help="Tenant id.")
+@click.argument("key_id")
+@click.pass_obj
+def apikeys_revoke(obj: Ctx, tenant_id: str, key_id: str) -> None:
+    """Revoke KEY_ID (the 12 characters after kak_). A running server stops
+    accepting it within a few seconds."""
+    key_id = key_id.removeprefix("kak_")
+    key = obj.log().revoke_api_key(tenant_id, key_id)
+    click.echo(f"revoked {key.prefix} ({key.name})")
+
+
+# -- demo ----------------------------------------------------------------------
+@cli.command()
+@click.option(
+    "--events",
+    default=200_000,
+    show_default=True,
+    type=click.IntRange(1_000),
+    help="How many events to simulate (millions work; they take minutes).",
+)
+@click.option(
+    "--months",
+    default=14,
+    show_default=True,
+    type=click.IntRange(1, 120),
+    help="How far back the history reaches.",
+)
+@click.option(
+    "--seed",
+    default=10482,
+    show_default=True,
+    type=int,
+    help="Random seed: the same seed gives the same history.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Add another set of demo tenants to a database that already has them.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary (with the keys).")
+@click.pass_obj
+def demo(obj: Ctx, events: int, months: int, seed: int, force: bool, as_json: bool) -> None:
+    """Fill the database with a simulated helpdesk history.
+
+    Three tenants (Acme Support on enterprise, Globex Helpdesk on team,
+    Initech IT on free) with agents and admins, months of working-day
+    activity written through the ordinary append path with a simulated
+    clock. Prints the tenant ids, one admin API key per tenant (shown once)
+    and the console address.
+    """
+    from kimonaudit.demo import CONSOLE_URL, run_demo
+
+    with progress_bar("simulating", events) as update:
+        summary = run_demo(
+            obj.db,
+            key_file=obj.key_file,
+            name=obj.name,
+            events=events,
+            months=months,
+            seed=seed,
+            force=force,
+            progress=update,
+        )
+    if as_json:
+        _emit_json({**summary.to_json(), "console": CONSOLE_URL})
+        return
+    rate = summary.events / summary.seconds if summary.seconds else 0
+    click.echo(
+        f"simulated {summary.events:,} events from {format_ts(summary.start_us)[:10]} "
+        f"to {format_ts(summary.end_us)[:10]} in {summary.seconds:.1f} s "
+        f"({rate:,.0f} events/s)"
+    )
+    table = Table("tenant", "name", "plan", "events", "admin API key (shown once)")
+    for t in summary.tenants:
+        table.add_row(t.id, t.name, t.plan, f"{t.events:,}", t.api_key)
+    out.print(table)
+    top = ", ".join(f"{a} {n:,}" for a, n in list(summary.actions.items())[:6])
+    click.echo(f"most frequent: {top}")
+    click.echo(f"console: {CONSOLE_URL} (start it with `kimonaudit serve`)")
+    click.echo("try searching: action:ticket.viewed target:ticket:10482")
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="kimonaudit", standalone_mode=False)
@@ -315,14 +572,14 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()
         sys.exit(EXIT_USAGE)
     except InvalidInput as exc:
-        err.print(f"error: {exc.message}", markup=False, highlight=False)
+        click.echo(f"error: {exc.message}", err=True)
         sys.exit(EXIT_USAGE)
     except AuditLogError as exc:
-        err.print(f"error: {exc.message}", markup=False, highlight=False)
+        click.echo(f"error: {exc.message}", err=True)
         sys.exit(EXIT_FAILURE)
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
     except OSError as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False)
+        click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_FAILURE)
