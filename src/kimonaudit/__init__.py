@@ -1,9 +1,9 @@
 """KimonAudit: a tamper-evident, multi-tenant audit log.
 
-    import kimonaudit
-    log = kimonaudit.open("sqlite:///audit.db")
-    tenant = log.create_tenant("acme", plan="business")
-    receipts = log.append(tenant.id, [{"action": "ticket.viewed", ...}])
+import kimonaudit
+log = kimonaudit.open("sqlite:///audit.db")
+tenant = log.create_tenant("acme", plan="business")
+receipts = log.append(tenant.id, [{"action": "ticket.viewed", ...}])
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from kimonaudit.service import AuditLog, Clock
 __version__ = "0.1.0"
 
 
-def open(  # noqa: A001 - mirrors sqlite3.connect / io.open as the entry point
+def open(
     url: str | None = None,
     *,
     clock: Clock | None = None,

@@ -543,8 +543,17 @@ def demo(obj: Ctx, events: int, months: int, seed: int, force: bool, as_json: bo
             force=force,
             progress=update,
         )
+    # == console owner (owned by the console work) ==
+    from kimonaudit.console.accounts import create_first_owner
+
+    main_tenant = summary.tenants[0]
+    owner, password = create_first_owner(
+        obj.log(), main_tenant.id, f"console-owner@{main_tenant.domain}"
+    )
+    sign_in = {"tenant": main_tenant.id, "email": owner.email, "password": password}
+    # == end console owner ==
     if as_json:
-        _emit_json({**summary.to_json(), "console": CONSOLE_URL})
+        _emit_json({**summary.to_json(), "console": CONSOLE_URL, "console_owner": sign_in})
         return
     rate = summary.events / summary.seconds if summary.seconds else 0
     click.echo(
@@ -552,16 +561,204 @@ def demo(obj: Ctx, events: int, months: int, seed: int, force: bool, as_json: bo
         f"to {format_ts(summary.end_us)[:10]} in {summary.seconds:.1f} s "
         f"({rate:,.0f} events/s)"
     )
-    table = Table("tenant", "name", "plan", "events", "admin API key (shown once)")
     for t in summary.tenants:
-        table.add_row(t.id, t.name, t.plan, f"{t.events:,}", t.api_key)
-    out.print(table)
+        click.echo(f"\n{t.name} ({t.plan}): tenant {t.id}, {t.events:,} events")
+        click.echo(f"  admin API key (shown once): {t.api_key}")
+    click.echo()
     top = ", ".join(f"{a} {n:,}" for a, n in list(summary.actions.items())[:6])
     click.echo(f"most frequent: {top}")
     click.echo(f"console: {CONSOLE_URL} (start it with `kimonaudit serve`)")
+    click.echo(
+        f"  sign in at {CONSOLE_URL}signin?tenant={main_tenant.id} as {owner.email} "
+        f"(owner of {main_tenant.name}), password (shown once): {password}"
+    )
     click.echo("try searching: action:ticket.viewed target:ticket:10482")
 
 
+# == console users (owned by the console work) ===================================
+@cli.group()
+def console() -> None:
+    """Admin console users (roles: owner, admin, auditor)."""
+
+
+@console.command("create-user")
+@click.option("--tenant", "tenant_id", required=True, help="Tenant id.")
+@click.option(
+    "--role",
+    type=click.Choice(["owner", "admin", "auditor"]),
+    default="owner",
+    show_default=True,
+    help="owner and admin manage the tenant; auditor only reads.",
+)
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from the first line of standard input instead of asking.",
+)
+@click.argument("email")
+@click.pass_obj
+def console_create_user(
+    obj: Ctx, tenant_id: str, role: str, password_stdin: bool, email: str
+) -> None:
+    """Create a console user who signs in with EMAIL, for instance the first
+    owner of a tenant. The password is asked for twice and never echoed."""
+    from kimonaudit.console.accounts import ConsoleAccounts
+    from kimonaudit.console.passwords import check_password
+
+    log = obj.log()
+    log.get_tenant(tenant_id)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt(
+            "Password",
+            hide_input=True,
+            confirmation_prompt=True,
+            value_proc=check_password,
+            err=True,
+        )
+    user = ConsoleAccounts(log).create_user(tenant_id, email, password, role)
+    click.echo(f"created console {user.role} {user.email} ({user.user_id}) in tenant {tenant_id}")
+
+
+# == end console users ============================================================
+
+
+# == search and export (owned by the search work) ===============================
+def _cli_access(
+    log: AuditLog, tenant_id: str, action: str, query: str, rows: int, **details: Any
+) -> None:
+    import getpass
+
+    from kimonaudit.search import record_access
+    from kimonaudit.service import SYSTEM_ACTOR
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    record_access(
+        log,
+        tenant_id,
+        action,
+        SYSTEM_ACTOR,
+        query,
+        rows,
+        "cli",
+        details={"os_user": user, **details},
+    )
+
+
+@cli.command()
+@click.option("--tenant", "tenant_id", required=True, help="Tenant id.")
+@click.argument("query", default="")
+@click.option(
+    "--limit", default=50, show_default=True, type=click.IntRange(1, 1000), help="Entries per page."
+)
+@click.option("--cursor", help="next_cursor of the previous page (same query).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def search(
+    obj: Ctx, tenant_id: str, query: str, limit: int, cursor: str | None, as_json: bool
+) -> None:
+    """Search a tenant's log, newest first (docs/query-language.md).
+
+    Example: kimonaudit search --tenant T 'action:role.* created:>-7d'. The
+    search is itself recorded in the log as audit_log.searched.
+    """
+    from kimonaudit.search import page_json
+
+    log = obj.log()
+    page = log.search(tenant_id, query, limit, cursor)
+    body = page_json(log, page)
+    _cli_access(
+        log, tenant_id, "audit_log.searched", page.query, len(page), cursor=cursor is not None
+    )
+    if as_json:
+        _emit_json(body)
+        return
+    table = Table("seq", "recorded", "action", "actor", "target", "outcome")
+    for e in body["events"]:
+        a = e["actor"] or {}
+        t = e["target"] or {}
+        who = a.get("id") or a.get("name") or (a.get("hash") or "")[:12]
+        table.add_row(
+            str(e["seq"]),
+            e["recorded_at"],
+            e["action"],
+            who,
+            f"{t.get('type')}:{t.get('id')}" if t else "",
+            e["outcome"],
+        )
+    out.print(table)
+    if page.next_cursor:
+        click.echo(f"more: --cursor {page.next_cursor}", err=True)
+
+
+@cli.command()
+@click.option("--tenant", "tenant_id", required=True, help="Tenant id.")
+@click.option("--query", "query", default="", help="Only entries matching this query.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "ndjson"]),
+    default="csv",
+    show_default=True,
+    help="CSV (RFC 4180, docs/export.md) or NDJSON.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write to this file (default: standard output).",
+)
+@click.pass_obj
+def export(obj: Ctx, tenant_id: str, query: str, fmt: str, output: str | None) -> None:
+    """Export a tenant's entries matching --query, oldest first, streamed.
+
+    Covers the entries present when the export starts. Recorded in the log
+    as audit_log.exported with the query and the number of rows.
+    """
+    log = obj.log()
+    exp = log.export(tenant_id, query, fmt)
+    total = exp.count() if err.is_terminal else None
+    target = Path(output) if output else None
+    partial = target.with_name(target.name + ".part") if target else None
+    try:
+        with (
+            progress_bar("exporting", total) as update,
+            partial.open("wb") if partial else _stdout_bytes() as sink,
+        ):
+            for chunk in exp:
+                sink.write(chunk)
+                update(exp.rows)
+        if target and partial:
+            partial.replace(target)  # whole or not at all under the final name
+    finally:
+        if partial and partial.exists():
+            partial.unlink()
+        _cli_access(
+            log,
+            tenant_id,
+            "audit_log.exported",
+            exp.query,
+            exp.rows,
+            format=fmt,
+            complete=exp.complete,
+        )
+    if target:
+        click.echo(f"exported {exp.rows} entries to {target}", err=True)
+
+
+@contextmanager
+def _stdout_bytes() -> Iterator[Any]:
+    sys.stdout.flush()
+    stream = sys.stdout.buffer
+    yield stream
+    stream.flush()
+
+
+# == end search and export =======================================================
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="kimonaudit", standalone_mode=False)

@@ -12,7 +12,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kimonaudit import apikeys, ids
 from kimonaudit.apikeys import ApiKeyRecord
@@ -54,6 +54,10 @@ from kimonaudit.results import (
 from kimonaudit.store.base import Store
 from kimonaudit.treeread import TreeReader
 from kimonaudit.verifier import Progress, verify_tenant
+
+if TYPE_CHECKING:  # search and export import this module's types
+    from kimonaudit.export import Export
+    from kimonaudit.search import Histogram, SearchPage
 
 Clock = Callable[[], datetime]
 
@@ -162,7 +166,10 @@ class AuditLog:
             plan.actors = actors
             return plan
 
-        plan = self.store.append(tenant_id, [p.event_id for p in prepared], build)
+        # Ids the server just made cannot be in the log yet: only the
+        # client's own ids need the idempotency lookup.
+        client_ids = [ev.id for ev in events if ev.id is not None]
+        plan = self.store.append(tenant_id, client_ids, build)
         self._remember_actors(tenant_id, actors)
         return plan.receipts
 
@@ -369,10 +376,37 @@ class AuditLog:
         key = hmac.new(self.keys.actor_secret, b"kimonaudit/token/" + purpose.encode(), "sha256")
         return hmac.new(key.digest(), data, hashlib.sha256).digest()[:16]
 
+    # -- checkpoint lookup (HTTP API) ----------------------------------------
+    def get_checkpoint(self, tenant_id: str, size: int) -> SignedCheckpoint:
+        """The checkpoint issued at tree size `size`; NotFound if none was."""
+        rec = self.store.get_checkpoint(tenant_id, size)
+        if rec is None:
+            raise NotFound(f"no checkpoint at tree size {size} in tenant {tenant_id}")
+        return self._signed(rec)
 
-@functools.lru_cache(maxsize=65_536)
-def _ip_bytes(ip: str) -> bytes:
-    return ip_to_bytes(ip)
+    # == search, histogram, export (owned by the search work; see kimonaudit.search) ==
+    def search(
+        self, tenant_id: str, q: str = "", limit: int = 50, cursor: str | None = None
+    ) -> SearchPage:
+        """One page of the tenant's entries matching query `q`, newest first;
+        pass `page.next_cursor` back for the next. Not audited by itself:
+        adapters record their use with kimonaudit.search.record_access."""
+        from kimonaudit import search
+
+        return search.search(self, tenant_id, q, limit, cursor)
+
+    def histogram(self, tenant_id: str, q: str = "", interval: str = "day") -> Histogram:
+        """Entries matching `q` counted per UTC hour, day, week or month."""
+        from kimonaudit import search
+
+        return search.histogram(self, tenant_id, q, interval)
+
+    def export(self, tenant_id: str, q: str = "", fmt: str = "csv") -> Export:
+        """A streamed CSV or NDJSON export of the entries matching `q`
+        (oldest first): iterate it for bytes chunks."""
+        from kimonaudit import export
+
+        return export.export(self, tenant_id, q, fmt)
 
     # == API keys (owned by the HTTP API work; see kimonaudit.apikeys) =====
     def create_api_key(
@@ -390,7 +424,9 @@ def _ip_bytes(ip: str) -> bytes:
         name = apikeys.check_name(name)
         held = apikeys.normalize_scopes(scopes)
         key_id, secret, text = apikeys.generate()
-        rec = ApiKeyRecord(key_id, tenant_id, name, held, apikeys.hash_secret(secret), self.now_us())
+        rec = ApiKeyRecord(
+            key_id, tenant_id, name, held, apikeys.hash_secret(secret), self.now_us()
+        )
         # The entry is written first: a crash in between leaves a logged key
         # that never worked, never a working key the log does not mention.
         self.append(tenant_id, [_key_event("created", rec, actor)])
@@ -402,7 +438,10 @@ def _ip_bytes(ip: str) -> bytes:
         return self.store.list_api_keys(tenant_id)
 
     def get_api_key(self, tenant_id: str, key_id: str) -> ApiKeyRecord:
-        rec = self.store.get_api_key(key_id) if apikeys.is_key_id(key_id) else None
+        if not apikeys.is_key_id(key_id):
+            # Not echoed: it may be a whole key, secret included, pasted by mistake.
+            raise NotFound("no such API key: give the 12-character key id (after kak_)")
+        rec = self.store.get_api_key(key_id)
         if rec is None or rec.tenant_id != tenant_id:
             raise NotFound(f"no API key {key_id!r} in tenant {tenant_id}")
         return rec
@@ -441,6 +480,11 @@ def _ip_bytes(ip: str) -> bytes:
             logging.getLogger(__name__).debug("could not record API key use", exc_info=True)
 
 
+@functools.lru_cache(maxsize=65_536)
+def _ip_bytes(ip: str) -> bytes:
+    return ip_to_bytes(ip)
+
+
 def _key_event(verb: str, rec: ApiKeyRecord, actor: Mapping[str, str] | None) -> dict[str, Any]:
     return {
         # A fixed id per key and verb makes a retried create or revoke a no-op.
@@ -454,4 +498,3 @@ def _key_event(verb: str, rec: ApiKeyRecord, actor: Mapping[str, str] | None) ->
 
 def _tenant(r: TenantRecord) -> Tenant:
     return Tenant(r.id, r.name, r.plan, r.created_at, r.retention_months, r.legal_hold)
-

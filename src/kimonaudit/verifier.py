@@ -116,7 +116,9 @@ def _trusted_checkpoints(
             f.add(Problem(None, "checkpoint", f"stored checkpoint {rec.size}: {exc.message}"))
             continue
         if cp.origin != origin or cp.size != rec.size or cp.root_hash != rec.root:
-            f.add(Problem(None, "checkpoint", f"stored checkpoint {rec.size} does not match its row"))
+            f.add(
+                Problem(None, "checkpoint", f"stored checkpoint {rec.size} does not match its row")
+            )
             continue
         out[cp.size] = cp
     return out

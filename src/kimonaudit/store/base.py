@@ -2,14 +2,18 @@
 
 A store keeps rows; it never hashes, signs or formats. Every method takes a
 tenant id and touches only that tenant's rows (the exceptions are the
-tenant table itself and schema management).
+tenant table itself, schema management, and `get_api_key`, which is how a
+request finds its tenant in the first place).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
+from kimonaudit.apikeys import ApiKeyRecord
+from kimonaudit.console.records import ConsoleSession, ConsoleUser, SavedSearch
 from kimonaudit.core.records import (
     ActorRecord,
     ActorRow,
@@ -94,3 +98,116 @@ class Store(Protocol):
     def upsert_actors(self, tenant_id: str, actors: Sequence[ActorRow]) -> None: ...
     def get_actor(self, tenant_id: str, actor_hash: str) -> ActorRecord | None: ...
     def erase_actor(self, tenant_id: str, actor_hash: str, erased_at: int) -> bool: ...
+
+    # -- API keys ------------------------------------------------------
+    def insert_api_key(self, key: ApiKeyRecord) -> None:
+        """Store a new key; Conflict if its id is taken."""
+        ...
+
+    def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
+        """The key with this id in any tenant (authentication starts here)."""
+        ...
+
+    def list_api_keys(self, tenant_id: str) -> list[ApiKeyRecord]:
+        """The tenant's keys, revoked ones included, oldest first."""
+        ...
+
+    def revoke_api_key(self, tenant_id: str, key_id: str, revoked_at: int) -> bool:
+        """Mark the tenant's key revoked; False if it is not there or already revoked."""
+        ...
+
+    def touch_api_key(self, key_id: str, used_at: int) -> None:
+        """Record when a key was last used (best effort, may be coarse)."""
+        ...
+
+    # == Console (owned by the console work; see kimonaudit.console) =======
+    # Users, sessions and saved searches of the admin console. Every method
+    # is scoped to one tenant: a session is found by (tenant, token hash).
+    def insert_console_user(self, user: ConsoleUser) -> None:
+        """Store a new user; Conflict if the tenant already has its e-mail."""
+        ...
+
+    def get_console_user(self, tenant_id: str, user_id: str) -> ConsoleUser | None: ...
+    def find_console_user(self, tenant_id: str, email: str) -> ConsoleUser | None:
+        """The user with this (lower-cased) e-mail in the tenant."""
+        ...
+
+    def list_console_users(self, tenant_id: str) -> list[ConsoleUser]:
+        """Oldest first, disabled users included."""
+        ...
+
+    def set_console_user_disabled(
+        self, tenant_id: str, user_id: str, disabled_at: int | None
+    ) -> bool: ...
+    def set_console_password(self, tenant_id: str, user_id: str, password_hash: str) -> bool: ...
+    def insert_console_session(self, session: ConsoleSession) -> None: ...
+    def get_console_session(self, tenant_id: str, token_hash: bytes) -> ConsoleSession | None: ...
+    def delete_console_session(self, tenant_id: str, token_hash: bytes) -> bool: ...
+    def delete_console_sessions(self, tenant_id: str, user_id: str) -> int:
+        """Sign a user out everywhere (when disabled or their password changes)."""
+        ...
+
+    def purge_console_sessions(self, tenant_id: str, now: int) -> int:
+        """Delete the tenant's sessions that expired before `now`."""
+        ...
+
+    def insert_saved_search(self, search: SavedSearch) -> None:
+        """Conflict if the user already has a search with this name."""
+        ...
+
+    def list_saved_searches(self, tenant_id: str, user_id: str) -> list[SavedSearch]:
+        """The user's saved searches, by name."""
+        ...
+
+    def delete_saved_search(self, tenant_id: str, user_id: str, search_id: str) -> bool: ...
+
+    # == end of console section ============================================
+
+
+# == search, export and histogram (owned by the search work) ==================
+@dataclass(frozen=True)
+class SearchSql:
+    """A compiled search (kimonaudit.search.compile_query) as a store needs it.
+
+    `where`/`params` is the whole predicate over alias ``e``. When the query
+    has free text and the store is SQLite, `text_match` is an FTS5
+    expression that every matching entry satisfies and `rest_where` the
+    predicate without it: together they let the store walk the full-text
+    index newest first instead of materialising every match.
+    """
+
+    where: str
+    params: tuple[object, ...]
+    text_match: str | None = None
+    rest_where: str = "1=1"
+    rest_params: tuple[object, ...] = ()
+
+
+class SearchStore(Protocol):
+    """What search, export and the histogram need beyond `Store`."""
+
+    def search_page(
+        self, tenant_id: str, sql: SearchSql, limit: int, before_seq: int | None = None
+    ) -> list[EntryRow]:
+        """The newest `limit` matches with seq < `before_seq`, newest first."""
+        ...
+
+    def iter_search(
+        self, tenant_id: str, sql: SearchSql, after_seq: int = -1, before_seq: int | None = None
+    ) -> Iterator[EntryRow]:
+        """Every match with after_seq < seq < before_seq in seq order, read in
+        keyset pages: no cursor, transaction or snapshot is held between
+        pages, so a slow consumer pins nothing."""
+        ...
+
+    def histogram(
+        self, tenant_id: str, sql: SearchSql, width_us: int, origin_us: int
+    ) -> list[tuple[int, int]]:
+        """(bucket, count) of matches, bucket = (recorded_at - origin) // width."""
+        ...
+
+    def seq_at(self, tenant_id: str, recorded_at: int) -> int | None:
+        """The lowest seq recorded at or after `recorded_at` (µs), None if none
+        is. recorded_at never decreases along seq, so this turns a time
+        range into a seq range."""
+        ...

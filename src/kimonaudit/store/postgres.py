@@ -44,7 +44,8 @@ from kimonaudit.core.records import (
     TreeState,
 )
 from kimonaudit.errors import ConfigError, Conflict, NotFound, StoreError
-from kimonaudit.store.base import PlanBuilder
+from kimonaudit.store.base import PlanBuilder, SearchSql
+from kimonaudit.store.postgres_console import PostgresConsoleStore
 from kimonaudit.store.postgres_schema import (
     LOCK_MIGRATE,
     LOCK_PARTITION,
@@ -102,6 +103,13 @@ _UPDATE_STATE = (
 )
 _PARTITION_RE = re.compile(r"entries_p(\d{4})(\d{2})")
 _PAGE = 5_000
+# Search (see the search section at the end): rows per export page; planner
+# settings that leave only plans which read in seq order; and how long such
+# an ordered walk may take before the planner's own plan is tried.
+_SEARCH_PAGE = 1_000
+_ORDERED = {"enable_sort": "off", "enable_bitmapscan": "off", "enable_seqscan": "off"}
+_FILTER_BUDGET_MS: str | None = "15ms"
+_TEXT_BUDGET_MS: str | None = "60ms"
 # A partition is created under an ACCESS EXCLUSIVE lock on `entries`; give
 # up (and fail that append) rather than queue behind a stuck transaction.
 _DDL_LOCK_TIMEOUT = "60s"
@@ -312,7 +320,7 @@ class _WriteSession:
 
 
 # -- the store ---------------------------------------------------------------
-class PostgresStore:
+class PostgresStore(PostgresConsoleStore):
     dialect = "postgres"
 
     def __init__(self, url: str, pool_size: int = 4, connect_timeout: int = 10) -> None:
@@ -787,3 +795,81 @@ class PostgresStore:
             "UPDATE api_keys SET last_used_at = %s WHERE key_id = %s",
             (used_at, key_id),
         )
+
+    # == search, export and histogram (owned by the search work) ==========
+    # `where` and `rest_where` are compiled by kimonaudit.store.querysql from
+    # constants only; every user value arrives as a bound parameter.
+    @contextmanager
+    def _planned(self, what: str, settings: Mapping[str, str]) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection in a transaction with planner `settings`
+        (SET LOCAL: they end with the transaction)."""
+        with self._read(what) as conn, conn.transaction():
+            for name, value in settings.items():
+                conn.execute(f"SET LOCAL {name} = '{value}'")  # constants of this module
+            yield conn
+
+    def search_page(
+        self, tenant_id: str, sql: SearchSql, limit: int, before_seq: int | None = None
+    ) -> list[EntryRow]:
+        bound = "" if before_seq is None else " AND e.seq < %s"
+        q = (
+            f"{_SELECT_ENTRY} WHERE e.tenant_id = %s AND ({sql.where}){bound} "
+            "ORDER BY e.seq DESC LIMIT %s"
+        )
+        args = [tenant_id, *sql.params, *([] if before_seq is None else [before_seq]), limit]
+        # 1. Walk (tenant_id, seq) newest first and stop at `limit` matches:
+        # instant when matches are common, hopeless when they are rare (and
+        # the planner, misjudging a phrase or a rare value, often prefers a
+        # full bitmap scan and a sort), so it runs on a time budget.
+        budget = _TEXT_BUDGET_MS if "to_tsvector" in sql.where else _FILTER_BUDGET_MS
+        if budget is not None:
+            try:
+                with self._planned("searching", {**_ORDERED, "statement_timeout": budget}) as c:
+                    return [EntryRow._make(r) for r in c.execute(q, args).fetchall()]
+            except StoreError as exc:
+                if not isinstance(exc.__cause__, pgerrors.QueryCanceled):
+                    raise
+        # 2. Rare matches: the planner's own choice.
+        with self._read("searching") as conn:
+            return [EntryRow._make(r) for r in conn.execute(q, args).fetchall()]
+
+    def iter_search(
+        self, tenant_id: str, sql: SearchSql, after_seq: int = -1, before_seq: int | None = None
+    ) -> Iterator[EntryRow]:
+        hi = (1 << 62) if before_seq is None else before_seq
+        q = (
+            f"{_SELECT_ENTRY} WHERE e.tenant_id = %s AND ({sql.where}) "
+            "AND e.seq > %s AND e.seq < %s ORDER BY e.seq LIMIT %s"
+        )
+        lo = after_seq
+        # Ordered pages: a plan that sorts would sort every remaining match
+        # again for each page; one walk along (tenant_id, seq) is linear.
+        # A pooled connection per page: a slow consumer holds no snapshot.
+        while True:
+            with self._planned("exporting", _ORDERED) as conn:
+                rows = conn.execute(q, [tenant_id, *sql.params, lo, hi, _SEARCH_PAGE]).fetchall()
+            for r in rows:
+                yield EntryRow._make(r)
+            if len(rows) < _SEARCH_PAGE:
+                return
+            lo = rows[-1][1]
+
+    def histogram(
+        self, tenant_id: str, sql: SearchSql, width_us: int, origin_us: int
+    ) -> list[tuple[int, int]]:
+        q = (
+            "SELECT (e.recorded_at - %s::bigint) / %s::bigint AS b, count(*) "  # noqa: S608
+            f"FROM entries e WHERE e.tenant_id = %s AND ({sql.where}) GROUP BY b ORDER BY b"
+        )
+        with self._read("counting") as conn:
+            rows = conn.execute(q, [origin_us, width_us, tenant_id, *sql.params]).fetchall()
+        return [(int(b), int(n)) for b, n in rows]
+
+    def seq_at(self, tenant_id: str, recorded_at: int) -> int | None:
+        with self._read("searching") as conn:
+            r = conn.execute(
+                "SELECT min(seq) FROM entries WHERE tenant_id = %s AND recorded_at = "
+                "(SELECT min(recorded_at) FROM entries WHERE tenant_id = %s AND recorded_at >= %s)",
+                (tenant_id, tenant_id, recorded_at),
+            ).fetchone()
+        return None if r is None or r[0] is None else int(r[0])

@@ -129,6 +129,46 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX api_keys_tenant ON api_keys (tenant_id);
         """,
     ),
+    # == Console (owned by the console work): users, sessions, saved searches.
+    (
+        2,
+        """
+        CREATE TABLE console_users (
+            tenant_id TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            email TEXT NOT NULL,
+            password_hash TEXT NOT NULL,
+            role TEXT NOT NULL,
+            created_at BIGINT NOT NULL,
+            disabled_at BIGINT,
+            PRIMARY KEY (tenant_id, user_id)
+        );
+        CREATE UNIQUE INDEX console_users_email ON console_users (tenant_id, email);
+        -- Only the SHA-256 of a session's token is stored.
+        CREATE TABLE console_sessions (
+            tenant_id TEXT NOT NULL,
+            token_hash BYTEA NOT NULL,
+            user_id TEXT NOT NULL,
+            csrf_secret BYTEA NOT NULL,
+            created_at BIGINT NOT NULL,
+            expires_at BIGINT NOT NULL,
+            PRIMARY KEY (tenant_id, token_hash)
+        );
+        CREATE INDEX console_sessions_user ON console_sessions (tenant_id, user_id);
+        CREATE INDEX console_sessions_expiry ON console_sessions (tenant_id, expires_at);
+        CREATE TABLE console_saved_searches (
+            tenant_id TEXT NOT NULL,
+            search_id TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            query TEXT NOT NULL,
+            created_at BIGINT NOT NULL,
+            PRIMARY KEY (tenant_id, search_id)
+        );
+        CREATE UNIQUE INDEX console_saved_searches_name
+            ON console_saved_searches (tenant_id, user_id, name);
+        """,
+    ),
 ]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -11,8 +11,10 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlparse
 
+from kimonaudit.apikeys import ApiKeyRecord
 from kimonaudit.core.merkle import CompactRange
 from kimonaudit.core.records import (
     ENTRY_COLUMNS,
@@ -26,14 +28,25 @@ from kimonaudit.core.records import (
     TreeState,
 )
 from kimonaudit.errors import ConfigError, Conflict, NotFound, StoreError
-from kimonaudit.store.base import PlanBuilder
+from kimonaudit.store.base import PlanBuilder, SearchSql
+from kimonaudit.store.sqlite_console import SQLiteConsoleStore
 from kimonaudit.store.sqlite_schema import MIGRATIONS
 from kimonaudit.store.writer import GroupCommitWriter
 
+# SQL here is assembled from constant fragments and, for search, from
+# predicates compiled with every value as a parameter (store/querysql.py).
 _COLS = ", ".join(ENTRY_COLUMNS)
-_INSERT_ENTRY = f"INSERT INTO entries ({_COLS}) VALUES ({', '.join('?' * len(ENTRY_COLUMNS))})"
-_SELECT_ENTRY = f"SELECT {_COLS} FROM entries e"
+_INSERT_ENTRY = f"INSERT INTO entries ({_COLS}) VALUES ({', '.join('?' * len(ENTRY_COLUMNS))})"  # noqa: S608
+_SELECT_ENTRY = f"SELECT {_COLS} FROM entries e"  # noqa: S608
 _PAGE = 5_000
+# Search (see the search section at the end): rows per export page, and the
+# work an ordered walk may do, in thousands of VM steps, before giving way
+# to an index lookup and a sort.
+_SEARCH_PAGE = 1_000
+_FILTER_BUDGET = 60
+_TEXT_BUDGET = 400
+_PUT_NODE = "INSERT OR REPLACE INTO tree_nodes (tenant_id, level, idx, hash) VALUES (?, ?, ?, ?)"
+_API_KEY_COLS = "key_id, tenant_id, name, scopes, secret_hash, created_at, revoked_at, last_used_at"
 
 
 def sqlite_path(url: str) -> str:
@@ -42,8 +55,8 @@ def sqlite_path(url: str) -> str:
     if parsed.scheme != "sqlite" or parsed.netloc not in ("", "localhost"):
         raise ConfigError(f"bad SQLite URL {url!r}: use sqlite:///path/to/file.db")
     path = unquote(parsed.path)
-    if path.startswith("/"):
-        path = path[1:] if not path.startswith("//") else path[1:]
+    if path.startswith("/"):  # sqlite:///rel.db -> rel.db; sqlite:////abs.db -> /abs.db
+        path = path[1:]
     if not path:
         raise ConfigError(f"bad SQLite URL {url!r}: no file path")
     return path
@@ -82,7 +95,7 @@ class _WriteSession:
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
             q = (
-                "SELECT event_id, seq, recorded_at, leaf_hash FROM entries "
+                "SELECT event_id, seq, recorded_at, leaf_hash FROM entries "  # noqa: S608
                 f"WHERE tenant_id = ? AND event_id IN ({','.join('?' * len(chunk))})"
             )
             for eid, seq, rec, lh in self.conn.execute(q, (tenant_id, *chunk)):
@@ -100,7 +113,7 @@ class _WriteSession:
             )
         if plan.nodes:
             c.executemany(
-                "INSERT OR REPLACE INTO tree_nodes (tenant_id, level, idx, hash) VALUES (?, ?, ?, ?)",
+                _PUT_NODE,
                 ((plan.tenant_id, lvl, idx, h) for lvl, idx, h in plan.nodes),
             )
         if plan.actors:
@@ -140,13 +153,14 @@ def _upsert_actors(conn: sqlite3.Connection, tenant_id: str, actors: Sequence[Ac
         "INSERT INTO actors (tenant_id, actor_hash, actor_id, actor_type, name, email, updated_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, actor_hash) DO UPDATE SET"
         " actor_id = excluded.actor_id, actor_type = excluded.actor_type,"
-        " name = coalesce(excluded.name, actors.name), email = coalesce(excluded.email, actors.email),"
+        " name = coalesce(excluded.name, actors.name),"
+        " email = coalesce(excluded.email, actors.email),"
         " updated_at = excluded.updated_at, erased_at = NULL",
         [(tenant_id, a.actor_hash, a.actor_id, a.actor_type, a.name, a.email, now) for a in actors],
     )
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteConsoleStore):
     dialect = "sqlite"
 
     def __init__(self, path: str | Path, synchronous: str = "FULL") -> None:
@@ -258,7 +272,11 @@ class SQLiteStore:
             raise
 
     def get_tenant(self, tenant_id: str) -> TenantRecord | None:
-        r = self._conn().execute("SELECT * FROM tenants WHERE tenant_id = ?", (tenant_id,)).fetchone()
+        r = (
+            self._conn()
+            .execute("SELECT * FROM tenants WHERE tenant_id = ?", (tenant_id,))
+            .fetchone()
+        )
         return None if r is None else TenantRecord(r[0], r[1], r[2], r[3], r[4], bool(r[5]))
 
     def list_tenants(self) -> list[TenantRecord]:
@@ -304,7 +322,8 @@ class SQLiteStore:
         # so a long export or verify never pins the WAL.
         while True:
             rows = conn.execute(
-                f"{_SELECT_ENTRY} WHERE tenant_id = ? AND seq >= ? AND seq < ? ORDER BY seq LIMIT ?",
+                f"{_SELECT_ENTRY} WHERE tenant_id = ? AND seq >= ? AND seq < ? "
+                "ORDER BY seq LIMIT ?",
                 (tenant_id, start, hi, _PAGE),
             ).fetchall()
             for r in rows:
@@ -342,7 +361,7 @@ class SQLiteStore:
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.executemany(
-                "INSERT OR REPLACE INTO tree_nodes (tenant_id, level, idx, hash) VALUES (?, ?, ?, ?)",
+                _PUT_NODE,
                 [(tenant_id, lvl, idx, h) for lvl, idx, h in nodes],
             )
             conn.execute("COMMIT")
@@ -368,7 +387,7 @@ class SQLiteStore:
         return [_row(r) for r in self._conn().execute(sql, args)]
 
     def count(self, tenant_id: str, where: str, params: Sequence[object]) -> int:
-        sql = f"SELECT count(*) FROM entries e WHERE e.tenant_id = ? AND ({where})"
+        sql = f"SELECT count(*) FROM entries e WHERE e.tenant_id = ? AND ({where})"  # noqa: S608
         return int(self._conn().execute(sql, [tenant_id, *params]).fetchone()[0])
 
     def redact(self, tenant_id: str, seq: int) -> bool:
@@ -421,7 +440,9 @@ class SQLiteStore:
     def get_checkpoint(self, tenant_id: str, size: int) -> CheckpointRecord | None:
         r = (
             self._conn()
-            .execute("SELECT * FROM checkpoints WHERE tenant_id = ? AND size = ?", (tenant_id, size))
+            .execute(
+                "SELECT * FROM checkpoints WHERE tenant_id = ? AND size = ?", (tenant_id, size)
+            )
             .fetchone()
         )
         return None if r is None else self._cp(r)
@@ -465,3 +486,209 @@ class SQLiteStore:
                 (erased_at, tenant_id, actor_hash),
             )
         )
+
+    # == API keys (owned by the HTTP API work; see kimonaudit.apikeys) =====
+    # Scopes are stored space-separated; the secret only as its SHA-256.
+    @staticmethod
+    def _api_key(r: Sequence[Any]) -> ApiKeyRecord:
+        return ApiKeyRecord(r[0], r[1], r[2], tuple(r[3].split()), bytes(r[4]), *r[5:8])
+
+    def insert_api_key(self, key: ApiKeyRecord) -> None:
+        row = (key.key_id, key.tenant_id, key.name, " ".join(key.scopes), key.secret_hash)
+        try:
+            self._write(
+                f"INSERT INTO api_keys ({_API_KEY_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+                (*row, key.created_at, key.revoked_at, key.last_used_at),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(f"API key id {key.key_id!r} already exists") from exc
+
+    def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
+        sql = f"SELECT {_API_KEY_COLS} FROM api_keys WHERE key_id = ?"  # noqa: S608
+        r = self._conn().execute(sql, (key_id,)).fetchone()
+        return None if r is None else self._api_key(r)
+
+    def list_api_keys(self, tenant_id: str) -> list[ApiKeyRecord]:
+        sql = f"SELECT {_API_KEY_COLS} FROM api_keys WHERE tenant_id = ?"  # noqa: S608
+        sql += " ORDER BY created_at, key_id"
+        return [self._api_key(r) for r in self._conn().execute(sql, (tenant_id,))]
+
+    def revoke_api_key(self, tenant_id: str, key_id: str, revoked_at: int) -> bool:
+        sql = (
+            "UPDATE api_keys SET revoked_at = ? WHERE tenant_id = ? AND key_id = ?"
+            " AND revoked_at IS NULL"
+        )
+        return bool(self._write(sql, (revoked_at, tenant_id, key_id)))
+
+    def touch_api_key(self, key_id: str, used_at: int) -> None:
+        self._write("UPDATE api_keys SET last_used_at = ? WHERE key_id = ?", (used_at, key_id))
+
+    # == search, export and histogram (owned by the search work) ==========
+    # `where` and `rest_where` are compiled by kimonaudit.store.querysql from
+    # constants only; every user value arrives as a bound parameter.
+    # Within one tenant rid grows with seq (one writer appends in seq order),
+    # so "newest first" is rid order too, and the full-text index, whose
+    # rowid is rid, can hand matches over newest first without a sort.
+    def _plan_is_ordered(self, conn: sqlite3.Connection, sql: str, args: Sequence[object]) -> bool:
+        """Whether SQLite would answer `sql` in ORDER BY order straight from
+        an index (no temporary B-tree, no materialised subquery)."""
+        plans: dict[str, bool] = self.__dict__.setdefault("_plans", {})
+        known = plans.get(sql)
+        if known is None:
+            details = [r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + sql, args)]
+            known = not any("TEMP B-TREE" in d or "SUBQUERY" in d for d in details)
+            if len(plans) > 512:
+                plans.clear()
+            plans[sql] = known
+        return known
+
+    @staticmethod
+    def _within_budget(
+        conn: sqlite3.Connection, sql: str, args: Sequence[object], budget: int
+    ) -> list[Any] | None:
+        """Rows of `sql`, or None if SQLite needs more than `budget` thousand
+        virtual-machine steps (about 0.1 ms each here) to produce them."""
+        spent = 0
+
+        def tick() -> int:
+            nonlocal spent
+            spent += 1
+            return int(spent > budget)
+
+        conn.set_progress_handler(tick, 1000)
+        try:
+            return conn.execute(sql, args).fetchall()
+        except sqlite3.OperationalError:
+            if spent > budget:
+                return None
+            raise
+        finally:
+            conn.set_progress_handler(None, 0)
+
+    def _rid_below(self, conn: sqlite3.Connection, tenant_id: str, seq: int | None) -> int | None:
+        """The rid bound equivalent to ``seq < `seq```: the rid of the first
+        entry at or after it (None: no bound needed)."""
+        if seq is None:
+            return None
+        r = conn.execute(
+            "SELECT rid FROM entries WHERE tenant_id = ? AND seq >= ? ORDER BY seq LIMIT 1",
+            (tenant_id, seq),
+        ).fetchone()
+        return None if r is None else int(r[0])
+
+    def search_page(
+        self, tenant_id: str, sql: SearchSql, limit: int, before_seq: int | None = None
+    ) -> list[EntryRow]:
+        conn = self._conn()
+        where, params = sql.where, list(sql.params)
+        bound, bound_args = ("", []) if before_seq is None else (" AND e.seq < ?", [before_seq])
+        # 1. Walk an ordered index newest first and stop at `limit` matches:
+        # instant when matches are common, hopeless when they are rare, so
+        # it runs on a budget.
+        if sql.text_match is not None:
+            rid = self._rid_below(conn, tenant_id, before_seq)
+            q = (
+                f"{_SELECT_ENTRY} JOIN entries_fts f ON e.rid = f.rowid "
+                f"WHERE entries_fts MATCH ?{'' if rid is None else ' AND f.rowid < ?'} "
+                f"AND e.tenant_id = ? AND ({sql.rest_where}) ORDER BY f.rowid DESC LIMIT ?"
+            )
+            args = [sql.text_match, *([] if rid is None else [rid]), tenant_id,
+                    *sql.rest_params, limit]  # fmt: skip
+            budget = _TEXT_BUDGET
+        else:
+            rest = f"WHERE e.tenant_id = ? AND ({where}){bound} ORDER BY e.seq DESC LIMIT ?"
+            args = [tenant_id, *params, *bound_args, limit]
+            q = f"{_SELECT_ENTRY} {rest}"
+            if not self._plan_is_ordered(conn, q, args):
+                q = f"{_SELECT_ENTRY} INDEXED BY entries_seq {rest}"
+            budget = _FILTER_BUDGET
+        rows = self._within_budget(conn, q, args, budget)
+        if rows is None:
+            # 2. Rare matches: let the planner pick the most selective index
+            # for the WHERE alone (the + keeps it from choosing one for the
+            # order), sort the matching rids, then read just `limit` rows.
+            q = (
+                f"{_SELECT_ENTRY} WHERE e.rid IN (SELECT e.rid FROM entries e "  # noqa: S608
+                f"WHERE e.tenant_id = ? AND ({where}){bound} ORDER BY +e.seq DESC LIMIT ?) "
+                "ORDER BY e.seq DESC"
+            )
+            rows = conn.execute(q, [tenant_id, *params, *bound_args, limit]).fetchall()
+        return [_row(r) for r in rows]
+
+    def iter_search(
+        self, tenant_id: str, sql: SearchSql, after_seq: int = -1, before_seq: int | None = None
+    ) -> Iterator[EntryRow]:
+        hi = (1 << 62) if before_seq is None else before_seq
+        if sql.text_match is not None:
+            yield from self._iter_text(tenant_id, sql, after_seq, hi)
+            return
+        rest = (
+            f"WHERE e.tenant_id = ? AND ({sql.where}) AND e.seq > ? AND e.seq < ? "
+            "ORDER BY e.seq LIMIT ?"
+        )
+        args: list[object] = [tenant_id, *sql.params, after_seq, hi, _SEARCH_PAGE]
+        q = f"{_SELECT_ENTRY} {rest}"
+        # A plan that sorts would sort every remaining match again for each
+        # page; one walk along (tenant_id, seq) is linear instead.
+        if not self._plan_is_ordered(self._conn(), q, args):
+            q = f"{_SELECT_ENTRY} INDEXED BY entries_seq {rest}"
+        lo = after_seq
+        while True:
+            args[-3] = lo
+            rows = self._conn().execute(q, args).fetchall()
+            for r in rows:
+                yield _row(r)
+            if len(rows) < _SEARCH_PAGE:
+                return
+            lo = rows[-1][1]
+
+    def _iter_text(
+        self, tenant_id: str, sql: SearchSql, after_seq: int, before_seq: int
+    ) -> Iterator[EntryRow]:
+        conn = self._conn()
+        start = self._rid_below(conn, tenant_id, after_seq + 1)
+        if start is None:
+            return  # nothing after after_seq
+        end = self._rid_below(conn, tenant_id, before_seq)
+        lo, hi = start - 1, (1 << 62) if end is None else end
+        q = (
+            f"SELECT e.rid, {_COLS} FROM entries e JOIN entries_fts f ON e.rid = f.rowid "  # noqa: S608
+            "WHERE entries_fts MATCH ? AND f.rowid > ? AND f.rowid < ? "
+            f"AND e.tenant_id = ? AND ({sql.rest_where}) ORDER BY f.rowid LIMIT ?"
+        )
+        while True:
+            rows = (
+                self._conn()
+                .execute(q, [sql.text_match, lo, hi, tenant_id, *sql.rest_params, _SEARCH_PAGE])
+                .fetchall()
+            )
+            for r in rows:
+                yield _row(r[1:])
+            if len(rows) < _SEARCH_PAGE:
+                return
+            lo = rows[-1][0]
+
+    def histogram(
+        self, tenant_id: str, sql: SearchSql, width_us: int, origin_us: int
+    ) -> list[tuple[int, int]]:
+        q = (
+            "SELECT (e.recorded_at - ?) / ? AS b, count(*) FROM entries e "  # noqa: S608
+            f"WHERE e.tenant_id = ? AND ({sql.where}) GROUP BY b ORDER BY b"
+        )
+        args = [origin_us, width_us, tenant_id, *sql.params]
+        return [(int(b), int(n)) for b, n in self._conn().execute(q, args)]
+
+    def seq_at(self, tenant_id: str, recorded_at: int) -> int | None:
+        # The first entry of the earliest time at or after `recorded_at`:
+        # the smallest rid there is the smallest seq (see above).
+        r = (
+            self._conn()
+            .execute(
+                "SELECT seq FROM entries WHERE rid = (SELECT min(rid) FROM entries "
+                "WHERE tenant_id = ?1 AND recorded_at = (SELECT min(recorded_at) FROM entries "
+                "WHERE tenant_id = ?1 AND recorded_at >= ?2))",
+                (tenant_id, recorded_at),
+            )
+            .fetchone()
+        )
+        return None if r is None else int(r[0])

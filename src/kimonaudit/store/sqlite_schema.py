@@ -99,4 +99,44 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX api_keys_tenant ON api_keys (tenant_id);
         """,
     ),
+    # == Console (owned by the console work): users, sessions, saved searches.
+    (
+        2,
+        """
+        CREATE TABLE console_users (
+            tenant_id TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            email TEXT NOT NULL,
+            password_hash TEXT NOT NULL,
+            role TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            disabled_at INTEGER,
+            PRIMARY KEY (tenant_id, user_id)
+        ) WITHOUT ROWID;
+        CREATE UNIQUE INDEX console_users_email ON console_users (tenant_id, email);
+        -- Only the SHA-256 of a session's token is stored.
+        CREATE TABLE console_sessions (
+            tenant_id TEXT NOT NULL,
+            token_hash BLOB NOT NULL,
+            user_id TEXT NOT NULL,
+            csrf_secret BLOB NOT NULL,
+            created_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL,
+            PRIMARY KEY (tenant_id, token_hash)
+        ) WITHOUT ROWID;
+        CREATE INDEX console_sessions_user ON console_sessions (tenant_id, user_id);
+        CREATE INDEX console_sessions_expiry ON console_sessions (tenant_id, expires_at);
+        CREATE TABLE console_saved_searches (
+            tenant_id TEXT NOT NULL,
+            search_id TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            query TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            PRIMARY KEY (tenant_id, search_id)
+        ) WITHOUT ROWID;
+        CREATE UNIQUE INDEX console_saved_searches_name
+            ON console_saved_searches (tenant_id, user_id, name);
+        """,
+    ),
 ]

@@ -104,7 +104,7 @@ class GroupCommitWriter:
     def _commit_group(self, group: list[_Request]) -> None:
         try:
             results = self._apply(group)
-        except Exception as exc:  # noqa: BLE001 - isolate the failing request below
+        except Exception as exc:
             if len(group) == 1:
                 self._fail(group[0], exc)
                 return
@@ -112,7 +112,7 @@ class GroupCommitWriter:
             for req in group:
                 try:
                     (plan,) = self._apply([req])
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     self._fail(req, exc)
                 else:
                     req.future.set_result(plan)
@@ -157,7 +157,7 @@ class GroupCommitWriter:
         except BaseException:
             try:
                 s.rollback()
-            except Exception:  # noqa: BLE001 - the original error matters more
+            except Exception:
                 log.debug("rollback failed", exc_info=True)
             raise
         self.groups += 1

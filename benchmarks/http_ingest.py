@@ -1,0 +1,349 @@
+"""HTTP ingest benchmark: `kimonaudit serve` over loopback, against the
+library's own append rate measured in the same run.
+
+    .venv/bin/python -m benchmarks.http_ingest                 # defaults
+    .venv/bin/python -m benchmarks.http_ingest --quick         # a smoke run
+
+Prints one JSON document:
+
+- ``library``: AuditLog.append in batches of 1,000 in this process (a fresh
+  SQLite file), events/s: the ceiling the server works under;
+- ``http_batched``: POST /v1/events with 1,000 events per request from a few
+  concurrent connections, events/s acknowledged;
+- ``http_single``: one event per request from 50 and 200 concurrent
+  clients, requests/s and latency p50/p90/p99/max; closed loop (each
+  client sends its next request when the previous one is answered: the
+  server's capacity) and paced (a fixed total offered rate, latency counted
+  from the scheduled send time).
+
+The server is a subprocess (`python -m kimonaudit serve`) on a free
+127.0.0.1 port with a temporary SQLite database, rate limiting off and
+the access log off. The load generator is a small asyncio HTTP/1.1
+keep-alive client, so that on a small machine the generator's own CPU
+cost stays well below the server's. Every phase is bounded in requests
+and in seconds. Results also go to benchmarks/results/http-<time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+import kimonaudit
+from benchmarks.workload import events
+
+BATCH = 1_000
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
+
+
+# -- library baseline ----------------------------------------------------------
+def library_rate(tmp: Path, n: int, writers: int) -> dict[str, Any]:
+    """AuditLog.append in batches of 1,000 from `writers` threads (as the
+    core benchmark does: one validates and hashes while another commits)."""
+    log = kimonaudit.open(f"sqlite:///{tmp / 'lib.db'}", key_file=str(tmp / "lib.key"))
+    try:
+        tid = log.create_tenant("bench-lib").id
+        stream = list(events(n, seed=11))
+        batches = [stream[i : i + BATCH] for i in range(0, n, BATCH)]
+        lock = threading.Lock()
+
+        def work() -> None:
+            while True:
+                with lock:
+                    if not batches:
+                        return
+                    batch = batches.pop()
+                log.append(tid, batch)
+
+        threads = [threading.Thread(target=work) for _ in range(writers)]
+        started = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - started
+    finally:
+        log.close()
+    return {
+        "events": n,
+        "batch": BATCH,
+        "writers": writers,
+        "seconds": round(elapsed, 3),
+        "events_per_s": round(n / elapsed),
+    }
+
+
+# -- a minimal keep-alive HTTP/1.1 client ----------------------------------------
+class Conn:
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def open(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+
+    async def post(self, path: str, body: bytes, key: str) -> tuple[int, bytes]:
+        assert self.reader is not None and self.writer is not None
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        self.writer.write(head + body)
+        await self.writer.drain()
+        status_line = await self.reader.readline()
+        status = int(status_line.split()[1])
+        length = 0
+        while True:
+            line = await self.reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        return status, await self.reader.readexactly(length)
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            with contextlib.suppress(OSError):
+                await self.writer.wait_closed()
+
+
+async def _batched(port: int, key: str, bodies: list[bytes], clients: int, limit_s: float) -> dict:
+    queue = list(reversed(bodies))
+    acked = 0
+    errors = 0
+    deadline = time.perf_counter() + limit_s
+
+    async def worker() -> None:
+        nonlocal acked, errors
+        c = Conn(port)
+        await c.open()
+        try:
+            while queue and time.perf_counter() < deadline:
+                body = queue.pop()
+                status, data = await c.post("/v1/events", body, key)
+                if status == 201:
+                    acked += len(json.loads(data)["receipts"])
+                else:
+                    errors += 1
+        finally:
+            await c.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    elapsed = time.perf_counter() - started
+    return {
+        "clients": clients,
+        "batch": BATCH,
+        "events": acked,
+        "errors": errors,
+        "seconds": round(elapsed, 3),
+        "events_per_s": round(acked / elapsed),
+    }
+
+
+async def _single(
+    port: int,
+    key: str,
+    bodies: list[bytes],
+    clients: int,
+    limit_s: float,
+    max_requests: int,
+    rate: float | None = None,
+) -> dict:
+    """`clients` connections sending one event per request. Closed loop
+    (rate None): each sends as soon as its previous answer is in, which
+    measures the server's capacity. Paced (`rate` requests/s offered in
+    total): each client keeps a schedule, and latency is counted from the
+    scheduled send time, so a stalled server cannot hide its queueing
+    (no coordinated omission)."""
+    latencies: list[float] = []
+    errors = 0
+    sent = 0
+    started = time.perf_counter()
+    deadline = started + limit_s
+    interval = clients / rate if rate else 0.0
+
+    async def worker(offset: int) -> None:
+        nonlocal errors, sent
+        c = Conn(port)
+        await c.open()
+        i = offset
+        due = started + (offset / clients) * interval
+        try:
+            while sent < max_requests and time.perf_counter() < deadline:
+                if rate:
+                    delay = due - time.perf_counter()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    t0 = due
+                    due += interval
+                else:
+                    t0 = time.perf_counter()
+                sent += 1
+                status, _ = await c.post("/v1/events", bodies[i % len(bodies)], key)
+                latencies.append(time.perf_counter() - t0)
+                if status != 201:
+                    errors += 1
+                i += clients
+        finally:
+            await c.close()
+
+    await asyncio.gather(*(worker(k) for k in range(clients)))
+    elapsed = time.perf_counter() - started
+    ms = [x * 1e3 for x in latencies]
+    return {
+        "clients": clients,
+        "mode": f"paced {rate:g} req/s offered" if rate else "closed loop",
+        "requests": len(ms),
+        "errors": errors,
+        "seconds": round(elapsed, 3),
+        "requests_per_s": round(len(ms) / elapsed),
+        "p50_ms": round(_pct(ms, 50), 2),
+        "p90_ms": round(_pct(ms, 90), 2),
+        "p99_ms": round(_pct(ms, 99), 2),
+        "max_ms": round(max(ms), 2),
+        "mean_ms": round(statistics.fmean(ms), 2),
+    }
+
+
+# -- the server ------------------------------------------------------------------
+def start_server(tmp: Path, port: int) -> tuple[subprocess.Popen[bytes], str]:
+    db = f"sqlite:///{tmp / 'http.db'}"
+    base = [sys.executable, "-m", "kimonaudit", "--db", db, "--key-file", str(tmp / "http.key")]
+    made = subprocess.run(
+        [*base, "tenants", "create", "bench-http", "--json"], check=True, capture_output=True
+    )
+    key = json.loads(made.stdout)["api_key"]["key"]
+    proc = subprocess.Popen(
+        [*base, "serve", "--port", str(port), "--rate-limit", "0", "--no-access-log"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc, key
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("the server did not start")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--library-events", type=int, default=100_000)
+    ap.add_argument("--batched-events", type=int, default=200_000)
+    ap.add_argument("--batched-clients", type=int, default=4)
+    ap.add_argument("--single-clients", default="50,200")
+    ap.add_argument("--single-seconds", type=float, default=10.0)
+    ap.add_argument("--single-max-requests", type=int, default=50_000)
+    ap.add_argument(
+        "--paced-rate",
+        type=float,
+        default=300.0,
+        help="also run each client count paced at this total offered rate (0: skip)",
+    )
+    ap.add_argument("--library-writers", type=int, default=2, help="threads calling append")
+    ap.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
+    args = ap.parse_args()
+    if args.quick:
+        args.library_events, args.batched_events, args.single_seconds = 10_000, 20_000, 3.0
+
+    doc: dict[str, Any] = {
+        "suite": "http_ingest",
+        "started": time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            # Other work on the machine skews every figure; recorded so runs can be compared.
+            "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+        },
+        "store": "sqlite",
+    }
+    with tempfile.TemporaryDirectory(prefix="kimonaudit-bench-") as d:
+        tmp = Path(d)
+        doc["library"] = library_rate(tmp, args.library_events, args.library_writers)
+
+        stream = list(events(args.batched_events, seed=3))
+        batch_bodies = [
+            json.dumps({"events": stream[i : i + BATCH]}).encode()
+            for i in range(0, len(stream), BATCH)
+        ]
+        single_bodies = [json.dumps(e).encode() for e in events(5_000, seed=5)]
+        port = _free_port()
+        proc, key = start_server(tmp, port)
+        try:
+            doc["http_batched"] = asyncio.run(
+                _batched(port, key, batch_bodies, args.batched_clients, limit_s=120)
+            )
+            doc["http_single"] = [
+                asyncio.run(
+                    _single(
+                        port,
+                        key,
+                        single_bodies,
+                        int(c),
+                        args.single_seconds,
+                        args.single_max_requests,
+                        rate,
+                    )
+                )
+                for rate in ([None, args.paced_rate] if args.paced_rate else [None])
+                for c in args.single_clients.split(",")
+            ]
+            metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+            doc["server_events_appended"] = next(
+                float(line.split()[-1])
+                for line in metrics.splitlines()
+                if line.startswith("kimonaudit_events_appended_total")
+            )
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    doc["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    doc["ratios"] = {
+        "http_batched_vs_library": round(
+            doc["http_batched"]["events_per_s"] / doc["library"]["events_per_s"], 3
+        )
+    }
+    text = json.dumps(doc, indent=2)
+    print(text)
+    out = Path(__file__).parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / f"http-{doc['started']}.json").write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""Authentication by API key, scopes and rate limiting.
+
+`Authorization: Bearer kak_...` is checked by AuditLog.authenticate (SHA-256
+of the secret, compared in constant time). A key that passed is remembered
+for `auth_cache_seconds` under the SHA-256 of its text, so a busy client
+costs no database read per request; revoking a key through this server
+forgets it at once, elsewhere (the CLI) within that time. Failures are never
+cached. Keys are never logged: not here, and uvicorn's access log records
+no headers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
+
+from kimonaudit import apikeys
+from kimonaudit.api.errors import ApiError
+from kimonaudit.api.ratelimit import RateLimiter, retry_after
+from kimonaudit.errors import AuthError, Forbidden
+from kimonaudit.service import AuditLog
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiKey",
+    description="A tenant API key: `Authorization: Bearer kak_...`.",
+)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the tenant comes from the key, never from the request."""
+
+    tenant_id: str
+    scopes: tuple[str, ...]
+    key_id: str
+
+    @property
+    def actor(self) -> dict[str, str]:
+        """How this caller appears as the actor of entries it causes."""
+        return {"id": f"api_key:{self.key_id}", "type": "api_key"}
+
+
+class Authenticator:
+    def __init__(self, log: AuditLog, limiter: RateLimiter, cache_seconds: float) -> None:
+        self._log = log
+        self._limiter = limiter
+        self._ttl = cache_seconds
+        self._cache: dict[bytes, tuple[Principal, float]] = {}
+        self._lock = threading.Lock()
+
+    async def principal(self, text: str) -> Principal:
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+        now = time.monotonic()
+        hit = self._cache.get(digest)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        key_id, _ = apikeys.parse(text)
+        tenant_id, scopes = await run_in_threadpool(self._log.authenticate, text)
+        p = Principal(tenant_id, scopes, key_id)
+        if self._ttl > 0:
+            with self._lock:
+                if len(self._cache) > 10_000:
+                    self._cache.clear()
+                self._cache[digest] = (p, now + self._ttl)
+        return p
+
+    def forget(self, key_id: str) -> None:
+        """Drop a revoked key from the cache."""
+        with self._lock:
+            for digest in [d for d, (p, _) in self._cache.items() if p.key_id == key_id]:
+                del self._cache[digest]
+
+    def throttle(self, p: Principal) -> None:
+        wait = self._limiter.take(p.key_id)
+        if wait > 0:
+            raise ApiError(
+                429,
+                f"rate limit of {self._limiter.rate:g} requests/s for this API key exceeded",
+                headers={"Retry-After": retry_after(wait)},
+            )
+
+
+def require(scope: str) -> Callable[..., Awaitable[Principal]]:
+    """A dependency: the caller's Principal, holding `scope` (admin holds all)."""
+
+    async def dependency(
+        request: Request,
+        creds: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
+    ) -> Principal:
+        if creds is None:
+            raise AuthError("missing API key: send Authorization: Bearer <api key>")
+        auth: Authenticator = request.app.state.api.auth
+        p = await auth.principal(creds.credentials)
+        if not apikeys.grants(p.scopes, scope):
+            raise Forbidden(f"this API key lacks the {scope!r} scope")
+        auth.throttle(p)
+        return p
+
+    return dependency

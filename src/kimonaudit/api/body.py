@@ -1,0 +1,116 @@
+"""Request bodies: size limit, media type and JSON parsing.
+
+The size limit is enforced on the bytes actually received, not on what
+Content-Length claims: `BodyLimit` wraps the ASGI receive channel, so every
+route (including routers added later that let FastAPI read the body) is
+covered. A declared Content-Length over the limit is refused before
+anything is read.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from kimonaudit.api.errors import ApiError, error_response
+
+
+def too_large(limit: int) -> ApiError:
+    return ApiError(413, f"request body is larger than {limit} bytes ({limit // 1024} KiB)")
+
+
+class BodyLimit:
+    """ASGI middleware: at most `limit` bytes of request body."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared < 0:
+                    response = error_response(400, "bad_request", "malformed Content-Length")
+                    await response(scope, receive, send)
+                    return
+                if declared > self.limit:
+                    exc = too_large(self.limit)
+                    response = error_response(413, exc.code, exc.message)
+                    await response(scope, receive, send)
+                    return
+        received = 0
+        limit = self.limit
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise too_large(limit)
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def require_json(request: Request) -> None:
+    """415 unless the body is declared as JSON (application/json or +json)."""
+    ctype = request.headers.get("content-type")
+    if ctype is None:
+        raise ApiError(415, "missing Content-Type; send the body as application/json")
+    media, _, params = ctype.partition(";")
+    media = media.strip().lower()
+    if media != "application/json" and not (
+        media.startswith("application/") and media.endswith("+json")
+    ):
+        raise ApiError(415, f"unsupported Content-Type {media!r}; send application/json")
+    for param in params.split(";"):
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "charset" and value.strip().strip('"').lower() not in (
+            "utf-8",
+            "utf8",
+        ):
+            raise ApiError(415, "JSON bodies must be UTF-8")
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_json(raw: bytes) -> Any:
+    """The JSON value of a body; 400 naming the problem for anything that
+    is not strict UTF-8 JSON (NaN, Infinity and lone surrogates included)."""
+    if not raw:
+        raise ApiError(400, "empty body; expected a JSON document")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, f"body is not UTF-8 (byte {exc.start})") from None
+    if text.startswith("\ufeff"):
+        raise ApiError(400, "body starts with a byte order mark; send plain UTF-8 JSON")
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise ApiError(
+            400, f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    except RecursionError:
+        raise ApiError(400, "malformed JSON: nested too deeply") from None
+    except ValueError as exc:  # NaN/Infinity, or an integer with too many digits
+        raise ApiError(400, f"malformed JSON: {exc}") from None
+
+
+async def read_body(request: Request) -> bytes:
+    """The raw body of a JSON request (415 if it is not declared JSON)."""
+    require_json(request)
+    return await request.body()
