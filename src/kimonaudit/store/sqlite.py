@@ -6,10 +6,12 @@ get a connection per thread, which WAL lets run beside the writer.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from itertools import chain
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -45,6 +47,20 @@ _PAGE = 5_000
 _SEARCH_PAGE = 1_000
 _FILTER_BUDGET = 60
 _TEXT_BUDGET = 400
+_ROWS_PER_STATEMENT = 400  # 400 x 20 columns stays under SQLITE_MAX_VARIABLE_NUMBER (32766)
+
+
+@functools.lru_cache(maxsize=32)
+def _insert_entries(n: int) -> str:
+    one = f"({', '.join('?' * len(ENTRY_COLUMNS))})"
+    return f"INSERT INTO entries ({_COLS}) VALUES {', '.join([one] * n)}"  # noqa: S608
+
+
+@functools.lru_cache(maxsize=32)
+def _insert_fts(n: int) -> str:
+    return f"INSERT INTO entries_fts (rowid, text) VALUES {', '.join(['(?, ?)'] * n)}"  # noqa: S608
+
+
 _PUT_NODE = "INSERT OR REPLACE INTO tree_nodes (tenant_id, level, idx, hash) VALUES (?, ?, ?, ?)"
 _API_KEY_COLS = "key_id, tenant_id, name, scopes, secret_hash, created_at, revoked_at, last_used_at"
 
@@ -106,11 +122,18 @@ class _WriteSession:
         c = self.conn
         if plan.rows:
             first = c.execute("SELECT coalesce(max(rid), 0) FROM entries").fetchone()[0] + 1
-            c.executemany(_INSERT_ENTRY, plan.rows)
-            c.executemany(
-                "INSERT INTO entries_fts (rowid, text) VALUES (?, ?)",
-                ((first + i, r.search_text) for i, r in enumerate(plan.rows)),
-            )
+            rows = plan.rows
+            # Multi-row statements rather than executemany: sqlite3 drops
+            # the GIL once per statement, and a thread preparing the next
+            # batch would otherwise make this one wait a switch interval
+            # (5 ms) to get it back after every single row.
+            for i in range(0, len(rows), _ROWS_PER_STATEMENT):
+                chunk = rows[i : i + _ROWS_PER_STATEMENT]
+                c.execute(_insert_entries(len(chunk)), list(chain.from_iterable(chunk)))
+                c.execute(
+                    _insert_fts(len(chunk)),
+                    [v for j, r in enumerate(chunk, first + i) for v in (j, r.search_text)],
+                )
         if plan.nodes:
             c.executemany(
                 _PUT_NODE,
