@@ -23,31 +23,38 @@ class TreeReader:
         self.tenant_id = tenant_id
 
     def node_hashes(self, keys: Iterable[Key]) -> dict[Key, bytes]:
-        """Hashes of the perfect nodes `keys` (level, index)."""
+        """Hashes of the perfect nodes `keys` (level, index), in two reads:
+        one for stored nodes, one for leaf hashes."""
         keys = list(dict.fromkeys(keys))
-        # Nodes stored as such: stride levels, and any node kept on purpose
-        # (for example the compact range of a purged prefix).
-        exact = self.store.nodes(self.tenant_id, [k for k in keys if k[0] > 0])
-        out: dict[Key, bytes] = {}
-        missing: list[Key] = []
-        for k in keys:
-            if k in exact:
-                out[k] = exact[k]
-            else:
-                missing.append(k)
-        for level, index in missing:
-            base, first, count = merkle.base_hashes_for(level, index)
+        bases = {k: merkle.base_hashes_for(*k) for k in keys}
+        # Ask for each node itself (it may be stored as such, e.g. the
+        # compact range of a purged prefix) and for the stored nodes it
+        # folds from, all at once.
+        wanted: set[Key] = {k for k in keys if k[0] > 0}
+        seqs: set[int] = set()
+        for base, first, count in bases.values():
             if base == 0:
-                hashes = self.store.leaf_hashes(self.tenant_id, first, first + count)
+                seqs.update(range(first, first + count))
             else:
-                got = self.store.nodes(self.tenant_id, [(base, first + i) for i in range(count)])
-                hashes = [got[(base, first + i)] for i in range(count) if (base, first + i) in got]
-            if len(hashes) != count:
+                wanted.update((base, first + i) for i in range(count))
+        stored = self.store.nodes(self.tenant_id, wanted) if wanted else {}
+        leaves = self.store.leaf_hashes_at(self.tenant_id, sorted(seqs)) if seqs else {}
+        out: dict[Key, bytes] = {}
+        for k in keys:
+            if k in stored:
+                out[k] = stored[k]
+                continue
+            base, first, count = bases[k]
+            if base == 0:
+                hashes = [leaves.get(first + i) for i in range(count)]
+            else:
+                hashes = [stored.get((base, first + i)) for i in range(count)]
+            if any(h is None for h in hashes):
                 raise StoreError(
                     f"tenant {self.tenant_id}: stored tree is missing hashes under node "
-                    f"(level {level}, index {index}); run `kimonaudit verify`"
+                    f"(level {k[0]}, index {k[1]}); run `kimonaudit verify`"
                 )
-            out[(level, index)] = merkle.fold_perfect(hashes)
+            out[k] = merkle.fold_perfect(hashes)  # type: ignore[arg-type]
         return out
 
     def range_roots(self, ranges: list[tuple[int, int]]) -> list[bytes]:

@@ -64,6 +64,10 @@ class Store(Protocol):
         """Stored leaf hashes for seq in [start, end), in order."""
         ...
 
+    def leaf_hashes_at(self, tenant_id: str, seqs: Sequence[int]) -> dict[int, bytes]:
+        """Stored leaf hashes of the given seqs (those present), in one read."""
+        ...
+
     def nodes(
         self, tenant_id: str, keys: Iterable[tuple[int, int]]
     ) -> dict[tuple[int, int], bytes]:

@@ -365,6 +365,18 @@ class SQLiteStore(SQLiteConsoleStore):
             )
         ]
 
+    def leaf_hashes_at(self, tenant_id: str, seqs: Sequence[int]) -> dict[int, bytes]:
+        out: dict[int, bytes] = {}
+        conn = self._conn()
+        for i in range(0, len(seqs), 500):
+            chunk = list(seqs[i : i + 500])
+            q = (
+                "SELECT seq, leaf_hash FROM entries WHERE tenant_id = ? "  # noqa: S608
+                f"AND seq IN ({','.join('?' * len(chunk))})"
+            )
+            out.update(conn.execute(q, (tenant_id, *chunk)).fetchall())
+        return out
+
     def nodes(
         self, tenant_id: str, keys: Iterable[tuple[int, int]]
     ) -> dict[tuple[int, int], bytes]:
