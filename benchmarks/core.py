@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import random
 import sqlite3
-import statistics
 import tempfile
 import threading
 import time
@@ -29,7 +28,7 @@ BATCH = 1_000
 
 def _pct(values: list[float], p: float) -> float:
     values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
 
 
 def _ms(values: list[float]) -> dict[str, float]:
@@ -50,7 +49,9 @@ def _drop_os_cache() -> bool:
         return False
 
 
-def ingest(log: kimonaudit.AuditLog, tenant_id: str, batches: list[list[dict]], writers: int) -> float:
+def ingest(
+    log: kimonaudit.AuditLog, tenant_id: str, batches: list[list[dict]], writers: int
+) -> float:
     """Wall-clock seconds to append all batches with `writers` threads. Two
     threads let one validate and hash while the other's batch is written."""
     it = iter(batches)
@@ -65,7 +66,7 @@ def ingest(log: kimonaudit.AuditLog, tenant_id: str, batches: list[list[dict]], 
                 return
             try:
                 log.append(tenant_id, batch)
-            except BaseException as exc:  # noqa: BLE001 - reported below
+            except BaseException as exc:
                 errors.append(exc)
                 return
 
@@ -192,13 +193,19 @@ def proofs(log: kimonaudit.AuditLog, tenant_id: str, size: int, n: int, seed: in
     return {"inclusion": _ms(incl), "consistency": _ms(cons)}
 
 
-def run_backend(backend: str, url: str, key_file: str, n_events: int, writers: int,
-                scratch: str) -> dict[str, Any]:
-    out: dict[str, Any] = {"backend": backend, "events": n_events, "batch": BATCH,
-                           "writers": writers}
+def run_backend(
+    backend: str, url: str, key_file: str, n_events: int, writers: int, scratch: str
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "backend": backend,
+        "events": n_events,
+        "batch": BATCH,
+        "writers": writers,
+    }
     gen = events(n_events)
-    batches = [[next(gen) for _ in range(min(BATCH, n_events - i))]
-               for i in range(0, n_events, BATCH)]
+    batches = [
+        [next(gen) for _ in range(min(BATCH, n_events - i))] for i in range(0, n_events, BATCH)
+    ]
     with kimonaudit.open(url, key_file=key_file) as log:
         tid = log.create_tenant("bench", plan="enterprise").id
         secs = ingest(log, tid, batches, writers)
@@ -265,9 +272,6 @@ def main(n_events: int, backends: list[str], pg_url: str, writers: int) -> list[
     with tempfile.TemporaryDirectory() as scratch:
         key_file = os.path.join(scratch, "bench.key")
         for backend in backends:
-            if backend == "sqlite":
-                url = f"sqlite:///{scratch}/bench.db"
-            else:
-                url = fresh_pg_url(pg_url)
+            url = f"sqlite:///{scratch}/bench.db" if backend == "sqlite" else fresh_pg_url(pg_url)
             results.append(run_backend(backend, url, key_file, n_events, writers, scratch))
     return results

@@ -3,6 +3,7 @@
     .venv/bin/python -m benchmarks.run                      # core suite, 1M events
     .venv/bin/python -m benchmarks.run --events 100000      # quicker
     .venv/bin/python -m benchmarks.run --suite core --backends sqlite
+    .venv/bin/python -m benchmarks.run --suite search       # search/export, see search.py
 
 Results also go to benchmarks/results/<suite>-<timestamp>.json.
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--suite", default="core", choices=["core"])
+    ap.add_argument("--suite", default="core", choices=["core", "search"])
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--backends", default="sqlite,postgres")
     ap.add_argument("--writers", type=int, default=2, help="threads calling AuditLog.append")
@@ -29,6 +30,7 @@ def main() -> None:
             "KIMONAUDIT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
         ),
     )
+    ap.add_argument("--data-dir", help="search suite: keep and reuse the filled databases here")
     args = ap.parse_args()
     started = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     doc: dict = {
@@ -39,8 +41,12 @@ def main() -> None:
     if args.suite == "core":
         from benchmarks import core
 
-        doc["results"] = core.main(
-            args.events, args.backends.split(","), args.pg_url, args.writers
+        doc["results"] = core.main(args.events, args.backends.split(","), args.pg_url, args.writers)
+    elif args.suite == "search":
+        from benchmarks import search
+
+        doc["results"] = search.main(
+            args.events, args.backends.split(","), args.pg_url, args.data_dir
         )
     text = json.dumps(doc, indent=2)
     print(text)

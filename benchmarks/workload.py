@@ -23,8 +23,12 @@ MIX: list[tuple[str, int]] = [
     ("workflow.updated", 1),
     ("role.assigned", 1),
 ]
-FIELDS = [("status", ["new", "open", "pending", "solved"]), ("priority", ["low", "normal", "high"]),
-          ("assignee", ["agent_1", "agent_2", "agent_3"]), ("group", ["tier1", "tier2", "billing"])]
+FIELDS = [
+    ("status", ["new", "open", "pending", "solved"]),
+    ("priority", ["low", "normal", "high"]),
+    ("assignee", ["agent_1", "agent_2", "agent_3"]),
+    ("group", ["tier1", "tier2", "billing"]),
+]
 AGENTS = 400
 
 
@@ -37,10 +41,17 @@ def events(n: int, seed: int = 7) -> Iterator[dict[str, Any]]:
         agent = rnd.randrange(AGENTS)
         ev: dict[str, Any] = {
             "action": action,
-            "actor": {"id": f"agent_{agent}", "type": "agent", "name": f"Agent {agent}",
-                      "email": f"agent{agent}@acme.test"},
-            "context": {"ip": f"198.51.100.{agent % 250}", "user_agent": "Mozilla/5.0 (X11)",
-                        "request_id": f"req-{i:09d}"},
+            "actor": {
+                "id": f"agent_{agent}",
+                "type": "agent",
+                "name": f"Agent {agent}",
+                "email": f"agent{agent}@acme.test",
+            },
+            "context": {
+                "ip": f"198.51.100.{agent % 250}",
+                "user_agent": "Mozilla/5.0 (X11)",
+                "request_id": f"req-{i:09d}",
+            },
             "metadata": {"via": rnd.choice(("web", "api", "mobile"))},
         }
         if action.startswith("ticket."):
@@ -49,8 +60,12 @@ def events(n: int, seed: int = 7) -> Iterator[dict[str, Any]]:
             field, values = rnd.choice(FIELDS)
             ev["changes"] = [{"field": field, "from": rnd.choice(values), "to": rnd.choice(values)}]
         elif action == "api.request":
-            ev["metadata"] = {"method": "GET", "route": "/api/v2/tickets/{id}", "status": 200,
-                              "duration_ms": rnd.randrange(2, 300)}
+            ev["metadata"] = {
+                "method": "GET",
+                "route": "/api/v2/tickets/{id}",
+                "status": 200,
+                "duration_ms": rnd.randrange(2, 300),
+            }
         elif action == "role.assigned":
             ev["target"] = {"type": "user", "id": f"user_{rnd.randrange(5000)}"}
             ev["changes"] = [{"field": "role", "from": "agent", "to": "admin"}]

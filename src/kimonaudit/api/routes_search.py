@@ -11,6 +11,7 @@ full count when the client got everything, with the rows sent so far and
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, Literal
@@ -178,7 +179,10 @@ class ExportResponse(StreamingResponse):
                     await run_in_threadpool(self._finish, self.sent, complete)
                 except Exception:
                     log.exception("could not record the export in the audit log")
-                await run_in_threadpool(self.export.close)
+                # A worker thread cancelled mid-chunk may still be inside the
+                # generator; it then ends with that chunk and is collected.
+                with contextlib.suppress(ValueError):
+                    await run_in_threadpool(self.export.close)
 
 
 def _export(request: Request, principal: Principal, q: str, fmt: str) -> ExportResponse:

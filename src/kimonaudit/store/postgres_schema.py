@@ -169,6 +169,24 @@ MIGRATIONS: list[tuple[int, str]] = [
             ON console_saved_searches (tenant_id, user_id, name);
         """,
     ),
+    # == Search (owned by the search work). action:ticket.* compiles to LIKE
+    # 'ticket.%', which a btree serves only with text_pattern_ops under a
+    # non-C collation; that index also serves equality and the seq order, so
+    # it replaces entries_action. is:failure / outcome: and ip: are the
+    # investigator's filters; without an index a rare value (or none at all)
+    # means reading every entry of the tenant. seq beside recorded_at turns
+    # a created: time into a seq bound with one index probe.
+    (
+        3,
+        """
+        CREATE INDEX entries_action_pattern ON entries (tenant_id, action text_pattern_ops, seq);
+        DROP INDEX entries_action;
+        CREATE INDEX entries_outcome ON entries (tenant_id, outcome, seq);
+        CREATE INDEX entries_ip ON entries (tenant_id, ip, seq);
+        CREATE INDEX entries_recorded_seq ON entries (tenant_id, recorded_at, seq);
+        DROP INDEX entries_recorded;
+        """,
+    ),
 ]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -139,4 +139,14 @@ MIGRATIONS: list[tuple[int, str]] = [
             ON console_saved_searches (tenant_id, user_id, name);
         """,
     ),
+    # == Search (owned by the search work): is:failure / outcome: and ip: are
+    # the investigator's filters; without an index a rare value (or none at
+    # all) means reading every entry of the tenant.
+    (
+        3,
+        """
+        CREATE INDEX entries_outcome ON entries (tenant_id, outcome, seq);
+        CREATE INDEX entries_ip ON entries (tenant_id, ip, seq);
+        """,
+    ),
 ]
