@@ -15,12 +15,11 @@ import pytest
 import kimonaudit
 from kimonaudit.core.leaf import payload_commitment
 from kimonaudit.core.ledger import leaf_of_row, plan_append
-from kimonaudit.store.postgres_schema import MIGRATIONS
 from kimonaudit.core.merkle import leaf_hash
 from kimonaudit.core.records import Prepared, TreeState
 from kimonaudit.errors import StoreError
 from kimonaudit.store.postgres import PostgresStore, _WriteSession
-from kimonaudit.store.postgres_schema import month_bounds
+from kimonaudit.store.postgres_schema import MIGRATIONS, month_bounds
 from tests.helpers import event
 
 pytestmark = pytest.mark.postgres
