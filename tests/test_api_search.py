@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import csv
 import io
+import json
 import time
 import warnings
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ from kimonaudit.api import ApiSettings, create_app
 from kimonaudit.export import CSV_COLUMNS
 from kimonaudit.views import entry_json
 from tests.helpers import event
-from tests.test_api_server import bearer, make_tenant, start_server
+from tests.servers import ServeProcess, bearer, make_tenant
 
 
 class Api:
@@ -194,9 +195,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str,
             batch = [event(i) for i in range(start, start + 1000)]
             batch[7]["context"] = {"user_agent": 'Quote " comma , newline \r\n end', "ip": "::1"}
             log.append(tid, batch)
-    srv = start_server(db, key_file, tmp)
-    yield srv.url, tid, key
-    srv.stop()
+    with ServeProcess(db, key_file, tmp, "--checkpoint-interval", "0.1") as srv:
+        yield srv.url, tid, key
     assert "Traceback" not in srv.output.read_text()
 
 
@@ -247,3 +247,24 @@ def test_a_client_that_hangs_up_is_audited_with_the_rows_sent(server):
     (meta,) = found
     assert meta["complete"] is False and meta["query"] == "-action:audit_log.*"
     assert 0 < meta["rows"] < ROWS
+
+
+def test_reading_one_event_is_recorded_as_audit_log_viewed(tmp_path):
+    """GET /v1/events/{id} appends audit_log.viewed naming the entry read and the key."""
+    from fastapi.testclient import TestClient
+
+    import kimonaudit
+    from kimonaudit.api.app import create_app
+
+    with kimonaudit.open(f"sqlite:///{tmp_path / 'a.db'}", key_file=str(tmp_path / "k")) as log:
+        tid = log.create_tenant("acme").id
+        _, key = log.create_api_key(tid, "reader", ["events:read"])
+        log.append(tid, [event(0, id="evt-0")])
+        with TestClient(create_app(log)) as client:
+            r = client.get("/v1/events/evt-0", headers={"Authorization": f"Bearer {key}"})
+            assert r.status_code == 200
+        page = log.search(tid, "action:audit_log.viewed")
+        (entry,) = page.entries
+        payload = json.loads(entry.payload)
+        assert payload["metadata"]["event_id"] == "evt-0"
+        assert payload["metadata"]["via"] == "api" and payload["metadata"]["rows"] == 1

@@ -27,3 +27,16 @@ __all__ = [
 
 def api_state(request: Request) -> ApiState:
     return request.app.state.api  # type: ignore[no-any-return]
+
+
+def access_context(request: Request) -> dict[str, str]:
+    """Who is reading, for the audit_log.* entries: client address, user
+    agent and request id (never headers that carry credentials)."""
+    from kimonaudit.search import request_context
+
+    client = request.client
+    return request_context(
+        client.host if client else None,
+        request.headers.get("user-agent"),
+        request.headers.get("x-request-id"),
+    )

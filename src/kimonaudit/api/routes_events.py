@@ -21,6 +21,7 @@ from kimonaudit.api.deps import (
     SCOPE_WRITE,
     ApiError,
     Principal,
+    access_context,
     api_state,
     require,
     responses,
@@ -30,6 +31,7 @@ from kimonaudit.core.events import Event, validate_batch, validate_event
 from kimonaudit.core.records import Receipt
 from kimonaudit.errors import InvalidEvent
 from kimonaudit.results import SignedCheckpoint, b64
+from kimonaudit.search import record_access
 from kimonaudit.service import AuditLog
 from kimonaudit.views import entry_json, receipt_json
 
@@ -170,4 +172,9 @@ def get_event(
     row = log.get_entry_by_id(tid, event_id)
     proof = log.prove_inclusion(tid, row.seq, tree_size)
     actor = log.resolve_actor(tid, row.actor_hash) if row.actor_hash else None
-    return JSONResponse({"event": entry_json(row, actor), "inclusion": proof.to_json()})
+    body = {"event": entry_json(row, actor), "inclusion": proof.to_json()}
+    # Reading an entry is itself recorded (PCI DSS 10.2.1.3), after the read.
+    record_access(log, tid, "audit_log.viewed", principal.actor, "", 1, "api",
+                  context=access_context(request),
+                  details={"event_id": row.event_id, "seq": row.seq})  # fmt: skip
+    return JSONResponse(body)

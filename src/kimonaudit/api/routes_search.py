@@ -23,7 +23,15 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
-from kimonaudit.api.deps import SCOPE_READ, ApiError, Principal, api_state, require, responses
+from kimonaudit.api.deps import (
+    SCOPE_READ,
+    ApiError,
+    Principal,
+    access_context,
+    api_state,
+    require,
+    responses,
+)
 from kimonaudit.api.models import EntryOut
 from kimonaudit.core.query import MAX_QUERY_LENGTH
 from kimonaudit.export import Export
@@ -33,7 +41,6 @@ from kimonaudit.search import (
     InvalidCursor,
     page_json,
     record_access,
-    request_context,
 )
 from kimonaudit.service import AuditLog
 
@@ -70,15 +77,6 @@ class HistogramOut(BaseModel):
     buckets: list[BucketOut]
 
 
-def _context(request: Request) -> dict[str, str]:
-    client = request.client
-    return request_context(
-        client.host if client else None,
-        request.headers.get("user-agent"),
-        request.headers.get("x-request-id"),
-    )
-
-
 @router.get(
     "/v1/events",
     summary="Search events",
@@ -111,7 +109,7 @@ def search_events(
     body = page_json(st.log, page)
     details = {"cursor": cursor is not None}
     record_access(st.log, tid, "audit_log.searched", principal.actor, page.query, len(page),
-                  "api", context=_context(request), details=details)  # fmt: skip
+                  "api", context=access_context(request), details=details)  # fmt: skip
     return JSONResponse(body)
 
 
@@ -136,7 +134,8 @@ def events_histogram(
     tid = principal.tenant_id
     hist = st.log.histogram(tid, q, interval)
     record_access(st.log, tid, "audit_log.searched", principal.actor, hist.query, hist.total,
-                  "api", context=_context(request), details={"histogram": interval})  # fmt: skip
+                  "api", context=access_context(request),
+                  details={"histogram": interval})  # fmt: skip
     return JSONResponse(hist.to_json())
 
 
@@ -189,7 +188,7 @@ def _export(request: Request, principal: Principal, q: str, fmt: str) -> ExportR
     st = api_state(request)
     tid = principal.tenant_id
     export = st.log.export(tid, q, fmt)  # a bad query fails here, before any byte is sent
-    context = _context(request)
+    context = access_context(request)
     audit: AuditLog = st.log
 
     def finish(rows: int, complete: bool) -> None:
