@@ -1,4 +1,4 @@
-"""Test helpers: realistic events and raw SQL access to a store's rows."""
+"""Test helpers: realistic and hostile events, and raw SQL access to a store's rows."""
 
 from __future__ import annotations
 
@@ -41,6 +41,33 @@ def event(i: int, **over: Any) -> dict[str, Any]:
     }
     ev.update(over)
     return ev
+
+
+# Script and markup that must stay inert wherever event data is shown.
+XSS = [
+    "<script>window.__xss=1</script>",
+    '"><img src=x onerror="window.__xss=1">',
+    "javascript:window.__xss=1",
+    "'><svg onload=alert(1)>",
+]
+
+
+def hostile_events() -> list[dict[str, Any]]:
+    """One event per payload with the payload in every field that takes text."""
+    out = []
+    for i, p in enumerate(XSS):
+        out.append(
+            {
+                "id": f"{p}-{i}",
+                "action": "role.assigned",
+                "actor": {"id": p, "type": "agent", "name": p, "email": p},
+                "target": {"type": p, "id": p},
+                "context": {"ip": "203.0.113.7", "user_agent": p, "request_id": p, p: p, "url": p},
+                "changes": [{"field": p, "from": p, "to": {p: [p]}}],
+                "metadata": {p: p, "link": p, "href": p},
+            }
+        )
+    return out
 
 
 @contextmanager

@@ -10,16 +10,12 @@ subprocess on a free 127.0.0.1 port, driven over real sockets.
 
 from __future__ import annotations
 
-import os
 import random
-import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -27,83 +23,25 @@ import pytest
 
 import kimonaudit
 from tests.helpers import event
+from tests.servers import ServeProcess, bearer, make_tenant
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Server:
-    url: str
-    proc: subprocess.Popen[bytes]
-    output: Path
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-def start_server(db_url: str, key_file: str, workdir: Path, *extra: str) -> Server:
-    port = free_port()
-    output = workdir / f"serve-{port}.log"
-    with output.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "kimonaudit", "--db", db_url, "--key-file", key_file,
-             "serve", "--port", str(port), "--checkpoint-interval", "0.1", "--no-access-log",
-             *extra],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"serve exited with {proc.returncode}:\n{output.read_text()}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return Server(url, proc, output)
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    proc.kill()
-    pytest.fail(f"serve did not answer within 30 s:\n{output.read_text()}")
-
-
-def make_tenant(db_url: str, key_file: str, name: str) -> tuple[str, str]:
-    with kimonaudit.open(db_url, key_file=key_file) as log:
-        tid = log.create_tenant(name).id
-        return tid, log.create_api_key(tid, "admin", ["admin"])[1]
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
+# A short checkpoint interval: requests that wait for a checkpoint answer quickly.
+SERVE_OPTIONS = ("--checkpoint-interval", "0.1")
 
 
 # -- schemathesis ---------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str]]:
+def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServeProcess, str]]:
     tmp = tmp_path_factory.mktemp("fuzz")
     db, key_file = f"sqlite:///{tmp / 'fuzz.db'}", str(tmp / "fuzz.key")
     tid, key = make_tenant(db, key_file, "fuzz")
     with kimonaudit.open(db, key_file=key_file) as log:
         log.append(tid, [event(i, id=f"evt-{i}") for i in range(20)])
-    server = start_server(db, key_file, tmp)
-    yield server, key
-    server.stop()
+    with ServeProcess(db, key_file, tmp, *SERVE_OPTIONS) as server:
+        yield server, key
 
 
-def test_openapi_fuzz_no_5xx_and_conformant(fuzz_server: tuple[Server, str]) -> None:
+def test_openapi_fuzz_no_5xx_and_conformant(fuzz_server: tuple[ServeProcess, str]) -> None:
     """Every operation, with valid and invalid generated input and a valid key: never a 5xx,
     status, content type and body always as /openapi.json documents."""
     import schemathesis
@@ -168,12 +106,11 @@ def test_tenant_isolation_on_every_route(db_url: str, key_file: str, tmp_path: P
     cannot write to B."""
     a_tid, a_key = make_tenant(db_url, key_file, "tenant-a")
     b_tid, b_key = make_tenant(db_url, key_file, "tenant-b")
-    server = start_server(db_url, key_file, tmp_path)
-    try:
-        with httpx.Client(base_url=server.url, timeout=15) as c:
-            _isolation_checks(c, a_tid, a_key, b_tid, b_key)
-    finally:
-        server.stop()
+    with (
+        ServeProcess(db_url, key_file, tmp_path, *SERVE_OPTIONS) as server,
+        httpx.Client(base_url=server.url, timeout=15) as c,
+    ):
+        _isolation_checks(c, a_tid, a_key, b_tid, b_key)
     with kimonaudit.open(db_url, key_file=key_file) as log:
         a_ids = {e.event_id for e in log.store.iter_entries(a_tid)}
         b_ids = {e.event_id for e in log.store.iter_entries(b_tid)}
@@ -255,7 +192,7 @@ def test_sigkill_during_ingest_loses_no_acknowledged_event(tmp_path: Path) -> No
     tid, key = make_tenant(db, key_file, "crash")
     acked: dict[str, tuple[int, str]] = {}
     for round_no in range(2):
-        server = start_server(db, key_file, tmp_path)
+        server = ServeProcess(db, key_file, tmp_path, *SERVE_OPTIONS).start()
         stop = threading.Event()
         workers = [
             threading.Thread(
@@ -267,8 +204,7 @@ def test_sigkill_during_ingest_loses_no_acknowledged_event(tmp_path: Path) -> No
             w.start()
         before = len(acked)
         time.sleep(1.0 + round_no * 0.7)
-        os.kill(server.proc.pid, signal.SIGKILL)
-        server.proc.wait()
+        server.kill()
         stop.set()
         for w in workers:
             w.join(timeout=15)
@@ -278,12 +214,9 @@ def test_sigkill_during_ingest_loses_no_acknowledged_event(tmp_path: Path) -> No
             row = log.get_entry_by_id(tid, event_id)
             assert (row.seq, base64.b64encode(row.leaf_hash).decode()) == (seq, leaf_hash)
         assert log.verify(tid).ok
-    server = start_server(db, key_file, tmp_path)
-    try:
+    with ServeProcess(db, key_file, tmp_path, *SERVE_OPTIONS) as server:
         after = httpx.get(f"{server.url}/v1/events/w0-0", headers=bearer(key), timeout=10)
         assert after.status_code == 200
-    finally:
-        server.stop()
     check = subprocess.run(
         [sys.executable, "-m", "kimonaudit", "--db", db, "--key-file", key_file, "verify"],
         capture_output=True,

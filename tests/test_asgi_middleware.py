@@ -28,18 +28,16 @@ from kimonaudit.integrations.asgi import (
     route_template,
 )
 from kimonaudit.integrations.helpdesk import Actor
-from tests.test_client import AuditServer
+from tests.servers import IngestServer
 
 TRUSTED = ["10.0.0.0/8", "fd00::/8"]
 SECRETS = ("SECRET-QUERY-TOKEN", "SECRET-BEARER", "SECRET-COOKIE", "SECRET-BODY", "SECRET-PASS")
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuditServer]:
-    srv = AuditServer(tmp_path_factory.mktemp("mw-server"))
-    srv.start()
-    yield srv
-    srv.kill()
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IngestServer]:
+    with IngestServer(tmp_path_factory.mktemp("mw-server")) as srv:
+        yield srv
 
 
 def current_actor(scope: Any) -> Actor | None:
@@ -98,7 +96,7 @@ async def call(
         return await http.request(method, path, **kw)
 
 
-def recorded(server: AuditServer) -> dict[str, dict[str, Any]]:
+def recorded(server: IngestServer) -> dict[str, dict[str, Any]]:
     """api.request entries by request id, as the API would show them."""
     from kimonaudit.views import entry_json
 
@@ -114,7 +112,7 @@ def recorded(server: AuditServer) -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def entries(server: AuditServer) -> dict[str, dict[str, Any]]:
+def entries(server: IngestServer) -> dict[str, dict[str, Any]]:
     """Drive one app through every case, then read what was recorded."""
     client = AuditClient(server.url, server.api_key, flush_interval=0.02)
     app = make_app(client)
@@ -152,7 +150,7 @@ def entries(server: AuditServer) -> dict[str, dict[str, Any]]:
 
 
 def test_records_route_template_status_and_request_details(
-    entries: dict[str, dict[str, Any]], server: AuditServer
+    entries: dict[str, dict[str, Any]], server: IngestServer
 ) -> None:
     """An api.request entry holds the route template (not the raw path),
     method, status, duration, request id, client IP, user agent and actor."""
@@ -225,7 +223,7 @@ def test_forwarded_for_is_honoured_only_from_trusted_proxies(
     assert entries["r-spoofed"]["ip"] == "203.0.113.50"
 
 
-def test_async_client_works_as_the_recorder(server: AuditServer, tmp_path: Path) -> None:
+def test_async_client_works_as_the_recorder(server: IngestServer, tmp_path: Path) -> None:
     """With an AsyncAuditClient the middleware awaits its quick record()."""
     rid = f"r-async-{uuid.uuid4()}"
 

@@ -12,7 +12,6 @@ import asyncio
 import json
 import logging
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -23,10 +22,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-import kimonaudit
 from kimonaudit.client import (
     AsyncAuditClient,
     AuditClient,
@@ -37,80 +34,16 @@ from kimonaudit.client import (
 from kimonaudit.client.policy import Bisector, classify_response, parse_retry_after, take_batch
 from kimonaudit.client.queue import Item
 from kimonaudit.errors import InvalidEvent
+from tests.servers import IngestServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST_RETRY = RetryPolicy(initial=0.05, maximum=0.3)
-KEY_EVENT = "auth.api_token.created"  # written by create_api_key itself
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class AuditServer:
-    """A real `kimonaudit serve` process on a fixed loopback port. `kill()`
-    and `start()` again keep the port and the database, so a client sees
-    the same server go away and come back."""
-
-    def __init__(self, directory: Path) -> None:
-        self.db = f"sqlite:///{directory / 'audit.db'}"
-        self.key_file = str(directory / "kimonaudit.key")
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.stderr = directory / "server.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        with self.open_log() as log:
-            self.tenant_id = log.create_tenant("acme").id
-            _, self.api_key = log.create_api_key(self.tenant_id, "client-tests", ["events:write"])
-
-    def open_log(self) -> kimonaudit.AuditLog:
-        return kimonaudit.open(self.db, key_file=self.key_file)
-
-    def start(self) -> None:
-        with open(self.stderr, "ab") as err:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable, "-m", "kimonaudit", "--db", self.db, "--key-file",
-                    self.key_file, "serve", "--host", "127.0.0.1", "--port", str(self.port),
-                    "--rate-limit", "0", "--no-access-log",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-            )  # fmt: skip
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.stderr.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.05)
-        raise RuntimeError("server did not start within 30 s")
-
-    def kill(self) -> None:
-        """SIGKILL: no graceful shutdown, requests in flight are cut."""
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-
-    def entries(self, ids: set[str] | None = None) -> list[Any]:
-        """This tenant's entries in seq order (only `ids`, if given),
-        without the key-creation entry."""
-        with self.open_log() as log:
-            rows = [r for r in log.store.iter_entries(self.tenant_id) if r.action != KEY_EVENT]
-        return [r for r in rows if ids is None or r.event_id in ids]
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuditServer]:
-    srv = AuditServer(tmp_path_factory.mktemp("server"))
-    srv.start()
-    yield srv
-    srv.kill()
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IngestServer]:
+    with IngestServer(tmp_path_factory.mktemp("server")) as srv:
+        yield srv
 
 
 class ScriptedServer:
@@ -181,6 +114,17 @@ def ticket_event(i: int, **over: Any) -> dict[str, Any]:
     return ev
 
 
+def run_worker(*args: str) -> subprocess.CompletedProcess[str]:
+    """This module as a client worker process (see _worker), run to its end."""
+    return subprocess.run(
+        [sys.executable, "-m", "tests.test_client", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def wait_until(predicate: Any, timeout: float = 10.0) -> bool:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -200,8 +144,7 @@ def test_events_arrive_once_in_order_across_server_kill_and_client_sigkill(
     recording order although the server is SIGKILLed and restarted mid-stream
     and the client is SIGKILLed with undelivered events and restarted."""
     n = 2000
-    srv = AuditServer(tmp_path)
-    srv.start()
+    srv = IngestServer(tmp_path).start()
     spool = tmp_path / "spool.db"
     ids: list[str] = []
     with subprocess.Popen(
@@ -231,13 +174,7 @@ def test_events_arrive_once_in_order_across_server_kill_and_client_sigkill(
     conn.close()
     assert left > 0, "the client should die with undelivered events in its spool"
 
-    out = subprocess.run(
-        [sys.executable, "-m", "tests.test_client", "flush", srv.url, srv.api_key, str(spool)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    out = run_worker("flush", srv.url, srv.api_key, str(spool))
     assert out.returncode == 0, out.stderr
     stats = json.loads(out.stdout.strip().splitlines()[-1])
     assert stats["pending"] == 0 and stats["dead_lettered"] == 0
@@ -250,7 +187,9 @@ def test_events_arrive_once_in_order_across_server_kill_and_client_sigkill(
         assert log.verify(srv.tenant_id).ok
 
 
-def test_record_assigns_uuid7_ids_and_keeps_given_ones(server: AuditServer, tmp_path: Path) -> None:
+def test_record_assigns_uuid7_ids_and_keeps_given_ones(
+    server: IngestServer, tmp_path: Path
+) -> None:
     """record() returns the event's id: a fresh UUIDv7 when none is given,
     the caller's own otherwise; both are the ids the server stores."""
     with AuditClient(server.url, server.api_key, tmp_path / "s.db", flush_interval=0.01) as c:
@@ -262,7 +201,7 @@ def test_record_assigns_uuid7_ids_and_keeps_given_ones(server: AuditServer, tmp_
     assert [r.event_id for r in server.entries({fresh, own})] == [fresh, own]
 
 
-def test_resending_a_delivered_id_does_not_duplicate_it(server: AuditServer) -> None:
+def test_resending_a_delivered_id_does_not_duplicate_it(server: IngestServer) -> None:
     """An id recorded twice (a retry after a crash, or the caller's own
     retry) is stored once: the server answers the repeat with its receipt."""
     with AuditClient(server.url, server.api_key, flush_interval=0.01) as c:
@@ -275,7 +214,7 @@ def test_resending_a_delivered_id_does_not_duplicate_it(server: AuditServer) -> 
 
 
 def test_refused_events_are_dead_lettered_and_the_rest_delivered(
-    server: AuditServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    server: IngestServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A batch the server refuses (422) is bisected: the bad events go to
     the dead-letter table with the server's message, every other event is
@@ -306,7 +245,7 @@ def test_refused_events_are_dead_lettered_and_the_rest_delivered(
 
 
 def test_wrong_api_key_is_retried_not_dead_lettered(
-    server: AuditServer, caplog: pytest.LogCaptureFixture
+    server: IngestServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A 401 means the client is misconfigured, not that the events are bad:
     they stay queued for a retry, an error is logged, the key is not."""
@@ -326,7 +265,7 @@ def test_wrong_api_key_is_retried_not_dead_lettered(
     assert bad_key not in caplog.text and bad_key not in repr(c)
 
 
-def test_async_client_delivers_through_a_spool(server: AuditServer, tmp_path: Path) -> None:
+def test_async_client_delivers_through_a_spool(server: IngestServer, tmp_path: Path) -> None:
     """AsyncAuditClient: record() returns at once, flush() waits for the
     deliveries, and the events arrive in order."""
 
@@ -360,17 +299,11 @@ def test_async_client_dead_letters_refused_events(scripted: ScriptedServer) -> N
 
 
 @pytest.mark.parametrize("use_async", [False, True], ids=["thread", "asyncio"])
-def test_exit_without_close_delivers_queued_events(server: AuditServer, use_async: bool) -> None:
+def test_exit_without_close_delivers_queued_events(server: IngestServer, use_async: bool) -> None:
     """A process that records and exits without close() still delivers its
     in-memory queue: the client closes itself at exit."""
     args = ["exit", server.url, server.api_key, "30", "async" if use_async else "sync"]
-    out = subprocess.run(
-        [sys.executable, "-m", "tests.test_client", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    out = run_worker(*args)
     assert out.returncode == 0, out.stderr
     ids = [line.split()[1] for line in out.stdout.splitlines() if line.startswith("id ")]
     assert len(ids) == 30

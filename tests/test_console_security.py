@@ -18,8 +18,7 @@ import pytest
 from kimonaudit.console.throttle import Limits
 from kimonaudit.console.web import ConsoleSettings
 from tests.conftest import FakeClock
-from tests.helpers import event, raw_db
-from tests.test_console import (
+from tests.consoles import (
     FAST,
     PASSWORD,
     Console,
@@ -28,17 +27,15 @@ from tests.test_console import (
     make_console,
     sign_in,
 )
+from tests.helpers import XSS, event, hostile_events, raw_db
 
 PAGES = ("/console/events", "/console/verify", "/console/api-keys", "/console/users")
 
 
 @pytest.fixture
 def console(tmp_path: Path) -> Iterator[Console]:
-    c = make_console(tmp_path)
-    try:
+    with make_console(tmp_path) as c:
         yield c
-    finally:
-        c.log.close()
 
 
 # -- headers ------------------------------------------------------------------------
@@ -336,32 +333,6 @@ class Tags(HTMLParser):
             link = name in ("href", "src", "action", "formaction") and value is not None
             if link and re.match(r"\s*[a-z][a-z0-9+.-]*:", value or "", re.I):
                 self.bad.append(f"<{tag} {name}={value!r}>")
-
-
-XSS = [
-    "<script>window.__xss=1</script>",
-    '"><img src=x onerror="window.__xss=1">',
-    "javascript:window.__xss=1",
-    "'><svg onload=alert(1)>",
-]
-
-
-def hostile_events() -> list[dict[str, Any]]:
-    """One event per payload with the payload in every field that takes text."""
-    out = []
-    for i, p in enumerate(XSS):
-        out.append(
-            {
-                "id": f"{p}-{i}",
-                "action": "role.assigned",
-                "actor": {"id": p, "type": "agent", "name": p, "email": p},
-                "target": {"type": p, "id": p},
-                "context": {"ip": "203.0.113.7", "user_agent": p, "request_id": p, p: p, "url": p},
-                "changes": [{"field": p, "from": p, "to": {p: [p]}}],
-                "metadata": {p: p, "link": p, "href": p},
-            }
-        )
-    return out
 
 
 def test_hostile_event_data_is_escaped_on_every_page(console: Console) -> None:

@@ -16,22 +16,17 @@ from __future__ import annotations
 import csv
 import io
 import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 import kimonaudit
 from kimonaudit.console.accounts import ConsoleAccounts
-from tests.helpers import event
-from tests.test_console_security import hostile_events
+from tests.helpers import event, hostile_events
+from tests.servers import ServeProcess
 
 pytestmark = pytest.mark.browser
 
@@ -54,12 +49,6 @@ class Site:
     url: str
     tenant: str
     hostile_seqs: list[int]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _seed(db: str, key_file: str) -> tuple[str, list[int]]:
@@ -85,34 +74,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     tmp = tmp_path_factory.mktemp("browser")
     db, key_file = f"sqlite:///{tmp / 'console.db'}", str(tmp / "console.key")
     tenant, hostile = _seed(db, key_file)
-    port = _free_port()
-    out = (tmp / "serve.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kimonaudit", "--db", db, "--key-file", key_file, "serve",
-         "--port", str(port), "--checkpoint-interval", "0.2", "--no-access-log"],
-        stdout=out, stderr=subprocess.STDOUT, cwd=tmp,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"serve did not start:\n{(tmp / 'serve.log').read_text()}")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        yield Site(url, tenant, hostile)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        out.close()
+    with ServeProcess(db, key_file, tmp, "--checkpoint-interval", "0.2") as server:
+        yield Site(server.url, tenant, hostile)
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,7 @@ from kimonaudit.core.ledger import leaf_of_row
 from kimonaudit.core.query import MAX_QUERY_LENGTH
 from kimonaudit.core.timefmt import format_ts
 from kimonaudit.errors import InvalidInput
+from kimonaudit.search import InvalidCursor
 from kimonaudit.views import entry_json
 
 DONE = {"saved": "Search saved.", "deleted": "Saved search deleted."}
@@ -37,6 +38,12 @@ EXAMPLES: tuple[tuple[str, str], ...] = (
     ("is:security severity:>=high created:>-24h", "serious security events, last 24 hours"),
     ("action:auth.login.failed", "failed sign-ins"),
     ("action:audit_log.*", "who used this audit log"),
+)
+# The API's wording ("send the cursor with the query it came from") is for
+# programs; a person only ever follows links.
+BAD_CURSOR = (
+    "This page link was altered or belongs to another search, so it cannot be followed. "
+    "Start again from the newest results."
 )
 
 
@@ -63,17 +70,23 @@ def _stream(
         "rows": [],
         "next_cursor": None,
         "chart": None,
+        "restart": False,
     }
     try:
         page = log.search(tid, q, st.settings.page_size, cursor)
-    except InvalidInput as exc:  # the query or the cursor
+    except InvalidCursor:
+        # Refused before anything is read, so (as through the API) not logged.
+        ctx["error"] = BAD_CURSOR
+        ctx["restart"] = True
+        return ctx, 400
+    except InvalidInput as exc:  # the query
         ctx["error"] = exc.reason
         return ctx, 422
     ctx["rows"] = entry_views(list(page.entries), lambda h: log.resolve_actor(tid, h))
     ctx["next_cursor"] = page.next_cursor
     counts = searching.day_counts(log, tid, q, st.settings.chart_days)
     ctx["chart"] = chart.build(counts) if counts else None
-    details = {"older_page": True} if cursor else None
+    details = {"cursor": cursor is not None}  # as the API records it
     searching.record(log, viewer.user, client, "audit_log.searched", page.query, len(page), details)
     return ctx, 200
 
