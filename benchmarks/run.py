@@ -4,6 +4,8 @@
     .venv/bin/python -m benchmarks.run --events 100000      # quicker
     .venv/bin/python -m benchmarks.run --suite core --backends sqlite
     .venv/bin/python -m benchmarks.run --suite search       # search/export, see search.py
+    .venv/bin/python -m benchmarks.run --suite http         # HTTP ingest; takes the options
+                                                            # of benchmarks/http_ingest.py too
 
 Results also go to benchmarks/results/<suite>-<timestamp>.json.
 """
@@ -20,7 +22,7 @@ from pathlib import Path
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--suite", default="core", choices=["core", "search"])
+    ap.add_argument("--suite", default="core", choices=["core", "search", "http"])
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--backends", default="sqlite,postgres")
     ap.add_argument("--writers", type=int, default=2, help="threads calling AuditLog.append")
@@ -31,7 +33,17 @@ def main() -> None:
         ),
     )
     ap.add_argument("--data-dir", help="search suite: keep and reuse the filled databases here")
-    args = ap.parse_args()
+    args, rest = ap.parse_known_args()
+    if args.suite == "http":
+        import sys
+
+        from benchmarks import http_ingest
+
+        sys.argv = [sys.argv[0], *rest]
+        http_ingest.main()  # prints and saves its own JSON document
+        return
+    if rest:
+        ap.error(f"unrecognized arguments: {' '.join(rest)}")
     started = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     doc: dict = {
         "suite": args.suite,
