@@ -345,10 +345,9 @@ class AuditLog:
             raise InvalidInput(
                 f"the tree has {state.size} entries; cannot prove up to {new_size}", field="to"
             )
-        reader = TreeReader(self.store, tenant_id)
-        old_root = reader.root(old_size)
-        new_root = reader.root(new_size)
-        proof = reader.consistency_proof(old_size, new_size) if 0 < old_size < new_size else []
+        old_root, new_root, proof = TreeReader(self.store, tenant_id).consistency(
+            old_size, new_size
+        )
         verify_consistency(old_size, new_size, old_root, new_root, proof)
         return ConsistencyProof(old_size, new_size, old_root, new_root, tuple(proof))
 

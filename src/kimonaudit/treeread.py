@@ -23,8 +23,8 @@ class TreeReader:
         self.tenant_id = tenant_id
 
     def node_hashes(self, keys: Iterable[Key]) -> dict[Key, bytes]:
-        """Hashes of the perfect nodes `keys` (level, index), in two reads:
-        one for stored nodes, one for leaf hashes."""
+        """Hashes of the perfect nodes `keys` (level, index), in one read of
+        stored nodes and leaf hashes together."""
         keys = list(dict.fromkeys(keys))
         bases = {k: merkle.base_hashes_for(*k) for k in keys}
         # Ask for each node itself (it may be stored as such, e.g. the
@@ -37,8 +37,7 @@ class TreeReader:
                 seqs.update(range(first, first + count))
             else:
                 wanted.update((base, first + i) for i in range(count))
-        stored = self.store.nodes(self.tenant_id, wanted) if wanted else {}
-        leaves = self.store.leaf_hashes_at(self.tenant_id, sorted(seqs)) if seqs else {}
+        stored, leaves = self.store.tree_hashes(self.tenant_id, wanted, sorted(seqs))
         out: dict[Key, bytes] = {}
         for k in keys:
             if k in stored:
@@ -69,6 +68,15 @@ class TreeReader:
 
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
         return self.range_roots(merkle.inclusion_ranges(index, size))
+
+    def consistency(self, old_size: int, new_size: int) -> tuple[bytes, bytes, list[bytes]]:
+        """(old root, new root, proof) in a single read."""
+        ranges = [(0, old_size), (0, new_size)]
+        if 0 < old_size < new_size:
+            ranges += merkle.consistency_ranges(old_size, new_size)
+        got = iter(self.range_roots([(a, b) for a, b in ranges if b > a]))
+        hashes = [next(got) if b > a else merkle.EMPTY_ROOT for a, b in ranges]
+        return hashes[0], hashes[1], hashes[2:]
 
     def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
         return self.range_roots(merkle.consistency_ranges(old_size, new_size))

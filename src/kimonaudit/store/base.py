@@ -64,6 +64,13 @@ class Store(Protocol):
         """Stored leaf hashes for seq in [start, end), in order."""
         ...
 
+    def tree_hashes(
+        self, tenant_id: str, keys: Iterable[tuple[int, int]], seqs: Sequence[int]
+    ) -> tuple[dict[tuple[int, int], bytes], dict[int, bytes]]:
+        """`nodes(keys)` and `leaf_hashes_at(seqs)` together, in as few
+        round trips as the database allows (proofs are latency-bound)."""
+        ...
+
     def leaf_hashes_at(self, tenant_id: str, seqs: Sequence[int]) -> dict[int, bytes]:
         """Stored leaf hashes of the given seqs (those present), in one read."""
         ...

@@ -612,6 +612,33 @@ class PostgresStore(PostgresConsoleStore):
             ).fetchall()
         return [h for (h,) in rows]
 
+    def tree_hashes(
+        self, tenant_id: str, keys: Iterable[tuple[int, int]], seqs: Sequence[int]
+    ) -> tuple[dict[tuple[int, int], bytes], dict[int, bytes]]:
+        keys = list(keys)
+        nodes: dict[tuple[int, int], bytes] = {}
+        leaves: dict[int, bytes] = {}
+        if not keys and not seqs:
+            return nodes, leaves
+        # One round trip: stored nodes and leaf hashes, told apart by level
+        # (leaves come back as level -1).
+        with self._read("reading tree hashes") as conn:
+            rows = conn.execute(
+                "SELECT t.level, t.idx, t.hash FROM tree_nodes t "
+                "JOIN unnest(%s::int4[], %s::int8[]) AS k(l, i) ON t.level = k.l AND t.idx = k.i "
+                "WHERE t.tenant_id = %s "
+                "UNION ALL "
+                "SELECT -1, e.seq, e.leaf_hash FROM entries e "
+                "WHERE e.tenant_id = %s AND e.seq = ANY(%s)",
+                ([k[0] for k in keys], [k[1] for k in keys], tenant_id, tenant_id, list(seqs)),
+            ).fetchall()
+        for level, idx, h in rows:
+            if level == -1:
+                leaves[idx] = h
+            else:
+                nodes[(level, idx)] = h
+        return nodes, leaves
+
     def leaf_hashes_at(self, tenant_id: str, seqs: Sequence[int]) -> dict[int, bytes]:
         if not seqs:
             return {}
