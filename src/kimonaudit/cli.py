@@ -354,46 +354,29 @@ def _show_new_key(text: str) -> None:
     click.echo(f"API key (shown once, store it now; only its hash is kept): {text}")
 
 
+def _setting(flag: str, setting: settings.Setting, kind: Any = str) -> Any:
+    """A click option read from a declared Setting: flag, env var, default, help."""
+    cast = (
+        int if isinstance(kind, click.types.IntParamType)
+        else float if isinstance(kind, click.types.FloatParamType)
+        else kind
+    )  # fmt: skip
+    return click.option(
+        flag,
+        envvar=setting.env,
+        default=cast(setting.default),
+        type=kind,
+        show_default=True,
+        help=setting.help,
+    )
+
+
 @cli.command()
-@click.option(
-    "--host",
-    envvar=api_settings.HOST.env,
-    default=api_settings.HOST.default,
-    show_default=True,
-    help=api_settings.HOST.help,
-)
-@click.option(
-    "--port",
-    envvar=api_settings.PORT.env,
-    default=int(api_settings.PORT.default),
-    type=click.IntRange(0, 65535),
-    show_default=True,
-    help=api_settings.PORT.help,
-)
-@click.option(
-    "--rate-limit",
-    envvar=api_settings.RATE_LIMIT.env,
-    type=click.FloatRange(0),
-    default=float(api_settings.RATE_LIMIT.default),
-    show_default=True,
-    help=api_settings.RATE_LIMIT.help,
-)
-@click.option(
-    "--checkpoint-interval",
-    envvar=api_settings.CHECKPOINT_INTERVAL.env,
-    type=click.FloatRange(0.05),
-    default=float(api_settings.CHECKPOINT_INTERVAL.default),
-    show_default=True,
-    help=api_settings.CHECKPOINT_INTERVAL.help,
-)
-@click.option(
-    "--wait-timeout",
-    envvar=api_settings.WAIT_TIMEOUT.env,
-    type=click.FloatRange(0.1),
-    default=float(api_settings.WAIT_TIMEOUT.default),
-    show_default=True,
-    help=api_settings.WAIT_TIMEOUT.help,
-)
+@_setting("--host", api_settings.HOST)
+@_setting("--port", api_settings.PORT, click.IntRange(0, 65535))
+@_setting("--rate-limit", api_settings.RATE_LIMIT, click.FloatRange(0))
+@_setting("--checkpoint-interval", api_settings.CHECKPOINT_INTERVAL, click.FloatRange(0.05))
+@_setting("--wait-timeout", api_settings.WAIT_TIMEOUT, click.FloatRange(0.1))
 @click.option(
     "--access-log/--no-access-log",
     default=True,
