@@ -79,28 +79,27 @@ def progress_bar(label: str, total: int | None) -> Iterator[Any]:
         yield update
 
 
+def _setting(flag: str, setting: settings.Setting, kind: Any = str) -> Any:
+    """A click option read from a declared Setting: flag, env var, default, help."""
+    cast = (
+        int if isinstance(kind, click.types.IntParamType)
+        else float if isinstance(kind, click.types.FloatParamType)
+        else kind
+    )  # fmt: skip
+    return click.option(
+        flag,
+        envvar=setting.env,
+        default=cast(setting.default),
+        type=kind,
+        show_default=True,
+        help=setting.help,
+    )
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option(
-    "--db",
-    envvar=settings.DATABASE_URL.env,
-    default=settings.DATABASE_URL.default,
-    show_default=True,
-    help=settings.DATABASE_URL.help,
-)
-@click.option(
-    "--key-file",
-    envvar=settings.KEY_FILE.env,
-    default=settings.KEY_FILE.default,
-    show_default=True,
-    help=settings.KEY_FILE.help,
-)
-@click.option(
-    "--name",
-    envvar=settings.DEPLOYMENT_NAME.env,
-    default=settings.DEPLOYMENT_NAME.default,
-    show_default=True,
-    help=settings.DEPLOYMENT_NAME.help,
-)
+@_setting("--db", settings.DATABASE_URL)
+@_setting("--key-file", settings.KEY_FILE)
+@_setting("--name", settings.DEPLOYMENT_NAME)
 @click.version_option(package_name="kimonaudit")
 @click.pass_context
 def cli(ctx: click.Context, db: str, key_file: str, name: str) -> None:
@@ -352,23 +351,6 @@ def actors_erase(obj: Ctx, tenant_id: str, actor_id: str) -> None:
 # == HTTP server and API keys (owned by the HTTP API work) ======================
 def _show_new_key(text: str) -> None:
     click.echo(f"API key (shown once, store it now; only its hash is kept): {text}")
-
-
-def _setting(flag: str, setting: settings.Setting, kind: Any = str) -> Any:
-    """A click option read from a declared Setting: flag, env var, default, help."""
-    cast = (
-        int if isinstance(kind, click.types.IntParamType)
-        else float if isinstance(kind, click.types.FloatParamType)
-        else kind
-    )  # fmt: skip
-    return click.option(
-        flag,
-        envvar=setting.env,
-        default=cast(setting.default),
-        type=kind,
-        show_default=True,
-        help=setting.help,
-    )
 
 
 @cli.command()
