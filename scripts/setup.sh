@@ -17,7 +17,7 @@ if [ ! -f "$stamp" ]; then
   if [ $want_test = 1 ]; then
     .venv/bin/python -m pip install --quiet -e '.[dev]'
   else
-    .venv/bin/python -m pip install --quiet -e .
+    .venv/bin/python -m pip install --quiet -e '.[server]'
   fi
   rm -f .venv/.installed-*
   touch "$stamp"

@@ -4,12 +4,20 @@ import kimonaudit
 log = kimonaudit.open("sqlite:///audit.db")
 tenant = log.create_tenant("acme", plan="business")
 receipts = log.append(tenant.id, [{"action": "ticket.viewed", ...}])
+
+Importing the package loads nothing of the server: `AuditLog` (and with it
+the stores) is imported on first use, so `import kimonaudit.client` stays
+light (see docs/client.md).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from kimonaudit.errors import AuditLogError
-from kimonaudit.service import AuditLog, Clock
+
+if TYPE_CHECKING:
+    from kimonaudit.service import AuditLog, Clock
 
 __version__ = "0.1.0"
 
@@ -30,6 +38,7 @@ def open(
     and the demo pass one to simulate history.
     """
     from kimonaudit import keys, settings
+    from kimonaudit.service import AuditLog
     from kimonaudit.store import open_store
 
     ring = keys.load_or_create(
@@ -37,6 +46,14 @@ def open(
     )
     store = open_store(settings.DATABASE_URL.get(url), **store_options)
     return AuditLog(store, ring, clock=clock)
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("AuditLog", "Clock"):
+        from kimonaudit import service
+
+        return getattr(service, name)
+    raise AttributeError(f"module 'kimonaudit' has no attribute {name!r}")
 
 
 __all__ = ["AuditLog", "AuditLogError", "open"]

@@ -37,7 +37,8 @@ from kimonaudit.store.base import SearchStore
 from kimonaudit.views import entry_json
 
 if TYPE_CHECKING:
-    from kimonaudit.service import AuditLog
+    # The facade's shape, not the facade: no import back up to the service.
+    from kimonaudit.ports import LogPort as AuditLog
 
 Format = Literal["csv", "ndjson"]
 FORMATS: tuple[str, ...] = ("csv", "ndjson")

@@ -48,7 +48,8 @@ from kimonaudit.store.querysql import CompileContext, compile_where
 from kimonaudit.views import entry_json
 
 if TYPE_CHECKING:
-    from kimonaudit.service import AuditLog
+    # The facade's shape, not the facade: no import back up to the service.
+    from kimonaudit.ports import LogPort as AuditLog
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1_000

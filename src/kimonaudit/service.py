@@ -12,7 +12,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from kimonaudit import apikeys, ids
 from kimonaudit.apikeys import ApiKeyRecord
@@ -43,6 +43,8 @@ from kimonaudit.errors import (
     NotFound,
     VerificationError,
 )
+from kimonaudit.export import Export
+from kimonaudit.export import export as export_entries
 from kimonaudit.keys import KeyRing
 from kimonaudit.results import (
     ConsistencyProof,
@@ -51,13 +53,12 @@ from kimonaudit.results import (
     Tenant,
     VerifyReport,
 )
+from kimonaudit.search import Histogram, SearchPage
+from kimonaudit.search import histogram as count_by_interval
+from kimonaudit.search import search as search_page
 from kimonaudit.store.base import Store
 from kimonaudit.treeread import TreeReader
 from kimonaudit.verifier import Progress, verify_tenant
-
-if TYPE_CHECKING:  # search and export import this module's types
-    from kimonaudit.export import Export
-    from kimonaudit.search import Histogram, SearchPage
 
 Clock = Callable[[], datetime]
 
@@ -390,22 +391,16 @@ class AuditLog:
         """One page of the tenant's entries matching query `q`, newest first;
         pass `page.next_cursor` back for the next. Not audited by itself:
         adapters record their use with kimonaudit.search.record_access."""
-        from kimonaudit import search
-
-        return search.search(self, tenant_id, q, limit, cursor)
+        return search_page(self, tenant_id, q, limit, cursor)
 
     def histogram(self, tenant_id: str, q: str = "", interval: str = "day") -> Histogram:
         """Entries matching `q` counted per UTC hour, day, week or month."""
-        from kimonaudit import search
-
-        return search.histogram(self, tenant_id, q, interval)
+        return count_by_interval(self, tenant_id, q, interval)
 
     def export(self, tenant_id: str, q: str = "", fmt: str = "csv") -> Export:
         """A streamed CSV or NDJSON export of the entries matching `q`
         (oldest first): iterate it for bytes chunks."""
-        from kimonaudit import export
-
-        return export.export(self, tenant_id, q, fmt)
+        return export_entries(self, tenant_id, q, fmt)
 
     # == API keys (owned by the HTTP API work; see kimonaudit.apikeys) =====
     def create_api_key(

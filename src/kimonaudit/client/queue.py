@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import os
-import sqlite3
 import threading
 import time
 from collections.abc import Sequence
@@ -150,6 +149,8 @@ class SqliteSpool:
         directory = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(directory, exist_ok=True)
         self._lock = threading.Lock()
+        import sqlite3  # only a spooling client pays for it
+
         self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
             self._conn.execute("PRAGMA busy_timeout = 10000")

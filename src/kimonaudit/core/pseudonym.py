@@ -11,9 +11,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
 from kimonaudit.errors import ConfigError
 
 ACTOR_KEY_SALT = b"kimonaudit/actor-hash/v1"
@@ -26,6 +23,11 @@ _FIELD_DOMAIN = b"kimonaudit/field-hash/v1\x00"
 
 def tenant_actor_key(deployment_secret: bytes, tenant_id: str) -> bytes:
     """The tenant's 32-byte actor key: HKDF-SHA256(secret, salt, info=tenant id)."""
+    # Imported here: field_hash is used by the light client's helpers, which
+    # do not install cryptography.
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     if len(deployment_secret) < MIN_SECRET_BYTES:
         raise ConfigError(
             f"the deployment secret is {len(deployment_secret)} bytes; "

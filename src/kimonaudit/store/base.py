@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from kimonaudit.apikeys import ApiKeyRecord
-from kimonaudit.console.records import ConsoleSession, ConsoleUser, SavedSearch
+from kimonaudit.core.console_records import ConsoleSession, ConsoleUser, SavedSearch
 from kimonaudit.core.records import (
     ActorRecord,
     ActorRow,

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-from kimonaudit.console.records import ConsoleSession, ConsoleUser, SavedSearch
+from kimonaudit.core.console_records import ConsoleSession, ConsoleUser, SavedSearch
 from kimonaudit.errors import Conflict
 
 _USER_COLS = "tenant_id, user_id, email, password_hash, role, created_at, disabled_at"

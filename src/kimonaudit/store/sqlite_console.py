@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from kimonaudit.console.records import ConsoleSession, ConsoleUser, SavedSearch
+from kimonaudit.core.console_records import ConsoleSession, ConsoleUser, SavedSearch
 from kimonaudit.errors import Conflict
 
 _USER_COLS = "tenant_id, user_id, email, password_hash, role, created_at, disabled_at"
