@@ -55,6 +55,43 @@ def signed_in(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     return endpoint
 
 
+def from_another_site(request: Request) -> bool:
+    """The browser says (Fetch Metadata) that another site started this
+    request: a link or redirect on a page that is not this console's origin."""
+    return request.headers.get("sec-fetch-site") in ("cross-site", "same-site")
+
+
+def same_site_only(handler: Handler) -> Handler:
+    """For GET pages that write an entry (`audit_log.searched`, `.viewed`)
+    or cut a checkpoint. A request another site started (SameSite=Lax sends
+    the session cookie on top-level GETs) does nothing: it gets a page with
+    a link to the same address, which, followed from here, is same-origin.
+    Requests without Fetch Metadata (bookmarks in old browsers, scripts)
+    go ahead: only browsers can be tricked into sending a cookie."""
+
+    @wraps(handler)
+    async def endpoint(request: Request, viewer: Viewer) -> Response:
+        if from_another_site(request):
+            here = request.url.path + ("?" + request.url.query if request.url.query else "")
+            return state(request).pages.render(
+                request,
+                "error.html",
+                {
+                    "title": "Opened from another site",
+                    "message": (
+                        "This page was opened by a link on another site. Opening it records "
+                        "your use of the audit log, so it only runs when you ask for it here."
+                    ),
+                    "continue_url": here,
+                },
+                viewer=viewer,
+                status=403,
+            )
+        return await handler(request, viewer)
+
+    return endpoint
+
+
 async def csrf_form(request: Request, viewer: Viewer) -> FormData:
     """The posted form, after its CSRF token checked out."""
     form = await request.form(max_files=0, max_fields=50)

@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from kimonaudit.api.routes_search import ExportResponse
 from kimonaudit.console import chart, chips, searching
-from kimonaudit.console.access import csrf_form, field, signed_in
+from kimonaudit.console.access import csrf_form, field, same_site_only, signed_in
 from kimonaudit.console.accounts import Client
 from kimonaudit.console.present import actor_view, entry_view, entry_views, pairs
 from kimonaudit.console.proofcheck import check_entry
@@ -92,6 +92,7 @@ def _stream(
 
 
 @signed_in
+@same_site_only
 async def events(request: Request, viewer: Viewer) -> Response:
     q = _query_arg(request)
     cursor = request.query_params.get("cursor") or None
@@ -129,6 +130,7 @@ def _detail(request: Request, viewer: Viewer, seq: int, q: str, client: Client) 
 
 
 @signed_in
+@same_site_only
 async def event(request: Request, viewer: Viewer) -> Response:
     seq = request.path_params["seq"]
     if seq > 2**62:

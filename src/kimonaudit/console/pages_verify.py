@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from kimonaudit.console.access import csrf_form, signed_in
+from kimonaudit.console.access import csrf_form, same_site_only, signed_in
 from kimonaudit.console.security import Viewer, base_path, state
 from kimonaudit.core.timefmt import format_ts
 
@@ -48,6 +48,7 @@ async def verify_now(request: Request, viewer: Viewer) -> Response:
 
 
 @signed_in
+@same_site_only
 async def checkpoint_text(request: Request, viewer: Viewer) -> Response:
     """The newest checkpoint as a file, to keep outside this server
     (`kimonaudit verify --against FILE` detects truncation with it)."""
