@@ -359,11 +359,13 @@ def _show_new_key(text: str) -> None:
 @_setting("--rate-limit", api_settings.RATE_LIMIT, click.FloatRange(0))
 @_setting("--checkpoint-interval", api_settings.CHECKPOINT_INTERVAL, click.FloatRange(0.05))
 @_setting("--wait-timeout", api_settings.WAIT_TIMEOUT, click.FloatRange(0.1))
+@_setting("--forwarded-allow-ips", api_settings.FORWARDED_ALLOW_IPS)
 @click.option(
     "--access-log/--no-access-log",
     default=True,
     show_default=True,
-    help="Log one line per request (never headers, so never API keys).",
+    help="Log one line per request: method, route template, status, time "
+    "(never query strings, headers or client addresses).",
 )
 @click.pass_obj
 def serve(
@@ -373,6 +375,7 @@ def serve(
     rate_limit: float,
     checkpoint_interval: float,
     wait_timeout: float,
+    forwarded_allow_ips: str,
     access_log: bool,
 ) -> None:
     """Run the HTTP API (uvicorn) with background checkpointing.
@@ -386,7 +389,14 @@ def serve(
     settings = ApiSettings(
         rate_limit=rate_limit, checkpoint_interval=checkpoint_interval, wait_timeout=wait_timeout
     )
-    run(obj.log(), host=host, port=port, settings=settings, access_log=access_log)
+    run(
+        obj.log(),
+        host=host,
+        port=port,
+        settings=settings,
+        access_log=access_log,
+        forwarded_allow_ips=forwarded_allow_ips,
+    )
 
 
 @cli.group()

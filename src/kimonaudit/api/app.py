@@ -27,6 +27,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import kimonaudit
 from kimonaudit.api import errors, models
+from kimonaudit.api.accesslog import AccessLog
+from kimonaudit.api.allow import CompleteAllow
 from kimonaudit.api.auth import Authenticator
 from kimonaudit.api.body import BodyLimit
 from kimonaudit.api.jobs import Checkpointer, Job
@@ -113,7 +115,10 @@ def create_app(
         if hasattr(module, "install"):
             module.install(app)
     app.add_middleware(RequestMetrics, metrics=metrics)
+    if settings.access_log:
+        app.add_middleware(AccessLog)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(CompleteAllow, routes=app.router.routes)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -10,6 +10,7 @@ anything is read.
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 from starlette.requests import Request
@@ -107,10 +108,19 @@ def parse_json(raw: bytes) -> Any:
     except RecursionError:
         raise ApiError(400, "malformed JSON: nested too deeply") from None
     except ValueError as exc:  # NaN/Infinity, or an integer with too many digits
-        raise ApiError(400, f"malformed JSON: {exc}") from None
+        raise ApiError(400, f"malformed JSON: {_value_error(exc)}") from None
 
 
 async def read_body(request: Request) -> bytes:
     """The raw body of a JSON request (415 if it is not declared JSON)."""
     require_json(request)
     return await request.body()
+
+
+def _value_error(exc: ValueError) -> str:
+    """The parser's complaint, without Python's advice on how to lift its
+    integer limit (sys.set_int_max_str_digits), which is no business of a
+    client's."""
+    if "integer string conversion" in str(exc):
+        return f"an integer has more than {sys.get_int_max_str_digits()} digits"
+    return str(exc)

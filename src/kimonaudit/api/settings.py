@@ -29,7 +29,22 @@ WAIT_TIMEOUT = Setting(
     "Seconds POST /v1/events?wait=checkpoint waits for a checkpoint before answering 503.",
 )
 
-ALL: tuple[Setting, ...] = (HOST, PORT, RATE_LIMIT, CHECKPOINT_INTERVAL, WAIT_TIMEOUT)
+FORWARDED_ALLOW_IPS = Setting(
+    "forwarded-allow-ips",
+    "KIMONAUDIT_FORWARDED_ALLOW_IPS",
+    "",
+    "Comma-separated addresses of reverse proxies whose X-Forwarded-For and "
+    "X-Forwarded-Proto are believed; empty (the default) believes no one.",
+)
+
+ALL: tuple[Setting, ...] = (
+    HOST,
+    PORT,
+    RATE_LIMIT,
+    CHECKPOINT_INTERVAL,
+    WAIT_TIMEOUT,
+    FORWARDED_ALLOW_IPS,
+)
 
 MiB = 1 << 20
 
@@ -52,6 +67,8 @@ class ApiSettings:
     # key revoked elsewhere (the CLI) stops working within this time.
     auth_cache_seconds: float = 2.0
     run_jobs: bool = True
+    # One line per request through kimonaudit.api.accesslog (`serve` turns it on).
+    access_log: bool = False
 
     @property
     def burst(self) -> float:

@@ -8,6 +8,9 @@ prints such a link).
 
 from __future__ import annotations
 
+import posixpath
+from urllib.parse import quote, unquote
+
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -33,17 +36,27 @@ MAX_FIELD = 1024
 
 
 def _safe_next(request: Request, target: str | None) -> str:
-    """Only a path inside the console: never another site (open redirect)."""
+    """Only a path inside the console: never another site (open redirect),
+    and never a path that leaves the console once the browser resolves its
+    dot segments (`/console/../v1/keys`, `/console/%2e%2e/v1/keys`)."""
     base = base_path(request)
+    default = base + "/events"
     if (
-        target
-        and target.startswith(base + "/")
-        and not target.startswith("//")
-        and "\\" not in target
-        and all(32 < ord(c) < 127 for c in target)
+        not target
+        or not target.startswith(base + "/")
+        or target.startswith("//")
+        or "\\" in target
+        or not all(32 < ord(c) < 127 for c in target)
     ):
-        return target
-    return base + "/events"
+        return default
+    path, mark, query = target.partition("?")
+    path = path.split("#", 1)[0]
+    # As a browser resolves it: %2e is a dot, then dot segments collapse.
+    resolved = posixpath.normpath(unquote(path))
+    if not resolved.startswith(base + "/") or resolved.startswith("//") or "\\" in resolved:
+        return default
+    keep_slash = "/" if path.endswith("/") and not resolved.endswith("/") else ""
+    return quote(resolved + keep_slash, safe="/:@!$&'()*+,;=-._~%") + mark + query
 
 
 def _signin_page(

@@ -27,7 +27,7 @@ from kimonaudit.console.security import Viewer, base_path, client_of, state
 from kimonaudit.core.ledger import leaf_of_row
 from kimonaudit.core.query import MAX_QUERY_LENGTH
 from kimonaudit.core.timefmt import format_ts
-from kimonaudit.errors import InvalidInput
+from kimonaudit.errors import InvalidInput, NotFound
 from kimonaudit.search import InvalidCursor
 from kimonaudit.views import entry_json
 
@@ -188,7 +188,9 @@ async def delete_search(request: Request, viewer: Viewer) -> Response:
     form = await csrf_form(request, viewer)
     accounts = state(request).accounts
     search_id = request.path_params["search_id"]
-    await run_in_threadpool(accounts.delete_search, viewer.user, search_id)
+    if not await run_in_threadpool(accounts.delete_search, viewer.user, search_id):
+        # Another user's, another tenant's, or already gone: nothing was deleted.
+        raise NotFound("no such saved search among yours")
     return _back(request, field(form, "q"), "deleted")
 
 
