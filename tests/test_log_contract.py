@@ -109,7 +109,11 @@ def test_erasing_an_actor_keeps_the_log_verifiable(log):
     assert who.erased_at is not None and who.name is None and who.email is None
     assert who.actor_id is None
     assert log.verify(t.id).ok
-    assert log.checkpoint(t.id) == cp
+    # The erasure is itself an entry (actor.erased), appended after the rest.
+    after = log.checkpoint(t.id)
+    assert after.size == cp.size + 1
+    log.prove_consistency(t.id, cp.size, after.size)
+    assert log.get_entry(t.id, cp.size).action == "actor.erased"
 
 
 def test_checkpoint_is_a_signed_note_for_the_current_tree(log):
@@ -163,7 +167,7 @@ def test_redaction_removes_the_payload_and_keeps_proofs(log):
     t = log.create_tenant("acme")
     log.append(t.id, [event(i) for i in range(4)])
     cp = log.checkpoint(t.id)
-    assert log.redact(t.id, 1)
+    assert log.redact(t.id, 1, "a court order")
     row = log.get_entry(t.id, 1)
     assert row.payload is None and row.salt is None and row.ip is None
     report = log.verify(t.id)

@@ -342,8 +342,9 @@ def actors() -> None:
 @click.argument("actor_id")
 @click.pass_obj
 def actors_erase(obj: Ctx, tenant_id: str, actor_id: str) -> None:
-    """Erase a person (GDPR Art. 17): their directory row goes; the log keeps
-    only the keyed hash and still verifies."""
+    """Erase a person (GDPR Art. 17): their secret and directory rows go, so
+    nobody can tell any more which entries were theirs; the log still
+    verifies. Recorded as actor.erased (which names no one)."""
     found = obj.log().erase_actor(tenant_id, actor_id)
     click.echo("erased" if found else "no directory entry for that actor (nothing to erase)")
 
@@ -734,6 +735,13 @@ def _stdout_bytes() -> Iterator[Any]:
 
 
 # == end search and export =======================================================
+
+# == retention, redaction, archives (owned by the retention work) ===============
+from kimonaudit.cli_retention import register as _register_retention  # noqa: E402
+
+_register_retention(cli, tenants)
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="kimonaudit", standalone_mode=False)

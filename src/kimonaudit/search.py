@@ -137,10 +137,11 @@ def compile_query(
     (default: the log's clock)."""
     query = parse(q) if isinstance(q, str) else q
     now = log.now_us() if now_us is None else now_us
-    key_hash = log.actor_hash
+    from kimonaudit.erasure import hashes_for_search
 
-    def actor_hash(actor_id: str) -> str:
-        return key_hash(tenant_id, actor_id)
+    def actor_hash(actor_id: str) -> list[str]:
+        # Through the directory: an erased actor matches nothing (issue 8).
+        return hashes_for_search(log.store, tenant_id, actor_id)
 
     dialect = log.store.dialect
     ctx = CompileContext(dialect, now, actor_hash)  # type: ignore[arg-type]

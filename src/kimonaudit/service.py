@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from kimonaudit import apikeys, ids
+from kimonaudit import apikeys, ids, retention
 from kimonaudit.apikeys import ApiKeyRecord
 from kimonaudit.core.events import Event, validate_batch
 from kimonaudit.core.ipaddr import ip_to_bytes
@@ -22,7 +22,7 @@ from kimonaudit.core.leaf import payload_bytes, payload_commitment
 from kimonaudit.core.ledger import leaf_of_row, plan_append
 from kimonaudit.core.merkle import verify_consistency, verify_inclusion
 from kimonaudit.core.note import Checkpoint, open_checkpoint, sign_checkpoint
-from kimonaudit.core.pseudonym import actor_hash, tenant_actor_key
+from kimonaudit.core.pseudonym import tenant_actor_key
 from kimonaudit.core.records import (
     ActorRecord,
     ActorRow,
@@ -36,6 +36,7 @@ from kimonaudit.core.records import (
 )
 from kimonaudit.core.searchtext import search_text
 from kimonaudit.core.timefmt import to_us
+from kimonaudit.erasure import ActorHashes
 from kimonaudit.errors import (
     AuthError,
     ConfigError,
@@ -53,16 +54,17 @@ from kimonaudit.results import (
     Tenant,
     VerifyReport,
 )
+from kimonaudit.retention import PLANS, RetentionSettings
 from kimonaudit.search import Histogram, SearchPage
 from kimonaudit.search import histogram as count_by_interval
 from kimonaudit.search import search as search_page
 from kimonaudit.store.base import Store
+from kimonaudit.store.retention import retention_store
 from kimonaudit.treeread import TreeReader
 from kimonaudit.verifier import Progress, verify_tenant
 
 Clock = Callable[[], datetime]
 
-PLANS: dict[str, int] = {"free": 12, "team": 12, "business": 36, "enterprise": 36}
 MAX_BATCH = 1_000
 # Who created or revoked an API key when no key did it (the CLI).
 SYSTEM_ACTOR: Mapping[str, str] = {"id": "kimonaudit-cli", "type": "system"}
@@ -88,9 +90,9 @@ class AuditLog:
         self._directory_cache: dict[tuple[str, str], ActorRow] = {}
         self._cache_lock = threading.Lock()
         self._key_touched: dict[str, int] = {}
-        # (tenant, actor id) -> keyed hash: an HMAC per event is measurable
-        # at ingest rates, and a helpdesk has few actors.
-        self._actor_hashes: dict[tuple[str, str], str] = {}
+        # (tenant, actor id) -> actor hash under the actor's own secret
+        # (kimonaudit.erasure): a dict lookup per event on the hot path.
+        self.actor_hashes = ActorHashes(store, self.actor_key, self.now_us)
 
     # -- lifecycle ---------------------------------------------------------
     def close(self) -> None:
@@ -139,7 +141,13 @@ class AuditLog:
         return key
 
     def actor_hash(self, tenant_id: str, actor_id: str) -> str:
-        return actor_hash(self.actor_key(tenant_id), actor_id)
+        """The hash under which `actor_id`'s entries are written; NotFound
+        if the directory holds no secret for them (never seen, or erased:
+        then nobody can compute it any more)."""
+        h = self.actor_hashes.peek(tenant_id, actor_id)
+        if h is None:
+            raise NotFound(f"no actor {actor_id!r} in the directory of tenant {tenant_id}")
+        return h
 
     # -- append ------------------------------------------------------------
     def append(self, tenant_id: str, events: Sequence[Mapping[str, Any] | Event]) -> list[Receipt]:
@@ -179,9 +187,8 @@ class AuditLog:
     ) -> tuple[list[Prepared], list[ActorRow]]:
         """Everything that needs no lock, done on the caller's thread so it
         overlaps with the writer committing someone else's batch."""
-        key = self.actor_key(tenant_id)
         cache = self._directory_cache
-        hashes = self._actor_hashes
+        hashes = self.actor_hashes.for_tenant(tenant_id)
         prepared: list[Prepared] = []
         actors: dict[str, ActorRow] = {}
         # One random read per batch rather than one per event.
@@ -194,12 +201,7 @@ class AuditLog:
             a = ev.actor
             a_hash = a_type = None
             if a is not None:
-                a_hash = hashes.get((tenant_id, a.id))
-                if a_hash is None:
-                    a_hash = actor_hash(key, a.id)
-                    if len(hashes) > 200_000:
-                        hashes.clear()
-                    hashes[(tenant_id, a.id)] = a_hash
+                a_hash = hashes.get(a.id) or self.actor_hashes.resolve(tenant_id, a.id)
                 a_type = a.type
                 row = ActorRow(a_hash, a.id, a.type, a.name, a.email)
                 if cache.get((tenant_id, a_hash)) != row:
@@ -261,20 +263,70 @@ class AuditLog:
     def resolve_actor(self, tenant_id: str, a_hash: str) -> ActorRecord | None:
         return self.store.get_actor(tenant_id, a_hash)
 
-    def erase_actor(self, tenant_id: str, actor_id: str) -> bool:
-        """GDPR Art. 17: drop the actor's directory row (id, name, email).
-        The log keeps only the keyed hash, so it stays intact and verifiable."""
-        self.get_tenant(tenant_id)
-        h = self.actor_hash(tenant_id, actor_id)
-        with self._cache_lock:
-            self._directory_cache.pop((tenant_id, h), None)
-        return self.store.erase_actor(tenant_id, h, self.now_us())
+    def erase_actor(
+        self, tenant_id: str, actor_id: str, *, actor: Mapping[str, str] | None = None
+    ) -> bool:
+        """GDPR Art. 17: destroy the actor's secret and directory rows (id,
+        name, email) and append `actor.erased`. The log stays intact and
+        verifiable; nobody can tell any more which entries were theirs.
+        See kimonaudit.erasure."""
+        from kimonaudit import erasure
 
-    def redact(self, tenant_id: str, seq: int) -> bool:
-        """Delete one entry's payload and salt (a legal request). Its leaf
-        keeps the payload commitment, so the tree and every proof stand."""
-        self.get_entry(tenant_id, seq)
-        return self.store.redact(tenant_id, seq)
+        return erasure.erase_actor(self, tenant_id, actor_id, actor=actor)
+
+    def forget_directory(self, tenant_id: str) -> None:
+        """Drop what this process cached about the tenant's directory."""
+        with self._cache_lock:
+            for k in [k for k in self._directory_cache if k[0] == tenant_id]:
+                del self._directory_cache[k]
+
+    def redact(
+        self,
+        tenant_id: str,
+        seq: int,
+        reason: str = "",
+        *,
+        actor: Mapping[str, str] | None = None,
+    ) -> bool:
+        """Delete one entry's payload and salt (a legal request), keeping
+        the reason, and append `audit_log.redacted`. Its leaf keeps the
+        payload commitment, so the tree and every proof stand. False if it
+        was already redacted. See kimonaudit.redaction."""
+        from kimonaudit import redaction
+
+        return redaction.redact(self, tenant_id, seq, reason, actor=actor)
+
+    def redaction(self, tenant_id: str, seq: int) -> tuple[str, int] | None:
+        """(reason, redacted_at) of a redacted entry; None if not redacted
+        (or redacted before reasons were kept)."""
+        return retention_store(self.store).get_redaction(tenant_id, seq)
+
+    # == retention, legal hold (issue 8; see kimonaudit.retention) ==========
+    def retention_settings(self, tenant_id: str) -> RetentionSettings:
+        return retention.settings(self, tenant_id)
+
+    def set_plan(
+        self, tenant_id: str, plan: str, *, actor: Mapping[str, str] | None = None
+    ) -> Tenant:
+        """Change the tenant's plan; appends `audit.retention.changed`."""
+        return retention.set_plan(self, tenant_id, plan, actor=actor)
+
+    def set_retention(
+        self, tenant_id: str, months: int | None, *, actor: Mapping[str, str] | None = None
+    ) -> Tenant:
+        """Set the tenant's own retention (>= 12 months; None: the plan's)."""
+        return retention.set_retention(self, tenant_id, months, actor=actor)
+
+    def set_legal_hold(
+        self,
+        tenant_id: str,
+        hold: bool,
+        *,
+        reason: str | None = None,
+        actor: Mapping[str, str] | None = None,
+    ) -> Tenant:
+        """Put the tenant on legal hold (no purging) or lift it."""
+        return retention.set_legal_hold(self, tenant_id, hold, reason=reason, actor=actor)
 
     # -- checkpoints and proofs --------------------------------------------
     def checkpoint(self, tenant_id: str) -> SignedCheckpoint:

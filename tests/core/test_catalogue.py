@@ -72,6 +72,9 @@ DESIGN_ACTIONS = [
     "audit_stream.deleted",
     "support.impersonation.started",
     "support.impersonation.ended",
+    # Issue 8: erasure and redaction are entries too.
+    "actor.erased",
+    "audit_log.redacted",
 ]
 
 # DESIGN.md's security rule as it is written there, as shell patterns, so the
@@ -90,6 +93,7 @@ DESIGN_SECURITY_PATTERNS = [
     "audit_*",
     "audit.*",
     "support.impersonation.*",
+    "actor.erased",  # issue 8: "the erasure is itself an entry (actor.erased, security-relevant)"
 ]
 
 
@@ -100,7 +104,7 @@ def design_says_security(action: str) -> bool:
 def test_catalogue_is_exactly_the_design_list() -> None:
     """The table holds every action DESIGN.md lists, and nothing else."""
     assert sorted(CATALOGUE) == sorted(DESIGN_ACTIONS)
-    assert len(DESIGN_ACTIONS) == 49
+    assert len(DESIGN_ACTIONS) == 51
 
 
 def test_entries_are_consistent_and_not_custom() -> None:

@@ -73,7 +73,7 @@ SECURITY_FAMILIES: tuple[str, ...] = (
     "audit.",
     "support.impersonation.",
 )
-SECURITY_ACTIONS: frozenset[str] = frozenset({"auth.login.failed", "authz.denied"})
+SECURITY_ACTIONS: frozenset[str] = frozenset({"auth.login.failed", "authz.denied", "actor.erased"})
 
 
 def is_security_action(action: str) -> bool:
@@ -135,7 +135,14 @@ _ROWS: tuple[tuple[str, str, Severity, str], ...] = (
     ("audit_log.searched", "audit_log", _I, "The audit log was searched."),
     ("audit_log.exported", "audit_log", _M, "Audit log entries were exported."),
     ("audit_log.purged", "audit_log", _H, "Entries past retention were purged."),
-    ("audit.retention.changed", "audit_log", _H, "The audit log retention period changed."),
+    ("audit_log.redacted", "audit_log", _H, "One entry's payload was redacted (reason kept)."),
+    (
+        "audit.retention.changed",
+        "audit_log",
+        _H,
+        "The plan, retention period or legal hold changed.",
+    ),
+    ("actor.erased", "audit_log", _H, "A person was erased from the actor directory."),
     ("audit_stream.created", "audit_log", _M, "A SIEM stream destination was added."),
     ("audit_stream.paused", "audit_log", _H, "A SIEM stream was paused."),
     ("audit_stream.resumed", "audit_log", _L, "A SIEM stream was resumed."),

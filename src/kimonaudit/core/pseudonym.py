@@ -51,3 +51,27 @@ def field_hash(key: bytes, value: str) -> str:
     equal (so a change is visible) without the value being stored."""
     digest = hmac.new(key, _FIELD_DOMAIN + value.encode("utf-8"), hashlib.sha256).hexdigest()
     return FIELD_HASH_PREFIX + digest
+
+
+# --- per-actor secrets (issue 8: erasure that really unlinks) ---------------
+# The leaf's actor hash is keyed by a random secret that only the actor's
+# directory row holds, not by the tenant key: erasing that row destroys the
+# only way from an actor id to their entries, even for whoever holds the
+# deployment's keys. The tenant key still finds the row (the lookup key).
+_LOOKUP_DOMAIN = b"kimonaudit/actor-lookup/v1\x00"
+ACTOR_SECRET_BYTES = 32
+
+
+def actor_lookup(key: bytes, actor_id: str) -> str:
+    """Where the directory keeps an actor's secret: HMAC-SHA256(tenant key,
+    domain || actor id), hex. Never stored in a leaf."""
+    return hmac.new(key, _LOOKUP_DOMAIN + actor_id.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def secret_actor_hash(secret: bytes, tenant_id: str, actor_id: str) -> str:
+    """The leaf's actor hash: HMAC-SHA256(actor secret, tenant || 0x00 || actor
+    id), 64 lower-case hex characters."""
+    if len(secret) != ACTOR_SECRET_BYTES:
+        raise ValueError(f"an actor secret is {ACTOR_SECRET_BYTES} bytes, not {len(secret)}")
+    msg = tenant_id.encode("utf-8") + b"\x00" + actor_id.encode("utf-8")
+    return hmac.new(secret, msg, hashlib.sha256).hexdigest()

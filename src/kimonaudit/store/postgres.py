@@ -46,6 +46,7 @@ from kimonaudit.core.records import (
 from kimonaudit.errors import ConfigError, Conflict, NotFound, StoreError
 from kimonaudit.store.base import PlanBuilder, SearchSql
 from kimonaudit.store.postgres_console import PostgresConsoleStore
+from kimonaudit.store.postgres_retention import PostgresRetentionStore
 from kimonaudit.store.postgres_schema import (
     LOCK_MIGRATE,
     LOCK_PARTITION,
@@ -95,7 +96,9 @@ _UPSERT_ACTOR = (
     " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (tenant_id, actor_hash) DO UPDATE SET"
     " actor_id = excluded.actor_id, actor_type = excluded.actor_type,"
     " name = coalesce(excluded.name, actors.name), email = coalesce(excluded.email, actors.email),"
-    " updated_at = excluded.updated_at, erased_at = NULL"
+    " updated_at = excluded.updated_at"
+    # An erased actor's tombstone is never filled in again (issue 8).
+    " WHERE actors.erased_at IS NULL"
 )
 _UPDATE_STATE = (
     "UPDATE tree_state SET size = %s, frontier = %s, last_recorded_at = %s, purged = %s "
@@ -321,7 +324,7 @@ class _WriteSession:
 
 
 # -- the store ---------------------------------------------------------------
-class PostgresStore(PostgresConsoleStore):
+class PostgresStore(PostgresConsoleStore, PostgresRetentionStore):
     dialect = "postgres"
 
     def __init__(self, url: str, pool_size: int = 4, connect_timeout: int = 10) -> None:

@@ -187,6 +187,33 @@ MIGRATIONS: list[tuple[int, str]] = [
         DROP INDEX entries_recorded;
         """,
     ),
+    # == Retention, erasure, redaction (owned by the retention work, issue 8);
+    # see sqlite_schema.py for what each is for.
+    (
+        6,
+        """
+        CREATE TABLE tenant_settings (
+            tenant_id TEXT PRIMARY KEY,
+            retention_custom INTEGER,
+            directory_epoch BIGINT NOT NULL DEFAULT 0
+        );
+        CREATE TABLE actor_secrets (
+            tenant_id TEXT NOT NULL,
+            lookup TEXT NOT NULL,
+            secret BYTEA NOT NULL,
+            created_at BIGINT NOT NULL,
+            PRIMARY KEY (tenant_id, lookup)
+        );
+        CREATE INDEX actors_id ON actors (tenant_id, actor_id);
+        CREATE TABLE redactions (
+            tenant_id TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            reason TEXT NOT NULL,
+            redacted_at BIGINT NOT NULL,
+            PRIMARY KEY (tenant_id, seq)
+        );
+        """,
+    ),
 ]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

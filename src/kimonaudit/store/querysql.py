@@ -54,7 +54,8 @@ class CompileContext:
 
     dialect: Literal["sqlite", "postgres"]
     now_us: int
-    actor_hash: Callable[[str], str]
+    # An actor id's hashes: one, or (through the directory) any number.
+    actor_hash: Callable[[str], str | list[str]]
 
 
 @dataclass
@@ -200,7 +201,12 @@ def _like(pattern: str) -> str:
 
 
 def _actor(sql: _Sql, values: list[Value]) -> list[str]:
-    return [sql.one_of("e.actor_hash", [sql.ctx.actor_hash(str(v)) for v in values])]
+    hashes: list[object] = []
+    for v in values:
+        h = sql.ctx.actor_hash(str(v))
+        hashes.extend([h] if isinstance(h, str) else h)
+    # No hash (an unknown or erased actor): "" is never a stored hash.
+    return [sql.one_of("e.actor_hash", hashes or [""])]
 
 
 def _column(key: str) -> Callable[[_Sql, list[Value]], list[str]]:

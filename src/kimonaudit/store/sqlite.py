@@ -32,6 +32,7 @@ from kimonaudit.core.records import (
 from kimonaudit.errors import ConfigError, Conflict, NotFound, StoreError
 from kimonaudit.store.base import PlanBuilder, SearchSql
 from kimonaudit.store.sqlite_console import SQLiteConsoleStore
+from kimonaudit.store.sqlite_retention import SQLiteRetentionStore
 from kimonaudit.store.sqlite_schema import MIGRATIONS
 from kimonaudit.store.writer import GroupCommitWriter
 
@@ -178,12 +179,14 @@ def _upsert_actors(conn: sqlite3.Connection, tenant_id: str, actors: Sequence[Ac
         " actor_id = excluded.actor_id, actor_type = excluded.actor_type,"
         " name = coalesce(excluded.name, actors.name),"
         " email = coalesce(excluded.email, actors.email),"
-        " updated_at = excluded.updated_at, erased_at = NULL",
+        " updated_at = excluded.updated_at"
+        # An erased actor's tombstone is never filled in again (issue 8).
+        " WHERE actors.erased_at IS NULL",
         [(tenant_id, a.actor_hash, a.actor_id, a.actor_type, a.name, a.email, now) for a in actors],
     )
 
 
-class SQLiteStore(SQLiteConsoleStore):
+class SQLiteStore(SQLiteConsoleStore, SQLiteRetentionStore):
     dialect = "sqlite"
 
     def __init__(self, path: str | Path, synchronous: str = "FULL") -> None:

@@ -149,4 +149,34 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX entries_ip ON entries (tenant_id, ip, seq);
         """,
     ),
+    # == Retention, erasure, redaction (owned by the retention work, issue 8).
+    # tenant_settings.retention_custom: a tenant's own retention in months (NULL: its plan's).
+    # directory_epoch grows at each erasure, so other processes drop cached
+    # actor hashes. actor_secrets holds each actor's random secret, the only
+    # way from an actor id to the hash in the leaves: erasure deletes it.
+    (
+        6,
+        """
+        CREATE TABLE tenant_settings (
+            tenant_id TEXT PRIMARY KEY,
+            retention_custom INTEGER,
+            directory_epoch INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE TABLE actor_secrets (
+            tenant_id TEXT NOT NULL,
+            lookup TEXT NOT NULL,
+            secret BLOB NOT NULL,
+            created_at INTEGER NOT NULL,
+            PRIMARY KEY (tenant_id, lookup)
+        ) WITHOUT ROWID;
+        CREATE INDEX actors_id ON actors (tenant_id, actor_id);
+        CREATE TABLE redactions (
+            tenant_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            reason TEXT NOT NULL,
+            redacted_at INTEGER NOT NULL,
+            PRIMARY KEY (tenant_id, seq)
+        ) WITHOUT ROWID;
+        """,
+    ),
 ]

@@ -1,0 +1,95 @@
+"""CLI commands of issue 8: plans, retention, legal hold, purge, redaction
+and verifiable archives. `register` adds them to the `kimonaudit` group
+(cli.py calls it); like every command there, each parses, makes one
+facade call and renders, and errors reach `kimonaudit.cli.main`."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import click
+from rich.console import Console
+
+from kimonaudit.retention import PLANS
+
+if TYPE_CHECKING:
+    from kimonaudit.cli import Ctx
+
+EXIT_BAD = 1
+_out = Console(highlight=False, soft_wrap=True)
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _months(t: Any) -> str:
+    return f"{t.retention_months} months"
+
+
+# -- tenants set-plan ----------------------------------------------------------
+@click.command("set-plan")
+@click.option("--tenant", "tenant_id", required=True, help="Tenant id.")
+@click.argument("plan", type=click.Choice(list(PLANS)))
+@click.pass_obj
+def set_plan(obj: Ctx, tenant_id: str, plan: str) -> None:
+    """Move a tenant to PLAN (free and team keep 12 months, business and
+    enterprise 36). Recorded in its log as audit.retention.changed."""
+    t = obj.log().set_plan(tenant_id, plan)
+    click.echo(f"tenant {t.id}: plan {t.plan}, retention {_months(t)}")
+
+
+# -- retention -------------------------------------------------------------------
+@click.group()
+def retention() -> None:
+    """Retention per tenant: settings, legal hold, purge and status."""
+
+
+@retention.command("set")
+@click.option("--tenant", "tenant_id", required=True, help="Tenant id.")
+@click.option(
+    "--months",
+    type=click.IntRange(1),
+    help="Keep entries this many months (at least 12; above the plan's length is allowed).",
+)
+@click.option("--plan-default", is_flag=True, help="Go back to the plan's retention.")
+@click.pass_obj
+def retention_set(obj: Ctx, tenant_id: str, months: int | None, plan_default: bool) -> None:
+    """Set a tenant's own retention. Recorded as audit.retention.changed."""
+    if (months is None) == (not plan_default):
+        raise click.UsageError("give either --months N or --plan-default")
+    t = obj.log().set_retention(tenant_id, None if plan_default else months)
+    click.echo(f"tenant {t.id}: retention {_months(t)} (plan {t.plan})")
+
+
+@retention.command("hold")
+@click.option("--tenant", "tenant_id", required=True, help="Tenant id.")
+@click.option("--on/--off", "hold", required=True, help="Put on legal hold, or lift it.")
+@click.option("--reason", help="Why (kept in the log entry), e.g. a case number.")
+@click.pass_obj
+def retention_hold(obj: Ctx, tenant_id: str, hold: bool, reason: str | None) -> None:
+    """Legal hold: while on, nothing of the tenant is purged. Recorded as
+    audit.retention.changed."""
+    t = obj.log().set_legal_hold(tenant_id, hold, reason=reason)
+    click.echo(f"tenant {t.id}: legal hold {'on' if t.legal_hold else 'off'}")
+
+
+# -- redact ------------------------------------------------------------------------
+@click.command()
+@click.option("--tenant", "tenant_id", required=True, help="Tenant id.")
+@click.option("--seq", type=click.IntRange(0), required=True, help="The entry to redact.")
+@click.option("--reason", required=True, help="Why (kept, and written to the log).")
+@click.pass_obj
+def redact(obj: Ctx, tenant_id: str, seq: int, reason: str) -> None:
+    """Delete one entry's payload and salt on a legal request. Its header,
+    leaf, proofs and checkpoints stand; `verify` counts it as redacted. The
+    redaction is recorded as audit_log.redacted with the reason."""
+    done = obj.log().redact(tenant_id, seq, reason)
+    click.echo(f"redacted entry {seq}" if done else f"entry {seq} was already redacted")
+
+
+def register(cli: click.Group, tenants: click.Group) -> None:
+    tenants.add_command(set_plan)
+    cli.add_command(retention)
+    cli.add_command(redact)

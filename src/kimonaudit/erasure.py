@@ -1,0 +1,134 @@
+"""Erasure that really unlinks (GDPR Art. 17; issue 8).
+
+The actor hash in a leaf is HMAC(actor secret, tenant || 0 || actor id),
+where the actor secret is 32 random bytes held only in the directory
+(table ``actor_secrets``, found through a lookup key derived from the
+tenant key). Erasing a person deletes that secret and blanks every
+directory row naming them: their entries stay in the log and keep
+verifying, but nobody, not even the holder of the deployment's keys, can
+recompute which hash was theirs. See docs/integrity.md for what is and is
+not unlinkable (entries written before migration 6 used the tenant key).
+
+`ActorHashes` is the append path's per-process cache: one call per batch
+(`for_tenant`), then a dict lookup per event.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from kimonaudit.core.pseudonym import ACTOR_SECRET_BYTES, actor_lookup, secret_actor_hash
+from kimonaudit.errors import InvalidInput
+from kimonaudit.store.retention import retention_store
+
+if TYPE_CHECKING:
+    from kimonaudit.service import AuditLog
+
+# How often a process looks for erasures made by other processes.
+CHECK_EVERY_SECONDS = 1.0
+_MAX_CACHED = 200_000
+
+
+class ActorHashes:
+    """(tenant, actor id) -> leaf actor hash, cached per process.
+
+    `for_tenant` returns the tenant's dict (actor id -> hash), emptied when
+    the tenant's directory epoch moved (an erasure, here or in another
+    process; checked at most once per CHECK_EVERY_SECONDS). `resolve` fills
+    it on a miss, creating the actor's secret if they have none: the insert
+    is a no-op when another process got there first, and both then read the
+    same secret back.
+    """
+
+    def __init__(
+        self, store: object, tenant_key: Callable[[str], bytes], now_us: Callable[[], int]
+    ):
+        self._store = retention_store(store)
+        self._key = tenant_key
+        self._now_us = now_us
+        self._hashes: dict[str, dict[str, str]] = {}
+        self._seen: dict[str, tuple[int, float]] = {}  # tenant -> (epoch, checked at)
+        self._lock = threading.Lock()
+
+    def for_tenant(self, tenant_id: str) -> dict[str, str]:
+        cached = self._hashes.get(tenant_id)
+        seen = self._seen.get(tenant_id)
+        now = time.monotonic()
+        if cached is not None and seen is not None and now - seen[1] < CHECK_EVERY_SECONDS:
+            return cached
+        epoch = self._store.directory_epoch(tenant_id)
+        with self._lock:
+            if cached is None or seen is None or seen[0] != epoch:
+                cached = {}
+                self._hashes[tenant_id] = cached
+            self._seen[tenant_id] = (epoch, now)
+        return cached
+
+    def resolve(self, tenant_id: str, actor_id: str) -> str:
+        """The actor's hash, creating their secret if they have none."""
+        lookup = actor_lookup(self._key(tenant_id), actor_id)
+        secret = self._store.actor_secret(tenant_id, lookup)
+        if secret is None:
+            fresh = os.urandom(ACTOR_SECRET_BYTES)
+            secret = self._store.create_actor_secret(tenant_id, lookup, fresh, self._now_us())
+        h = secret_actor_hash(secret, tenant_id, actor_id)
+        with self._lock:
+            cached = self._hashes.setdefault(tenant_id, {})
+            if len(cached) > _MAX_CACHED:
+                cached.clear()
+            cached[actor_id] = h
+        return h
+
+    def peek(self, tenant_id: str, actor_id: str) -> str | None:
+        """The actor's hash if they have a secret; never creates one."""
+        lookup = actor_lookup(self._key(tenant_id), actor_id)
+        secret = self._store.actor_secret(tenant_id, lookup)
+        return None if secret is None else secret_actor_hash(secret, tenant_id, actor_id)
+
+    def forget(self, tenant_id: str) -> None:
+        """Drop the tenant's cached hashes (after an erasure here)."""
+        with self._lock:
+            self._hashes.pop(tenant_id, None)
+            self._seen.pop(tenant_id, None)
+
+    def lookup(self, tenant_id: str, actor_id: str) -> str:
+        return actor_lookup(self._key(tenant_id), actor_id)
+
+
+def hashes_for_search(store: object, tenant_id: str, actor_id: str) -> list[str]:
+    """What `actor:<id>` matches: the hashes the directory links to the id
+    (none after erasure). Never recomputed from a key."""
+    return retention_store(store).actor_hashes_of(tenant_id, actor_id)
+
+
+def erase_actor(
+    log: AuditLog, tenant_id: str, actor_id: str, *, actor: Mapping[str, str] | None = None
+) -> bool:
+    """Destroy the actor's secret and directory rows, then append
+    `actor.erased` (which names no one). Returns whether there was anything
+    to erase; the entry is appended either way, as the request was made."""
+    from kimonaudit.service import SYSTEM_ACTOR
+
+    log.get_tenant(tenant_id)
+    if not isinstance(actor_id, str) or not actor_id.strip() or len(actor_id) > 256:
+        raise InvalidInput("an actor id is 1-256 characters", field="actor_id")
+    store = retention_store(log.store)
+    lookup = log.actor_hashes.lookup(tenant_id, actor_id)
+    had_secret = store.actor_secret(tenant_id, lookup) is not None
+    rows = store.erase_actor_identity(tenant_id, lookup, actor_id, log.now_us())
+    log.actor_hashes.forget(tenant_id)
+    log.forget_directory(tenant_id)
+    found = had_secret or rows > 0
+    event: dict[str, Any] = {
+        "action": "actor.erased",
+        "actor": dict(actor or SYSTEM_ACTOR),
+        # Deliberately nothing about who was erased: no id, no hash.
+        "target": {"type": "actor_directory", "id": tenant_id},
+        "metadata": {"directory_rows_erased": rows, "found": found},
+    }
+    log.append(tenant_id, [event])
+    return found

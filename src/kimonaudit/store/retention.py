@@ -1,0 +1,34 @@
+"""What retention, erasure and redaction need from a store beyond `Store`
+(issue 8). Both stores implement it through a mixin
+(sqlite_retention.py, postgres_retention.py)."""
+
+from __future__ import annotations
+
+from typing import Protocol, cast
+
+
+class RetentionStore(Protocol):
+    # -- plans and retention
+    def set_retention(
+        self, tenant_id: str, plan: str, custom: int | None, effective: int
+    ) -> None: ...
+    def retention_custom(self, tenant_id: str) -> int | None: ...
+
+    # -- actor secrets
+    def actor_secret(self, tenant_id: str, lookup: str) -> bytes | None: ...
+    def create_actor_secret(
+        self, tenant_id: str, lookup: str, secret: bytes, now: int
+    ) -> bytes: ...
+    def actor_hashes_of(self, tenant_id: str, actor_id: str) -> list[str]: ...
+    def erase_actor_identity(
+        self, tenant_id: str, lookup: str, actor_id: str, erased_at: int
+    ) -> int: ...
+    def directory_epoch(self, tenant_id: str) -> int: ...
+
+    # -- redaction reasons
+    def add_redaction(self, tenant_id: str, seq: int, reason: str, redacted_at: int) -> None: ...
+    def get_redaction(self, tenant_id: str, seq: int) -> tuple[str, int] | None: ...
+
+
+def retention_store(store: object) -> RetentionStore:
+    return cast(RetentionStore, store)

@@ -1,0 +1,202 @@
+"""Issue 8, items 1, 4 and 5 through the library on both stores: plans and
+retention settings, legal hold, erasure that unlinks, and redaction with a
+reason. Each change is an entry in the tenant's own log."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+
+import pytest
+
+import kimonaudit
+from kimonaudit.core.pseudonym import actor_hash as v1_actor_hash
+from kimonaudit.errors import InvalidInput, NotFound
+from tests.helpers import event, raw_db
+
+
+def _last(log, tid):
+    return log.get_entry(tid, log.store.tree_state(tid).size - 1)
+
+
+def _meta(row):
+    return json.loads(row.payload)["metadata"]
+
+
+def test_plans_keep_12_or_36_months(log):
+    """free/team keep 12 months, business/enterprise 36."""
+    for plan, months in {"free": 12, "team": 12, "business": 36, "enterprise": 36}.items():
+        assert log.create_tenant(plan, plan=plan).retention_months == months
+
+
+def test_set_plan_is_an_entry_and_changes_retention(log):
+    """A plan change takes effect and appends a security-relevant audit.retention.changed."""
+    t = log.create_tenant("acme", plan="free")
+    after = log.set_plan(t.id, "enterprise", actor={"id": "ops_1", "type": "user"})
+    assert (after.plan, after.retention_months) == ("enterprise", 36)
+    row = _last(log, t.id)
+    assert row.action == "audit.retention.changed" and row.security
+    assert _meta(row) == {
+        "setting": "plan",
+        "before": {"plan": "free", "retention_months": 12},
+        "after": {"plan": "enterprise", "retention_months": 36},
+    }
+    size = log.store.tree_state(t.id).size
+    log.set_plan(t.id, "enterprise")  # no change: no entry
+    assert log.store.tree_state(t.id).size == size
+    assert log.verify(t.id).ok
+
+
+def test_custom_retention_floor_and_plan_default(log):
+    """Own retention is never below 12 months; above the plan is fine; it survives a
+    plan change; None goes back to the plan's."""
+    t = log.create_tenant("acme", plan="team")
+    for bad in (0, 11, -5):
+        with pytest.raises(InvalidInput, match="below 12 months"):
+            log.set_retention(t.id, bad)
+    assert log.get_tenant(t.id).retention_months == 12
+    assert log.set_retention(t.id, 72).retention_months == 72  # HIPAA's six years
+    assert log.set_plan(t.id, "business").retention_months == 72
+    s = log.retention_settings(t.id)
+    assert (s.plan, s.plan_months, s.custom_months, s.months) == ("business", 36, 72, 72)
+    assert log.set_retention(t.id, None).retention_months == 36
+    actions = [r.action for r in log.store.iter_entries(t.id)]
+    assert actions.count("audit.retention.changed") == 3
+
+
+def test_legal_hold_on_and_off_are_entries(log):
+    """Legal hold toggles and each toggle is logged with its reason."""
+    t = log.create_tenant("acme")
+    assert log.set_legal_hold(t.id, True, reason="case 2026-114").legal_hold
+    row = _last(log, t.id)
+    assert _meta(row) == {
+        "setting": "legal_hold",
+        "before": False,
+        "after": True,
+        "reason": "case 2026-114",
+    }
+    assert not log.set_legal_hold(t.id, False).legal_hold
+    assert log.retention_settings(t.id).legal_hold is False
+
+
+# -- erasure -----------------------------------------------------------------------
+def test_erasure_unlinks_even_for_the_key_holder(log, db_url):
+    """After erasure: actor:<id> finds nothing, the directory holds nothing about the
+    person, no key the deployment holds recomputes their hash, the log verifies, and the
+    erasure entry names no one."""
+    t = log.create_tenant("acme")
+    evs = [event(i) for i in range(40)]
+    log.append(t.id, evs)
+    before = log.search(t.id, "actor:agent_2", limit=100)
+    assert len(before) == 10
+    h = log.actor_hash(t.id, "agent_2")
+    assert all(r.actor_hash == h for r in before.entries)
+    cp = log.checkpoint(t.id)
+
+    assert log.erase_actor(t.id, "agent_2", actor={"id": "dpo_1", "type": "user"}) is True
+
+    assert len(log.search(t.id, "actor:agent_2", limit=100)) == 0
+    with pytest.raises(NotFound):
+        log.actor_hash(t.id, "agent_2")
+    rec = log.resolve_actor(t.id, h)
+    assert rec is not None and rec.erased_at is not None
+    assert (rec.actor_id, rec.name, rec.email) == (None, None, None)
+    # Nothing the deployment holds leads from the id to the hash any more.
+    key = log.actor_key(t.id)
+    secret = log.keys.actor_secret
+    candidates = {
+        v1_actor_hash(key, "agent_2"),
+        v1_actor_hash(secret, "agent_2"),
+        hmac.new(key, f"{t.id}\x00agent_2".encode(), hashlib.sha256).hexdigest(),
+    }
+    assert h not in candidates
+    with raw_db(db_url) as run:
+        dump = repr(run("SELECT * FROM actors")) + repr(run("SELECT * FROM actor_secrets"))
+        assert "agent_2" not in dump and "Agent_2" not in dump
+        assert run("SELECT count(*) FROM actor_secrets")[0][0] == 4  # 3 agents + the erasing DPO
+    erased = _last(log, t.id)
+    assert erased.action == "actor.erased" and erased.security
+    assert "agent_2" not in repr(erased) and h not in repr(erased)
+    report = log.verify(t.id)
+    assert report.ok
+    log.prove_consistency(t.id, cp.size, log.checkpoint(t.id).size)
+    # Others are untouched.
+    assert len(log.search(t.id, "actor:agent_1", limit=100)) == 10
+
+
+def test_returning_person_gets_a_new_hash(log):
+    """Someone erased who acts again is a new pseudonym, not re-linked to the old."""
+    t = log.create_tenant("acme")
+    log.append(t.id, [event(1)])
+    old = log.actor_hash(t.id, "agent_2")
+    log.erase_actor(t.id, "agent_2")
+    log.append(t.id, [event(1)])  # agent_2 again
+    new = log.actor_hash(t.id, "agent_2")
+    assert new != old
+    found = log.search(t.id, "actor:agent_2", limit=10)
+    assert [r.actor_hash for r in found.entries] == [new]
+    assert log.resolve_actor(t.id, old).erased_at is not None
+
+
+def test_erasure_in_another_process_reaches_a_cached_appender(db_url, key_file, clock):
+    """A second AuditLog (another process) erasing an actor: the first one's cache
+    stops using the old hash within a second, and never re-links it in the directory."""
+    import time
+
+    with (
+        kimonaudit.open(db_url, key_file=key_file, clock=clock) as a,
+        kimonaudit.open(db_url, key_file=key_file, clock=clock) as b,
+    ):
+        t = a.create_tenant("acme")
+        a.append(t.id, [event(1)])
+        old = a.actor_hash(t.id, "agent_2")
+        b.erase_actor(t.id, "agent_2")
+        a.append(t.id, [event(1)])  # may still use the cached hash...
+        assert a.resolve_actor(t.id, old).erased_at is not None  # ...but never re-links it
+        time.sleep(1.1)
+        a.append(t.id, [event(1)])
+        assert _last(a, t.id).actor_hash != old
+        assert a.verify(t.id).ok
+
+
+def test_concurrent_new_actor_agrees_on_one_secret(db_url, key_file, clock):
+    """Two processes meeting a new actor at once write the same hash."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with (
+        kimonaudit.open(db_url, key_file=key_file, clock=clock) as a,
+        kimonaudit.open(db_url, key_file=key_file, clock=clock) as b,
+    ):
+        t = a.create_tenant("acme")
+        ev = event(1, actor={"id": "fresh_9", "type": "agent"})
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda lg: lg.append(t.id, [dict(ev)]), [a, b, a, b]))
+        hashes = {r.actor_hash for r in a.store.iter_entries(t.id) if r.action == ev["action"]}
+        assert len(hashes) == 1
+
+
+# -- redaction ---------------------------------------------------------------------
+def test_redaction_keeps_reason_and_is_an_entry(log):
+    """Redaction drops payload and salt, keeps the reason, logs itself, and verify
+    counts the entry as redacted, not tampered."""
+    t = log.create_tenant("acme")
+    log.append(t.id, [event(i) for i in range(5)])
+    cp = log.checkpoint(t.id)
+    with pytest.raises(InvalidInput, match="reason"):
+        log.redact(t.id, 2, "  ")
+    assert log.redact(t.id, 2, "GDPR request 77", actor={"id": "dpo_1", "type": "user"})
+    assert log.redact(t.id, 2, "again") is False
+    row = log.get_entry(t.id, 2)
+    assert row.payload is None and row.salt is None
+    reason, _ = log.redaction(t.id, 2)
+    assert reason == "GDPR request 77"
+    entry = _last(log, t.id)
+    assert entry.action == "audit_log.redacted" and entry.security
+    assert _meta(entry)["reason"] == "GDPR request 77" and _meta(entry)["seq"] == 2
+    report = log.verify(t.id)
+    assert report.ok and report.redacted == 1 and report.tampered == 0
+    p = log.prove_inclusion(t.id, 2, cp.size)
+    assert p.root == cp.root
+    with pytest.raises(NotFound):
+        log.redact(t.id, 999, "no such entry")
