@@ -688,14 +688,28 @@ def search(
     type=click.Path(dir_okay=False, writable=True),
     help="Write to this file (default: standard output).",
 )
+@click.option(
+    "--bundle",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write a verifiable archive to this file instead (docs/bundles.md).",
+)
 @click.pass_obj
-def export(obj: Ctx, tenant_id: str, query: str, fmt: str, output: str | None) -> None:
+def export(
+    obj: Ctx, tenant_id: str, query: str, fmt: str, output: str | None, bundle: str | None
+) -> None:
     """Export a tenant's entries matching --query, oldest first, streamed.
 
     Covers the entries present when the export starts. Recorded in the log
-    as audit_log.exported with the query and the number of rows.
+    as audit_log.exported with the query and the number of rows. With
+    --bundle FILE, writes a self-contained signed archive that
+    `kimonaudit verify-bundle` checks offline.
     """
     log = obj.log()
+    if bundle is not None:
+        from kimonaudit.cli_retention import export_bundle
+
+        export_bundle(log, tenant_id, query, bundle, _cli_access)
+        return
     exp = log.export(tenant_id, query, fmt)
     total = exp.count() if err.is_terminal else None
     target = Path(output) if output else None

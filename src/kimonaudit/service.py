@@ -16,6 +16,7 @@ from typing import Any
 
 from kimonaudit import apikeys, ids, retention
 from kimonaudit.apikeys import ApiKeyRecord
+from kimonaudit.bundle import BundleInfo
 from kimonaudit.core.events import Event, validate_batch
 from kimonaudit.core.ipaddr import ip_to_bytes
 from kimonaudit.core.leaf import payload_bytes, payload_commitment
@@ -300,6 +301,14 @@ class AuditLog:
         """(reason, redacted_at) of a redacted entry; None if not redacted
         (or redacted before reasons were kept)."""
         return retention_store(self.store).get_redaction(tenant_id, seq)
+
+    def export_bundle(self, tenant_id: str, query: str = "") -> tuple[bytes, BundleInfo]:
+        """A verifiable archive of the entries matching `query` (all when
+        empty): see kimonaudit.bundle and docs/bundles.md. Not audited by
+        itself: adapters record it as audit_log.exported."""
+        from kimonaudit import bundle
+
+        return bundle.build(self, tenant_id, query)
 
     # == retention, legal hold (issue 8; see kimonaudit.retention) ==========
     def retention_settings(self, tenant_id: str) -> RetentionSettings:
