@@ -43,6 +43,7 @@ from kimonaudit.core.query import (
 from kimonaudit.core.records import ActorRecord, EntryRow, Receipt
 from kimonaudit.core.timefmt import format_ts, from_us
 from kimonaudit.errors import InvalidInput
+from kimonaudit.querylog import pseudonymise
 from kimonaudit.store.base import SearchSql, SearchStore
 from kimonaudit.store.querysql import CompileContext, compile_where
 from kimonaudit.views import entry_json
@@ -439,6 +440,9 @@ def record_access(
     how many rows were returned. Call it after the rows are computed."""
     if action not in ACCESS_ACTIONS:
         raise ValueError(f"not an access action: {action!r}; one of {ACCESS_ACTIONS}")
+    # Actor ids become their hashes (kimonaudit.querylog): nothing personal
+    # outlives an erasure inside a recorded query.
+    query = pseudonymise(query, lambda actor_id: log.actor_hash(tenant_id, actor_id))
     metadata: dict[str, Any] = {"query": query, "rows": rows, "via": via, **(details or {})}
     event: dict[str, Any] = {
         "action": action,
