@@ -216,7 +216,8 @@ def csv_records(
     Every field is quoted. Fields from outside (ids, names, user agent,
     changes ...) go through `cell`; the rest (numbers, timestamps, hashes,
     catalogue names, booleans) hold no quote and cannot start a formula, and
-    are written as they are: this loop is the export's hot path."""
+    are written as they are: this loop is the export's hot path. The one
+    exception is the base64 leaf hash, which can begin with ``+``."""
     ip_text = _IpText()
     b64 = binascii.b2a_base64
     sev = _SEVERITIES
@@ -252,8 +253,15 @@ def csv_records(
             f'"{cell(t_type)}","{cell(t_id)}","{ip_text(ip)}","{ua}","{rid}",'
             f'"{changes}","{context_json}","{metadata}",'
             f'"{"true" if payload is None else "false"}",'
-            f'"{b64(leaf_hash, newline=False).decode("ascii")}"\r\n'
+            f'"{_leaf_cell(b64(leaf_hash, newline=False))}"\r\n'
         )
+
+
+def _leaf_cell(b64_hash: bytes) -> str:
+    """Base64 can begin with ``+`` (one hash in 64): neutralised like any
+    other field, or a spreadsheet reads the hash as a formula."""
+    text = b64_hash.decode("ascii")
+    return "'" + text if text[0] == "+" else text
 
 
 def ndjson_records(
