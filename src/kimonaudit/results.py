@@ -99,8 +99,22 @@ class ConsistencyProof:
 @dataclass(frozen=True)
 class Problem:
     seq: int | None
-    kind: str  # missing | tampered | forged | checkpoint | state
+    kind: str  # missing | tampered | inserted | reordered | checkpoint | state
     message: str
+
+
+# Each class of damaged entries as sorted, disjoint inclusive ranges of seq.
+SeqRanges = tuple[tuple[int, int], ...]
+ENTRY_CLASSES = ("tampered", "inserted", "reordered", "missing")
+MAX_LISTED = 100  # problems, ranges and checkpoints listed in a report
+
+
+@dataclass(frozen=True)
+class CheckpointFailure:
+    """A stored (or given) checkpoint the entries no longer match, and why."""
+
+    size: int
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -117,6 +131,15 @@ class VerifyReport:
     checkpoints_checked: int
     first_bad_seq: int | None
     problems: tuple[Problem, ...] = field(default=())
+    inserted: int = 0
+    reordered: int = 0
+    # class -> ranges (at most MAX_LISTED; `ranges_omitted` counts the rest)
+    entries: dict[str, SeqRanges] = field(default_factory=dict)
+    ranges_omitted: dict[str, int] = field(default_factory=dict)
+    checkpoints_failed: tuple[CheckpointFailure, ...] = ()
+    checkpoints_failed_omitted: int = 0
+    checkpoints_unchecked: int = 0  # not reached: an entry before their size is missing
+    problems_omitted: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -129,9 +152,24 @@ class VerifyReport:
             "purged": self.purged,
             "missing": self.missing,
             "tampered": self.tampered,
+            "inserted": self.inserted,
+            "reordered": self.reordered,
+            "entries": {
+                kind: {
+                    "ranges": [list(r) for r in self.entries.get(kind, ())],
+                    "more_ranges": self.ranges_omitted.get(kind, 0),
+                }
+                for kind in ENTRY_CLASSES
+            },
             "checkpoints_checked": self.checkpoints_checked,
+            "checkpoints_failed": [
+                {"size": c.size, "reason": c.reason} for c in self.checkpoints_failed
+            ],
+            "more_checkpoints_failed": self.checkpoints_failed_omitted,
+            "checkpoints_unchecked": self.checkpoints_unchecked,
             "first_bad_seq": self.first_bad_seq,
             "problems": [
                 {"seq": p.seq, "kind": p.kind, "message": p.message} for p in self.problems
             ],
+            "more_problems": self.problems_omitted,
         }

@@ -1,20 +1,38 @@
 """Verification of one tenant's log in the database.
 
-Recomputes every leaf from its stored columns, the tree from the leaves,
-and checks the result against every signed checkpoint (and optionally one
-saved outside the database). Reports the first bad sequence number.
+The verifier names exactly what changed and nothing else. Every row is
+checked alone (its payload against its commitment, its fields against its
+stored leaf hash); a row whose fields no longer give its leaf hash is then
+classed:
+
+- reordered: its fields give its stored leaf hash under another seq (the
+  row was moved or renumbered; the report says from where);
+- inserted: no seq explains it, and the entry signed at its seq is found
+  elsewhere (or its seq lies beyond every signed size);
+- tampered: altered in place.
+
+The original sequence of leaf hashes is then rebuilt (each entry at the seq
+it was signed at, with its stored leaf hash) and checked against every
+signed checkpoint. When the rows named account for all the damage, every
+checkpoint matches, which confirms the report; an edit whose leaf hash was
+recomputed does not show in its row, and is caught there instead: the
+first checkpoint that no longer matches names the stretch since the last
+one that does. Entries that are gone are missing; from the first one on,
+the tree cannot be rebuilt and later checkpoints cannot be checked.
 
 Large logs are scanned by worker processes, each recomputing the leaf
-hashes of one stretch of sequence numbers, while this process folds the
-hashes into the tree in order: leaf recomputation is the expensive part and
-parallelises; the tree is cheap and must be sequential.
+hashes of one stretch of sequence numbers, while this process rebuilds the
+tree in order: leaf recomputation is the expensive part and parallelises;
+the tree is cheap and must be sequential.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import multiprocessing as mp
-from collections.abc import Callable, Iterator, Sequence
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 
@@ -22,62 +40,94 @@ from kimonaudit.core.leaf import PAYLOAD_COMMITMENT_PREFIX
 from kimonaudit.core.ledger import leaf_of_row
 from kimonaudit.core.merkle import LEAF_PREFIX, CompactRange
 from kimonaudit.core.note import Checkpoint, Verifier, open_checkpoint
+from kimonaudit.core.records import EntryRow
 from kimonaudit.errors import VerificationError
-from kimonaudit.results import Problem, VerifyReport
+from kimonaudit.results import (
+    MAX_LISTED,
+    CheckpointFailure,
+    Problem,
+    SeqRanges,
+    VerifyReport,
+)
 from kimonaudit.store.base import Store
 
 Progress = Callable[[int, int], None]  # (entries checked, entries expected)
-_MAX_PROBLEMS = 100
 CHUNK = 50_000  # entries per worker task
 PARALLEL_FROM = 200_000  # below this, worker start-up costs more than it saves
+PARTNER_SEARCH = 500  # up to this many altered rows are tried under each other's seq
+SHIFTS = (1, -1, 2, -2)  # seq offsets tried first: a row inserted or deleted before
+_H = 32  # bytes per hash
+
+
+def _leaf_hash(row: EntryRow) -> bytes:
+    return hashlib.sha256(LEAF_PREFIX + leaf_of_row(row)).digest()
 
 
 @dataclass
 class Chunk:
-    """What a scan of seq in [start, end) found. `hashes[i]` is the
-    recomputed leaf hash of the i-th row present (in `seqs[i]`)."""
+    """What a scan of seq in [start, end) found. Rows are numbered by their
+    index in `seqs` (the rows present, in seq order); `hashes` holds their
+    stored leaf hashes, 32 bytes each."""
 
     start: int
     end: int | None
-    seqs: list[int] = field(default_factory=list)
-    hashes: list[bytes] = field(default_factory=list)
+    seqs: array[int] = field(default_factory=lambda: array("q"))
+    hashes: bytearray = field(default_factory=bytearray)
     present: int = 0
     redacted: int = 0
-    problems: list[Problem] = field(default_factory=list)
-    tampered: int = 0
+    payload_bad: dict[int, str] = field(default_factory=dict)  # index -> what is wrong
+    altered: dict[int, bytes] = field(default_factory=dict)  # index -> recomputed leaf hash
+    moved: dict[int, int] = field(default_factory=dict)  # index -> seq it was signed at
+    suspects: dict[int, EntryRow] = field(default_factory=dict)  # altered rows, capped
+
+    def extend(self, other: Chunk) -> None:
+        off = len(self.seqs)
+        self.seqs.extend(other.seqs)
+        self.hashes += other.hashes
+        self.present += other.present
+        self.redacted += other.redacted
+        for mine, theirs in (
+            (self.payload_bad, other.payload_bad),
+            (self.altered, other.altered),
+            (self.moved, other.moved),
+            (self.suspects, other.suspects),
+        ):
+            mine.update({i + off: v for i, v in theirs.items()})  # type: ignore[attr-defined]
 
 
 def scan(store: Store, tenant_id: str, start: int, end: int | None) -> Chunk:
-    """Recompute the leaves of seq in [start, end) and check each row alone."""
+    """Check each row of seq in [start, end) alone; keep its stored leaf hash."""
     out = Chunk(start, end)
     sha = hashlib.sha256
-    add_seq = out.seqs.append
-    add_hash = out.hashes.append
+    last_shift = 0
     for row in store.iter_entries(tenant_id, start, end):
+        i = len(out.seqs)
         seq = row.seq
         payload, salt = row.payload, row.salt
         if payload is None and salt is None:
             out.redacted += 1
         elif payload is None or salt is None:
-            out.tampered += 1
-            out.problems.append(
-                Problem(seq, "tampered", f"entry {seq}: payload or salt removed by hand")
-            )
+            out.payload_bad[i] = "payload or salt removed by hand"
         elif sha(PAYLOAD_COMMITMENT_PREFIX + salt + payload).digest() != row.payload_commitment:
-            out.tampered += 1
-            out.problems.append(
-                Problem(seq, "tampered", f"entry {seq}: payload does not match its commitment")
-            )
+            out.payload_bad[i] = "payload does not match its commitment"
         else:
             out.present += 1
-        lh = sha(LEAF_PREFIX + leaf_of_row(row)).digest()
-        if lh != row.leaf_hash:
-            out.tampered += 1
-            out.problems.append(
-                Problem(seq, "tampered", f"entry {seq}: stored fields do not match its leaf hash")
-            )
-        add_seq(seq)
-        add_hash(lh)
+        stored = bytes(row.leaf_hash)
+        out.seqs.append(seq)
+        out.hashes += stored
+        lh = _leaf_hash(row)
+        if lh == stored:
+            continue
+        for shift in (last_shift, *SHIFTS) if last_shift else SHIFTS:
+            q = seq - shift
+            if q >= 0 and _leaf_hash(row._replace(seq=q)) == stored:
+                out.moved[i] = q
+                last_shift = shift
+                break
+        else:
+            out.altered[i] = lh
+            if len(out.suspects) < PARTNER_SEARCH:
+                out.suspects[i] = row
     return out
 
 
@@ -91,32 +141,20 @@ def _scan_in_worker(url: str, tenant_id: str, start: int, end: int | None) -> Ch
         store.close()
 
 
-class _Findings:
-    def __init__(self) -> None:
-        self.problems: list[Problem] = []
-        self.first_bad: int | None = None
-        self.missing = 0
-        self.tampered = 0
-
-    def add(self, p: Problem) -> None:
-        if p.seq is not None and (self.first_bad is None or p.seq < self.first_bad):
-            self.first_bad = p.seq
-        if len(self.problems) < _MAX_PROBLEMS:
-            self.problems.append(p)
-
-
 def _trusted_checkpoints(
-    store: Store, tenant_id: str, origin: str, verifiers: Sequence[Verifier], f: _Findings
+    store: Store, tenant_id: str, origin: str, verifiers: Sequence[Verifier], notes: list[Problem]
 ) -> dict[int, Checkpoint]:
     out: dict[int, Checkpoint] = {}
     for rec in store.list_checkpoints(tenant_id):
         try:
             cp, _ = open_checkpoint(rec.note, verifiers)
         except VerificationError as exc:
-            f.add(Problem(None, "checkpoint", f"stored checkpoint {rec.size}: {exc.message}"))
+            notes.append(
+                Problem(None, "checkpoint", f"stored checkpoint {rec.size}: {exc.message}")
+            )
             continue
         if cp.origin != origin or cp.size != rec.size or cp.root_hash != rec.root:
-            f.add(
+            notes.append(
                 Problem(None, "checkpoint", f"stored checkpoint {rec.size} does not match its row")
             )
             continue
@@ -150,6 +188,147 @@ def _chunks(
         pool.shutdown(cancel_futures=True)
 
 
+def ranges(seqs: Iterable[int]) -> list[tuple[int, int]]:
+    """Sorted seqs as inclusive (first, last) runs."""
+    out: list[tuple[int, int]] = []
+    for s in sorted(seqs):
+        if out and out[-1][1] == s - 1:
+            out[-1] = (out[-1][0], s)
+        elif not out or out[-1][1] != s:
+            out.append((s, s))
+    return out
+
+
+def span(lo: int, hi: int) -> str:
+    return str(lo) if lo == hi else f"{lo}..{hi}"
+
+
+def _partner_search(rows: Chunk) -> None:
+    """Altered rows tried under each other's seq: finds rows swapped far apart."""
+    if not rows.suspects or len(rows.altered) > PARTNER_SEARCH:
+        return
+    seqs = rows.seqs
+    candidates = sorted({seqs[i] for i in rows.altered})
+    for i, row in rows.suspects.items():
+        stored = bytes(rows.hashes[i * _H : (i + 1) * _H])
+        for q in candidates:
+            if q != row.seq and _leaf_hash(row._replace(seq=q)) == stored:
+                rows.moved[i] = q
+                del rows.altered[i]
+                break
+
+
+@dataclass
+class _Classes:
+    """Which row holds which signed entry."""
+
+    moved_to: dict[int, int]  # signed seq -> index of the row that holds it elsewhere
+    inserted: dict[int, str]  # index -> why
+    tampered: set[int]  # indices altered in place (fields or payload)
+    skip: set[int]  # indices whose row is not the entry signed at its seq
+
+
+def _classify(rows: Chunk, expected: int) -> _Classes:
+    seqs = rows.seqs
+    n = len(seqs)
+
+    def at_home(q: int) -> bool:  # the entry signed at q is in its own row
+        j = bisect.bisect_left(seqs, q)
+        return j < n and seqs[j] == q and j not in rows.moved and j not in rows.altered
+
+    moved_to: dict[int, int] = {}
+    inserted: dict[int, str] = {}
+    for i, q in sorted(rows.moved.items()):
+        if at_home(q) or q in moved_to:
+            inserted[i] = f"seq {seqs[i]} holds a copy of entry {q} (inserted)"
+        else:
+            moved_to[q] = i
+    tampered: set[int] = set()
+    for i in rows.altered:
+        p = seqs[i]
+        if p >= expected:
+            inserted[i] = f"seq {p} lies beyond the signed tree size {expected} (inserted)"
+        elif p in moved_to:
+            inserted[i] = f"seq {p} holds an entry that was never signed there (inserted)"
+        else:
+            tampered.add(i)
+    for i, seq in enumerate(seqs) if expected <= (seqs[-1] if n else -1) else ():
+        if seq >= expected and i not in inserted and i not in rows.moved:
+            inserted[i] = f"seq {seq} lies beyond the signed tree size {expected} (inserted)"
+    tampered.update(i for i in rows.payload_bad if i not in inserted)
+    return _Classes(moved_to, inserted, tampered, set(rows.moved) | set(inserted))
+
+
+def stretch_reason(lo: int, size: int) -> str:
+    """Why checkpoint `size` fails when the one at `lo` still matches."""
+    if lo == size - 1:
+        return (
+            f"entry {lo} (signed after checkpoint {lo}, which matches) no longer gives its "
+            "root: it was altered and its leaf hash recomputed"
+        )
+    return (
+        f"entries {lo}..{size - 1} (signed after checkpoint {lo}, which matches) no longer "
+        "give its root: one or more of them were altered and their leaf hashes recomputed"
+    )
+
+
+@dataclass
+class _TreeCheck:
+    """The original leaf hashes folded in seq order and compared with every
+    checkpoint. Tree `a` takes each entry's stored leaf hash, tree `b` (kept
+    only while they differ) the hash recomputed from its fields: when `b`
+    matches a checkpoint that `a` does not, the rows in between kept their
+    fields and had their stored leaf hash rewritten."""
+
+    checkpoints: dict[int, Checkpoint]
+    pending: list[int]
+    a: CompactRange = field(default_factory=CompactRange)
+    b: CompactRange | None = None
+    stretch: list[int] = field(default_factory=list)  # indices where a and b differ
+    last_good: int = 0
+    diverged: tuple[int, int] | None = None  # (last good size, first failed size)
+    failures: list[CheckpointFailure] = field(default_factory=list)
+    rewritten: set[int] = field(default_factory=set)  # indices whose leaf hash was rewritten
+    compared: int = 0
+
+    def append(self, i: int, ha: bytes, hb: bytes) -> None:
+        if hb != ha:
+            if self.b is None:
+                self.b = self.a.copy()
+            self.stretch.append(i)
+        self.a.append(ha)
+        if self.b is not None:
+            self.b.append(hb)
+        pending = self.pending
+        while pending and pending[0] == self.a.size:
+            self._check(pending.pop(0))
+
+    def _check(self, size: int) -> None:
+        root = self.checkpoints[size].root_hash
+        self.compared += 1
+        if self.diverged is not None:
+            lo, first = self.diverged
+            self.failures.append(
+                CheckpointFailure(
+                    size, f"covers {span(lo, first - 1)}, the stretch checkpoint {first} rejects"
+                )
+            )
+            return
+        if self.a.root() == root:
+            pass
+        elif self.b is not None and self.b.root() == root:
+            self.rewritten.update(self.stretch)
+            self.a = self.b
+        else:
+            lo = self.last_good
+            self.diverged = (lo, size)
+            self.failures.append(CheckpointFailure(size, stretch_reason(lo, size)))
+            return
+        self.b = None
+        self.stretch = []
+        self.last_good = size
+
+
 def verify_tenant(
     store: Store,
     tenant_id: str,
@@ -159,8 +338,8 @@ def verify_tenant(
     progress: Progress | None = None,
     workers: int = 2,
 ) -> VerifyReport:
-    f = _Findings()
-    checkpoints = _trusted_checkpoints(store, tenant_id, origin, verifiers, f)
+    notes: list[Problem] = []
+    checkpoints = _trusted_checkpoints(store, tenant_id, origin, verifiers, notes)
     if against is not None:
         cp, _ = open_checkpoint(against, verifiers)  # raises: a bad file is a usage error
         if cp.origin != origin:
@@ -169,7 +348,9 @@ def verify_tenant(
             )
         known = checkpoints.get(cp.size)
         if known is not None and known.root_hash != cp.root_hash:
-            f.add(Problem(None, "checkpoint", f"saved checkpoint {cp.size} differs from stored"))
+            notes.append(
+                Problem(None, "checkpoint", f"saved checkpoint {cp.size} differs from stored")
+            )
         checkpoints[cp.size] = cp
 
     state = store.tree_state(tenant_id)
@@ -177,74 +358,159 @@ def verify_tenant(
     if purged:
         raise VerificationError("verifying a purged log needs the retention module")
     expected = max([state.size, *checkpoints.keys()])
-    tree = CompactRange()
-    pending = sorted(s for s in checkpoints if s > 0)
-    cp_i = 0
-    next_seq = purged
-    broken = False  # once leaves are missing, the recomputed tree means nothing
-    present = redacted = checked = 0
 
+    rows = Chunk(purged, None)
     for chunk in _chunks(store, tenant_id, purged, expected, workers):
-        present += chunk.present
-        redacted += chunk.redacted
-        f.tampered += chunk.tampered
-        for p in chunk.problems:
-            f.add(p)
-        for seq, lh in zip(chunk.seqs, chunk.hashes, strict=True):
-            checked += 1
-            if seq != next_seq:
-                f.missing += seq - next_seq
-                f.add(Problem(next_seq, "missing", f"entries {next_seq}..{seq - 1} are missing"))
-                broken = True
-            if seq >= expected:
-                f.tampered += 1
-                f.add(Problem(seq, "forged", f"entry {seq} lies beyond the tree size {expected}"))
-            next_seq = seq + 1
-            if broken:
-                continue
-            tree.append(lh)
-            while cp_i < len(pending) and pending[cp_i] <= tree.size:
-                size = pending[cp_i]
-                prev = pending[cp_i - 1] if cp_i else 0
-                cp_i += 1
-                if size != tree.size or tree.root() == checkpoints[size].root_hash:
-                    continue
-                if f.first_bad is not None and f.first_bad >= prev:
-                    continue  # a row already named in this stretch accounts for it
-                f.tampered += 1
-                f.add(
-                    Problem(
-                        prev,
-                        "tampered",
-                        f"entries {prev}..{size - 1} do not match the signed checkpoint at "
-                        f"size {size} (rows were altered and their leaf hashes recomputed)",
-                    )
-                )
+        rows.extend(chunk)
         if progress is not None:
-            progress(checked, expected - purged)
+            progress(len(rows.seqs), expected - purged)
+    _partner_search(rows)
+    cls = _classify(rows, expected)
 
-    if next_seq < expected:
-        f.missing += expected - next_seq
-        f.add(
+    # Rebuild the signed sequence of leaf hashes and check the checkpoints.
+    seqs, hashes = rows.seqs, rows.hashes
+    n = len(seqs)
+    tree = _TreeCheck(checkpoints, sorted(s for s in checkpoints if s > 0))
+    missing: list[int] = []
+    ptr = 0
+    for pos in range(purged, expected):
+        i = cls.moved_to.get(pos)
+        if i is None:
+            while ptr < n and seqs[ptr] < pos:
+                ptr += 1
+            if ptr < n and seqs[ptr] == pos and ptr not in cls.skip:
+                i = ptr
+        if i is None:
+            missing.append(pos)
+            continue
+        if missing:
+            continue  # a leaf is gone: the tree past it cannot be rebuilt
+        ha = bytes(hashes[i * _H : (i + 1) * _H])
+        tree.append(i, ha, rows.altered.get(i, ha))
+
+    problems = _problems(rows, cls, tree, missing, expected, n)
+    problems.extend(notes)
+    unchecked = list(tree.pending)
+    if missing and unchecked:
+        problems.append(
             Problem(
-                next_seq,
-                "missing",
-                f"entries {next_seq}..{expected - 1} are missing (the log was truncated)",
+                None,
+                "unchecked",
+                f"{_sizes(unchecked)} could not be checked: entry {missing[0]} is missing",
             )
         )
-    elif not broken and tree.size == state.size and tree.root() != state.tree.root():
-        f.add(Problem(None, "state", "the stored tree state does not match the entries"))
+    intact = not missing and tree.diverged is None and tree.a.size == state.size
+    if intact and tree.a.root() != state.tree.root():
+        lo = tree.last_good
+        problems.append(
+            Problem(
+                lo if lo < state.size else None,
+                "state",
+                f"the stored tree state does not match the entries: entries "
+                f"{lo}..{state.size - 1} (after the last checkpoint) were altered with their "
+                "leaf hashes recomputed, or the tree state itself was",
+            )
+        )
+    problems.sort(key=lambda p: (p.seq is None, p.seq or 0))
+    first_bad = min((p.seq for p in problems if p.seq is not None), default=None)
+
+    sets = {
+        "tampered": ranges(seqs[i] for i in cls.tampered),
+        "inserted": ranges(seqs[i] for i in cls.inserted),
+        "reordered": ranges(seqs[i] for i in cls.moved_to.values()),
+        "missing": ranges(missing),
+    }
     return VerifyReport(
         tenant_id=tenant_id,
-        ok=not f.problems,
+        ok=not problems,
         tree_size=state.size,
-        checked=checked,
-        present=present,
-        redacted=redacted,
+        checked=n,
+        present=rows.present,
+        redacted=rows.redacted,
         purged=purged,
-        missing=f.missing,
-        tampered=f.tampered,
+        missing=len(missing),
+        tampered=len(cls.tampered),
         checkpoints_checked=len(checkpoints),
-        first_bad_seq=f.first_bad,
-        problems=tuple(f.problems),
+        first_bad_seq=first_bad,
+        problems=tuple(problems[:MAX_LISTED]),
+        problems_omitted=max(0, len(problems) - MAX_LISTED),
+        inserted=len(cls.inserted),
+        reordered=len(cls.moved_to),
+        entries={k: _capped(v) for k, v in sets.items()},
+        ranges_omitted={k: max(0, len(v) - MAX_LISTED) for k, v in sets.items()},
+        checkpoints_failed=tuple(tree.failures[:MAX_LISTED]),
+        checkpoints_failed_omitted=max(0, len(tree.failures) - MAX_LISTED),
+        checkpoints_unchecked=len(unchecked) if missing else 0,
     )
+
+
+def _capped(rs: list[tuple[int, int]]) -> SeqRanges:
+    return tuple(rs[:MAX_LISTED])
+
+
+def _sizes(sizes: list[int], noun: str = "checkpoint") -> str:
+    """'1 checkpoint (size 20)', '2 checkpoints (sizes 10 and 20)', ...
+    '40 checkpoints (sizes 10 to 900)'."""
+    if len(sizes) == 1:
+        return f"1 {noun} (size {sizes[0]})"
+    if len(sizes) == 2:
+        return f"2 {noun}s (sizes {sizes[0]} and {sizes[1]})"
+    return f"{len(sizes)} {noun}s (sizes {sizes[0]} to {sizes[-1]})"
+
+
+def _problems(
+    rows: Chunk, cls: _Classes, tree: _TreeCheck, missing: list[int], expected: int, n: int
+) -> list[Problem]:
+    seqs = rows.seqs
+    out: list[Problem] = []
+    for lo, hi in ranges(missing):
+        truncated = hi == expected - 1 and (n == 0 or seqs[-1] < lo)
+        why = " (the log was truncated)" if truncated else ""
+        what = f"entry {lo} is" if lo == hi else f"entries {lo}..{hi} are"
+        out.append(Problem(lo, "missing", f"{what} missing{why}"))
+    for i in sorted(cls.tampered):
+        reasons = []
+        if i in rows.payload_bad:
+            reasons.append(rows.payload_bad[i])
+        if i in rows.altered:
+            reasons.append(
+                "its stored leaf hash was rewritten (its fields match the signed checkpoint)"
+                if i in tree.rewritten
+                else "stored fields do not match its leaf hash"
+            )
+        out.append(Problem(seqs[i], "tampered", f"entry {seqs[i]}: {'; '.join(reasons)}"))
+    for i, why in sorted(cls.inserted.items()):
+        out.append(Problem(seqs[i], "inserted", why))
+    # Rows moved by the same offset one after another are one renumbering.
+    runs: list[list[int]] = []  # [first index, last index, offset]
+    for q, i in sorted(cls.moved_to.items(), key=lambda qi: qi[1]):
+        off = seqs[i] - q
+        if runs and runs[-1][1] == i - 1 and runs[-1][2] == off and seqs[i - 1] == seqs[i] - 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i, off])
+    for first, last, off in runs:
+        lo, hi = seqs[first], seqs[last]
+        if lo == hi:
+            msg = f"seq {lo} holds the entry signed at seq {lo - off} (reordered)"
+        else:
+            msg = (
+                f"seq {lo}..{hi} hold the entries signed at seq {lo - off}..{hi - off} (renumbered)"
+            )
+        out.append(Problem(lo, "reordered", msg))
+    if tree.failures and tree.diverged is not None:
+        lo, size = tree.diverged
+        first = tree.failures[0]
+        out.append(Problem(lo, "checkpoint", f"checkpoint {first.size}: {first.reason}"))
+        later = tree.failures[1:]
+        if later:
+            sizes = _sizes([c.size for c in later], "later checkpoint")
+            out.append(
+                Problem(
+                    None,
+                    "checkpoint",
+                    f"{sizes} also differ, as they must: they cover "
+                    + (f"entry {lo}" if lo == size - 1 else f"entries {lo}..{size - 1}"),
+                )
+            )
+    return out
