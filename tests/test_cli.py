@@ -129,14 +129,14 @@ def test_keys_rotate_keeps_old_checkpoints_verifiable(tmp_path, tenant):
 @pytest.mark.parametrize(
     ("args", "needle", "code"),
     [
-        (("verify", "--tenant", "t_missing"), "no tenant 't_missing'", 3),
+        (("verify", "--tenant", "t_missing"), "no tenant 't_missing'", 2),
         (("tenants", "create", "x", "--plan", "gold"), "Invalid value for '--plan'", 2),
         (("prove", "--tenant", "T", "--seq", "1", "--from", "0"), "either --seq", 2),
-        (("checkpoint", "--tenant", "t_missing"), "no tenant", 3),
+        (("checkpoint", "--tenant", "t_missing"), "no tenant", 2),
         (("tenants", "create", "   "), "tenant name", 2),
     ],
 )
-def test_errors_are_one_line_with_a_nonzero_exit(tmp_path, args, needle, code):
+def test_errors_are_one_line_with_a_nonzero_exit(tmp_path, tenant, args, needle, code):
     """Bad usage and missing things give one clear line, never a traceback."""
     proc = kimon(tmp_path, *args)
     assert proc.returncode == code, (proc.returncode, proc.stderr)
@@ -148,6 +148,6 @@ def test_bad_database_url_is_a_clear_error(tmp_path):
     """An unsupported URL or missing folder names the problem."""
     proc = kimon(tmp_path, "tenants", "list", db="mysql://x")
     assert proc.returncode == 3 and "unsupported database URL" in proc.stderr
-    proc = kimon(tmp_path, "tenants", "list", db=f"sqlite:///{tmp_path}/nope/a.db")
+    proc = kimon(tmp_path, "tenants", "create", "x", db=f"sqlite:///{tmp_path}/nope/a.db")
     assert proc.returncode == 3 and "does not exist" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -22,7 +22,13 @@ from kimonaudit.api import settings as api_settings
 from kimonaudit.api.settings import ApiSettings
 from kimonaudit.apikeys import SCOPES
 from kimonaudit.core.timefmt import format_ts
-from kimonaudit.errors import AuditLogError, InvalidInput
+from kimonaudit.errors import (
+    AuditLogError,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    VerificationError,
+)
 from kimonaudit.results import VerifyReport
 from kimonaudit.service import PLANS, AuditLog
 
@@ -43,16 +49,55 @@ class Ctx:
         self.name = name
         self._log: AuditLog | None = None
 
-    def log(self) -> AuditLog:
+    def log(self, create: bool = False) -> AuditLog:
+        """The audit log. Only commands that create things pass `create`:
+        the others refuse a SQLite file or key file that does not exist
+        (exit 2) instead of leaving an empty one behind."""
         if self._log is None:
             import kimonaudit
 
+            if not self.db.startswith(("sqlite:", "postgresql://", "postgres://")):
+                from kimonaudit.store import open_store
+
+                open_store(self.db)  # raises ConfigError naming the URL, before any file is made
+            missing = self.missing_files()
+            if missing and not create:
+                raise InvalidInput(
+                    f"{' and '.join(missing)}; run this where they are, point --db / "
+                    "KIMONAUDIT_DATABASE_URL and --key-file / KIMONAUDIT_SIGNING_KEY_FILE at "
+                    "them, or create them with `kimonaudit tenants create NAME` or "
+                    "`kimonaudit demo`"
+                )
             self._log = kimonaudit.open(self.db, key_file=self.key_file, name=self.name)
+            for what in missing:
+                click.echo(what.replace("no ", "created ", 1), err=True)
         return self._log
+
+    def missing_files(self) -> list[str]:
+        """'no database file at /abs/path', 'no key file at ...' for each
+        file this deployment needs that does not exist yet."""
+        out = []
+        path = sqlite_file(self.db)
+        if path is not None and not path.exists():
+            out.append(f"no database file at {path}")
+        key = Path(self.key_file).absolute()
+        if not key.exists():
+            out.append(f"no key file at {key}")
+        return out
 
     def close(self) -> None:
         if self._log is not None:
             self._log.close()
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The absolute path of a SQLite URL's file (None for other databases)."""
+    if not url.startswith("sqlite:"):
+        return None
+    from kimonaudit.store.sqlite import sqlite_path
+
+    path = sqlite_path(url)
+    return None if path == ":memory:" else Path(path).absolute()
 
 
 def _emit_json(data: Any) -> None:
@@ -60,9 +105,24 @@ def _emit_json(data: Any) -> None:
 
 
 @contextmanager
-def progress_bar(label: str, total: int | None) -> Iterator[Any]:
-    """A Rich progress bar on stderr; silent when stderr is not a terminal
-    so pipes and logs stay clean."""
+def progress_bar(label: str, total: int | None, plain: bool = False) -> Iterator[Any]:
+    """A Rich progress bar on stderr. When stderr is not a terminal it is
+    silent, so pipes and logs stay clean; with `plain`, it prints a line
+    every 10% instead (for long jobs whose progress a log should show)."""
+    if not err.is_terminal:
+        step = [10]
+
+        def line(done: int, total_now: int | None = None) -> None:
+            whole = total_now if total_now is not None else total
+            if not plain or not whole:
+                return
+            pct = done * 100 // whole
+            if pct >= step[0]:
+                click.echo(f"{label}: {done:,} of {whole:,} ({pct}%)", err=True)
+                step[0] = pct // 10 * 10 + 10
+
+        yield line
+        return
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -70,7 +130,6 @@ def progress_bar(label: str, total: int | None) -> Iterator[Any]:
         TimeRemainingColumn(),
         console=err,
         transient=True,
-        disable=not err.is_terminal,
     ) as bar:
         task = bar.add_task(label, total=total)
 
@@ -97,7 +156,27 @@ def _setting(flag: str, setting: settings.Setting, kind: Any = str) -> Any:
     )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class Group(click.Group):
+    """Command lists show each command's first sentence whole, wrapped to the
+    terminal, never cut short with '...'."""
+
+    group_class = type  # subgroups are Groups too
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            cmd = self.get_command(ctx, name)
+            if cmd is not None and not cmd.hidden:
+                rows.append((name, cmd.get_short_help_str(limit=10_000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(
+    cls=Group,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @_setting("--db", settings.DATABASE_URL)
 @_setting("--key-file", settings.KEY_FILE)
 @_setting("--name", settings.DEPLOYMENT_NAME)
@@ -134,8 +213,9 @@ def tenants() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
 def tenants_create(obj: Ctx, name: str, plan: str, as_json: bool) -> None:
-    """Create a tenant and print its id and a new admin API key (shown once)."""
-    log = obj.log()
+    """Create a tenant and print its id and a new admin API key (shown once).
+    Creates the database and key file if they do not exist yet, and says where."""
+    log = obj.log(create=True)
     t = log.create_tenant(name, plan=plan)
     key, text = log.create_api_key(t.id, "admin", ["admin"])
     if as_json:
@@ -257,11 +337,13 @@ def prove(
 def verify(obj: Ctx, tenant_id: str | None, against: str | None, as_json: bool) -> None:
     """Recompute every leaf and the tree, and check every signed checkpoint.
 
-    Exits 0 when intact, 1 when anything is wrong (naming the first bad
-    sequence number).
+    Exits 0 when intact, 1 when anything is wrong: the report names the
+    first bad sequence number, exactly which entries are tampered,
+    inserted, reordered or missing, and which checkpoints no longer match
+    and why (docs/integrity.md).
     """
     log = obj.log()
-    note = Path(against).read_text(encoding="utf-8") if against else None
+    note = _read_text(against, "a signed checkpoint") if against else None
     if note is not None and tenant_id is None:
         tenant_id = log.verify_checkpoint_note(note).origin.rsplit("/", 1)[-1]
     ids = [tenant_id] if tenant_id else [t.id for t in log.list_tenants()]
@@ -277,6 +359,17 @@ def verify(obj: Ctx, tenant_id: str | None, against: str | None, as_json: bool) 
             click.echo("\n".join(verify_lines(r)))
     if not all(r.ok for r in reports):
         sys.exit(EXIT_BAD)
+
+
+def _read_text(path: str, what: str) -> str:
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = data[exc.start]
+        raise InvalidInput(
+            f"{path} is not {what}: it is not UTF-8 text (byte {exc.start} is {bad:#04x})"
+        ) from None
 
 
 TEXT_PROBLEMS = 20  # problems listed in the text report (--json lists up to 100)
@@ -344,7 +437,12 @@ def keys() -> None:
 @click.pass_obj
 def keys_show(obj: Ctx, as_json: bool) -> None:
     """Print the verifier key (signed-note vkey form) and retired keys."""
-    ring = keyfile.load_or_create(obj.key_file, name=obj.name)
+    if not Path(obj.key_file).exists():
+        raise InvalidInput(
+            f"no key file at {Path(obj.key_file).absolute()}; create one with "
+            "`kimonaudit keys generate`, or point --key-file at yours"
+        )
+    ring = keyfile.load(obj.key_file)
     vkeys = ring.verifier_keys()
     if as_json:
         _emit_json({"name": ring.name, "active": vkeys[0], "retired": vkeys[1:]})
@@ -364,6 +462,7 @@ def keys_show(obj: Ctx, as_json: bool) -> None:
 def keys_generate(obj: Ctx, force: bool) -> None:
     """Create a new key file (mode 0600) and print its verifier key."""
     ring = keyfile.generate(obj.key_file, name=obj.name, force=force)
+    click.echo(f"created key file at {Path(obj.key_file).absolute()}", err=True)
     click.echo(ring.verifier_keys()[0])
 
 
@@ -387,9 +486,11 @@ def actors() -> None:
 @click.argument("actor_id")
 @click.pass_obj
 def actors_erase(obj: Ctx, tenant_id: str, actor_id: str) -> None:
-    """Erase a person (GDPR Art. 17): their secret and directory rows go, so
-    nobody can tell any more which entries were theirs; the log still
-    verifies. Recorded as actor.erased (which names no one)."""
+    """Erase a person (GDPR Article 17 erasure).
+
+    Their secret and directory rows go, so nobody can tell any more which
+    entries were theirs; the log still verifies. Recorded as actor.erased
+    (which names no one)."""
     found = obj.log().erase_actor(tenant_id, actor_id)
     click.echo("erased" if found else "no directory entry for that actor (nothing to erase)")
 
@@ -436,7 +537,7 @@ def serve(
         rate_limit=rate_limit, checkpoint_interval=checkpoint_interval, wait_timeout=wait_timeout
     )
     run(
-        obj.log(),
+        obj.log(create=True),
         host=host,
         port=port,
         settings=settings,
@@ -508,7 +609,9 @@ def apikeys_revoke(obj: Ctx, tenant_id: str, key_id: str) -> None:
     """Revoke KEY_ID (the 12 characters after kak_). A running server stops
     accepting it within a few seconds."""
     key_id = key_id.removeprefix("kak_")
-    key = obj.log().revoke_api_key(tenant_id, key_id)
+    log = obj.log()
+    log.get_tenant(tenant_id)
+    key = log.revoke_api_key(tenant_id, key_id)
     click.echo(f"revoked {key.prefix} ({key.name})")
 
 
@@ -553,7 +656,8 @@ def demo(obj: Ctx, events: int, months: int, seed: int, force: bool, as_json: bo
     """
     from kimonaudit.demo import CONSOLE_URL, run_demo
 
-    with progress_bar("simulating", events) as update:
+    created = obj.missing_files()
+    with progress_bar("simulating", events, plain=True) as update:
         summary = run_demo(
             obj.db,
             key_file=obj.key_file,
@@ -569,13 +673,15 @@ def demo(obj: Ctx, events: int, months: int, seed: int, force: bool, as_json: bo
 
     main_tenant = summary.tenants[0]
     owner, password = create_first_owner(
-        obj.log(), main_tenant.id, f"console-owner@{main_tenant.domain}"
+        obj.log(create=True), main_tenant.id, f"console-owner@{main_tenant.domain}"
     )
     sign_in = {"tenant": main_tenant.id, "email": owner.email, "password": password}
     # == end console owner ==
     if as_json:
         _emit_json({**summary.to_json(), "console": CONSOLE_URL, "console_owner": sign_in})
         return
+    for what in created:
+        click.echo(what.replace("no ", "created ", 1), err=True)
     rate = summary.events / summary.seconds if summary.seconds else 0
     click.echo(
         f"simulated {summary.events:,} events from {format_ts(summary.start_us)[:10]} "
@@ -594,6 +700,12 @@ def demo(obj: Ctx, events: int, months: int, seed: int, force: bool, as_json: bo
         f"(owner of {main_tenant.name}), password (shown once): {password}"
     )
     click.echo("try searching: action:ticket.viewed target:ticket:10482")
+    click.echo(
+        "the key and password above are shown once; for new ones: `kimonaudit apikeys create "
+        f"--tenant {main_tenant.id} --name NAME --scope admin` and `kimonaudit console "
+        f"create-user --tenant {main_tenant.id} EMAIL`"
+    )
+    sys.stdout.flush()
 
 
 # == console users (owned by the console work) ===================================
@@ -782,7 +894,7 @@ def export(
             complete=exp.complete,
         )
     if target:
-        click.echo(f"exported {exp.rows} entries to {target}", err=True)
+        click.echo(f"exported {plural(exp.rows, 'entry', 'entries')} to {target}", err=True)
 
 
 @contextmanager
@@ -801,24 +913,54 @@ from kimonaudit.cli_retention import register as _register_retention  # noqa: E4
 _register_retention(cli, tenants)
 
 
+def _whole_summaries(group: click.Group) -> None:
+    """Groups added from other modules list their commands like ours."""
+    for cmd in group.commands.values():
+        if isinstance(cmd, click.Group):
+            if type(cmd) is click.Group:
+                cmd.__class__ = Group
+            _whole_summaries(cmd)
+
+
+_whole_summaries(cli)
+
+
 def main(argv: list[str] | None = None) -> None:
+    """Run the command; every failure is one `error: ` line on stderr and an
+    exit code: 2 for bad usage or input (an unknown tenant, a malformed file
+    or argument, a file that does not exist), 3 for other failures
+    (database, key file), never a traceback."""
     try:
         cli.main(args=argv, prog_name="kimonaudit", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help() if exc.ctx else exc.format_message())
+        sys.exit(EXIT_USAGE)
     except click.exceptions.Abort:
-        err.print("aborted")
-        sys.exit(130)
+        fail("aborted", 130)
     except click.ClickException as exc:
-        exc.show()
-        sys.exit(EXIT_USAGE)
-    except InvalidInput as exc:
-        click.echo(f"error: {exc.message}", err=True)
-        sys.exit(EXIT_USAGE)
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        fail(exc.format_message() + hint, EXIT_USAGE)
+    except (InvalidInput, NotFound, Conflict, VerificationError) as exc:
+        fail(exc.message, EXIT_USAGE)
     except AuditLogError as exc:
-        click.echo(f"error: {exc.message}", err=True)
-        sys.exit(EXIT_FAILURE)
+        fail(exc.message, EXIT_FAILURE)
     except KeyboardInterrupt:
-        err.print("interrupted")
-        sys.exit(130)
+        fail("interrupted", 130)
+    except BrokenPipeError:
+        sys.stderr.close()  # the reader went away (e.g. `| head`): not an error
+        sys.exit(0)
     except OSError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_FAILURE)
+        fail(_os_error(exc), EXIT_FAILURE)
+    except Exception as exc:  # a bug: still one line, and say so
+        fail(f"unexpected {type(exc).__name__}: {exc} (this is a bug; please report it)", 3)
+
+
+def fail(message: str, code: int) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _os_error(exc: OSError) -> str:
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{exc.strerror or exc}"
