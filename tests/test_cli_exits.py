@@ -210,7 +210,7 @@ def test_help_summaries_are_never_cut(monkeypatch):
             first = cmd.get_short_help_str(limit=10_000)
             assert " ".join(first.split()) in " ".join(listing.split()), (name, first)
     code, out, _ = run("actors", "--help")
-    assert "Erase a person from the directory (GDPR Article 17 erasure)." in out
+    assert "Erase a person (GDPR Article 17 erasure)." in out
 
 
 JUNK = [

@@ -5,6 +5,7 @@ code in `main`, never a traceback."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -957,7 +958,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def fail(message: str, code: int) -> None:
-    click.echo(f"error: {message}", err=True)
+    """One `error: ` line (click's multi-line messages folded), then exit."""
+    one_line = re.sub(r"\s*[\n\t]\s*", " ", message).strip()
+    click.echo(f"error: {one_line}", err=True)
     sys.exit(code)
 
 
