@@ -67,3 +67,13 @@ def test_erased_actor_cannot_be_found_in_earlier_queries(log: Any) -> None:
     log.erase_actor(t, "agent_A1")
     found = log.search(t, "agent_A1", limit=100)
     assert [e for e in found.entries if e.action.startswith("audit_log.")] == []
+
+
+def test_an_unknown_or_erased_actor_is_recorded_as_unknown(log: Any) -> None:
+    """An actor id the directory does not hold is recorded as
+    `actor_hash:unknown`, never as the id."""
+    t = log.create_tenant("acme").id
+    who = {"id": "console:u1", "type": "console_user"}
+    r = record_access(log, t, "audit_log.searched", who, "actor:nobody_7", 0, "api")
+    row = log.get_entry(t, r.seq)
+    assert _metadata(row)["query"] == "actor_hash:unknown"

@@ -18,6 +18,8 @@ from kimonaudit.core.query import Filter, Query, parse, to_string
 from kimonaudit.errors import InvalidInput
 
 HASH_KEY = "actor_hash"
+# Recorded for an actor id the directory does not hold (never seen, or erased).
+UNKNOWN_ACTOR = "unknown"
 # For text that does not parse: any actor:<value> (quoted or bare) is dropped.
 _ACTOR_TERM = re.compile(r'(?i)(-?)actor:("(?:[^"\\]|\\.)*"|\S+)')
 

@@ -42,8 +42,8 @@ from kimonaudit.core.query import (
 )
 from kimonaudit.core.records import ActorRecord, EntryRow, Receipt
 from kimonaudit.core.timefmt import format_ts, from_us
-from kimonaudit.errors import InvalidInput
-from kimonaudit.querylog import pseudonymise
+from kimonaudit.errors import InvalidInput, NotFound
+from kimonaudit.querylog import UNKNOWN_ACTOR, pseudonymise
 from kimonaudit.store.base import SearchSql, SearchStore
 from kimonaudit.store.querysql import CompileContext, compile_where
 from kimonaudit.views import entry_json
@@ -442,7 +442,7 @@ def record_access(
         raise ValueError(f"not an access action: {action!r}; one of {ACCESS_ACTIONS}")
     # Actor ids become their hashes (kimonaudit.querylog): nothing personal
     # outlives an erasure inside a recorded query.
-    query = pseudonymise(query, lambda actor_id: log.actor_hash(tenant_id, actor_id))
+    query = pseudonymise(query, lambda actor_id: _recorded_hash(log, tenant_id, actor_id))
     metadata: dict[str, Any] = {"query": query, "rows": rows, "via": via, **(details or {})}
     event: dict[str, Any] = {
         "action": action,
@@ -453,3 +453,12 @@ def record_access(
     if context:
         event["context"] = dict(context)
     return log.append(tenant_id, [event])[0]
+
+
+def _recorded_hash(log: AuditLog, tenant_id: str, actor_id: str) -> str:
+    """The actor's hash, or `UNKNOWN_ACTOR` for an id the directory does not
+    hold (never seen, or erased): the id itself is never recorded."""
+    try:
+        return log.actor_hash(tenant_id, actor_id)
+    except NotFound:
+        return UNKNOWN_ACTOR
