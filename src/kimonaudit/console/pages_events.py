@@ -124,6 +124,7 @@ def _detail(request: Request, viewer: Viewer, seq: int, q: str, client: Client) 
         "leaf_json": leaf_of_row(row).decode("utf-8"),
         "payload_json": row.payload.decode("utf-8") if row.payload is not None else None,
         "mark": mark,
+        "redaction": log.redaction(tid, seq) if row.payload is None else None,
         "mark_issued": format_ts(mark.checkpoint_issued_at) if mark.checkpoint_issued_at else None,
         "q": q,
     }

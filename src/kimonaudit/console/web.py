@@ -23,7 +23,13 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from kimonaudit import errors as E
-from kimonaudit.console import pages_admin, pages_auth, pages_events, pages_verify
+from kimonaudit.console import (
+    pages_admin,
+    pages_auth,
+    pages_events,
+    pages_retention,
+    pages_verify,
+)
 from kimonaudit.console.accounts import SESSION_SECONDS, ConsoleAccounts
 from kimonaudit.console.passwords import Passwords
 from kimonaudit.console.render import Pages
@@ -133,6 +139,7 @@ def create_console(
         *pages_events.routes,
         *pages_admin.routes,
         *pages_verify.routes,
+        *pages_retention.routes,
         Mount("/static", StaticFiles(packages=[("kimonaudit.console", "static")]), name="static"),
     ]
     app = Starlette(
