@@ -200,3 +200,23 @@ def test_redaction_keeps_reason_and_is_an_entry(log):
     assert p.root == cp.root
     with pytest.raises(NotFound):
         log.redact(t.id, 999, "no such entry")
+
+
+def test_searching_an_unknown_or_erased_actor_is_recorded_without_a_hash(log):
+    """A recorded query never creates a secret nor fails for an id the directory does not
+    hold; after erasure the recorded query cannot name the person either."""
+    from kimonaudit.search import record_access
+
+    t = log.create_tenant("acme")
+    log.append(t.id, [event(1)])
+    who = {"id": "inv_1", "type": "user"}
+    record_access(log, t.id, "audit_log.searched", who, "actor:nobody", 0, "cli")
+    assert _meta(_last(log, t.id))["query"] == "actor_hash:unknown"
+    h = log.actor_hash(t.id, "agent_2")
+    record_access(log, t.id, "audit_log.searched", who, "actor:agent_2", 1, "cli")
+    assert _meta(_last(log, t.id))["query"] == f"actor_hash:{h}"
+    log.erase_actor(t.id, "agent_2")
+    record_access(log, t.id, "audit_log.searched", who, "actor:agent_2", 0, "cli")
+    assert _meta(_last(log, t.id))["query"] == "actor_hash:unknown"
+    with pytest.raises(NotFound):
+        log.actor_hash(t.id, "nobody")  # the record did not create a secret
