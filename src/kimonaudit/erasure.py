@@ -99,12 +99,6 @@ class ActorHashes:
         return actor_lookup(self._key(tenant_id), actor_id)
 
 
-def hashes_for_search(store: object, tenant_id: str, actor_id: str) -> list[str]:
-    """What `actor:<id>` matches: the hashes the directory links to the id
-    (none after erasure). Never recomputed from a key."""
-    return retention_store(store).actor_hashes_of(tenant_id, actor_id)
-
-
 def erase_actor(
     log: AuditLog, tenant_id: str, actor_id: str, *, actor: Mapping[str, str] | None = None
 ) -> bool:

@@ -138,7 +138,7 @@ def compile_query(
     (default: the log's clock)."""
     query = parse(q) if isinstance(q, str) else q
     now = log.now_us() if now_us is None else now_us
-    from kimonaudit.erasure import hashes_for_search
+    from kimonaudit.store.retention import hashes_for_search
 
     def actor_hash(actor_id: str) -> list[str]:
         # Through the directory: an erased actor matches nothing (issue 8).

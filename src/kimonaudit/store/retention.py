@@ -32,3 +32,9 @@ class RetentionStore(Protocol):
 
 def retention_store(store: object) -> RetentionStore:
     return cast(RetentionStore, store)
+
+
+def hashes_for_search(store: object, tenant_id: str, actor_id: str) -> list[str]:
+    """What `actor:<id>` matches: the hashes the directory links to the id
+    (none after erasure). Never recomputed from a key (kimonaudit.erasure)."""
+    return retention_store(store).actor_hashes_of(tenant_id, actor_id)
