@@ -307,9 +307,9 @@ def test_metrics_exposition(api: Api) -> None:
     resp = api.client.get("/metrics")
     assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/plain")
     text = resp.text
-    assert "kimonaudit_events_appended_total 5\n" in text
-    assert 'kimonaudit_append_duration_seconds_bucket{le="+Inf"} 1\n' in text
-    assert "kimonaudit_append_duration_seconds_count 1\n" in text
+    assert "kimonaudit_events_appended_total 5.0\n" in text
+    assert 'kimonaudit_append_duration_seconds_bucket{le="+Inf"} 1.0\n' in text
+    assert "kimonaudit_append_duration_seconds_count 1.0\n" in text
     for name in (
         "kimonaudit_checkpoint_age_seconds",
         "kimonaudit_writer_queue_depth",

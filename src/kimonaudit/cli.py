@@ -5,6 +5,7 @@ code in `main`, never a traceback."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from collections.abc import Iterator
@@ -508,6 +509,7 @@ def _show_new_key(text: str) -> None:
 @_setting("--checkpoint-interval", api_settings.CHECKPOINT_INTERVAL, click.FloatRange(0.05))
 @_setting("--wait-timeout", api_settings.WAIT_TIMEOUT, click.FloatRange(0.1))
 @_setting("--forwarded-allow-ips", api_settings.FORWARDED_ALLOW_IPS)
+@_setting("--metrics-dir", api_settings.METRICS_DIR)
 @click.option(
     "--access-log/--no-access-log",
     default=True,
@@ -524,6 +526,7 @@ def serve(
     checkpoint_interval: float,
     wait_timeout: float,
     forwarded_allow_ips: str,
+    metrics_dir: str,
     access_log: bool,
 ) -> None:
     """Run the HTTP API (uvicorn) with background checkpointing.
@@ -532,6 +535,10 @@ def serve(
     --checkpoint-interval. Stop with Ctrl-C or SIGTERM: requests in flight
     finish and every acknowledged event is already committed.
     """
+    if metrics_dir:
+        # Read by prometheus_client when it is first imported (just below).
+        os.makedirs(metrics_dir, exist_ok=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     from kimonaudit.api.serve import run
 
     settings = ApiSettings(

@@ -31,6 +31,7 @@ from kimonaudit.api.accesslog import AccessLog
 from kimonaudit.api.allow import CompleteAllow
 from kimonaudit.api.auth import Authenticator
 from kimonaudit.api.body import BodyLimit
+from kimonaudit.api.errors import CLIENT_CLOSED
 from kimonaudit.api.jobs import Checkpointer, Job
 from kimonaudit.api.metrics import ServerMetrics
 from kimonaudit.api.ratelimit import RateLimiter
@@ -197,5 +198,8 @@ class RequestMetrics:
         finally:
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
-            self.metrics.requests.inc(method=scope["method"], route=path, status=str(status))
-            self.metrics.request_seconds.observe(time.perf_counter() - started, route=path)
+            if status == CLIENT_CLOSED:
+                self.metrics.client_disconnects.inc(method=scope["method"], route=path)
+            else:
+                self.metrics.requests.inc(method=scope["method"], route=path, status=str(status))
+                self.metrics.request_seconds.observe(time.perf_counter() - started, route=path)

@@ -1,134 +1,101 @@
-"""Prometheus metrics in the text exposition format (version 0.0.4).
+"""Prometheus metrics through `prometheus_client`.
 
-A few thread-safe instruments and a renderer: enough for what `serve`
-exports, without a client library. Label values are escaped per the format.
+One process: the instruments live in a registry of their own, rendered at
+`/metrics`. Several `serve` processes (behind one load balancer, on one
+PostgreSQL): give them one shared, empty directory in
+``PROMETHEUS_MULTIPROC_DIR`` (or ``kimonaudit serve --metrics-dir``) and
+prometheus_client's multiprocess mode is used: each process writes its
+counters and histograms to files there, and `/metrics` on any of them
+reports the totals of all. The gauges are read at scrape time from the
+process that answers (its checkpoint age, its writer queue).
 """
 
 from __future__ import annotations
 
-import bisect
-import threading
-from collections.abc import Callable, Iterable
+import os
+from collections.abc import Callable, Iterator
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 # Seconds: group commits are ms-scale, a slow disk pushes into the tail.
 LATENCY_BUCKETS: tuple[float, ...] = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
 
-Labels = tuple[tuple[str, str], ...]
-_LE_INF = 'le="+Inf"'
+# `_created` series say when a process made each counter; with several
+# processes (and restarts) they are noise.
+disable_created_metrics()
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+def multiprocess_dir() -> str | None:
+    """The shared directory of multiprocess mode, when it is on."""
+    return os.environ.get(MULTIPROC_ENV) or None
 
 
-def _labels(labels: Labels, extra: str = "") -> str:
-    parts = [f'{k}="{_escape(v)}"' for k, v in labels]
-    if extra:
-        parts.append(extra)
-    return "{" + ",".join(parts) + "}" if parts else ""
+class _Gauges(Collector):
+    """Gauges read from callbacks when scraped (this process's values)."""
+
+    def __init__(self) -> None:
+        self.gauges: list[tuple[str, str, Callable[[], float]]] = []
+
+    def collect(self) -> Iterator[Metric]:
+        for name, help_text, read in self.gauges:
+            family = GaugeMetricFamily(name, help_text)
+            family.add_metric([], float(read()))
+            yield family
 
 
-def _num(v: float) -> str:
-    if v == float("inf"):
-        return "+Inf"
-    return repr(float(v)) if not float(v).is_integer() else str(int(v))
+class _LabelledCounter:
+    """`inc(amount, **labels)` over a prometheus_client Counter."""
 
-
-class Counter:
-    def __init__(self, name: str, help: str) -> None:
-        self.name, self.help = name, help
-        self._values: dict[Labels, float] = {}
-        self._lock = threading.Lock()
+    def __init__(self, counter: Counter) -> None:
+        self._counter = counter
+        self._labels = tuple(counter._labelnames)
 
     def inc(self, amount: float = 1.0, **labels: str) -> None:
-        key = tuple(sorted(labels.items()))
-        with self._lock:
-            self._values[key] = self._values.get(key, 0.0) + amount
-
-    def value(self, **labels: str) -> float:
-        return self._values.get(tuple(sorted(labels.items())), 0.0)
-
-    def render(self) -> Iterable[str]:
-        yield f"# HELP {self.name} {self.help}"
-        yield f"# TYPE {self.name} counter"
-        with self._lock:
-            items = sorted(self._values.items())
-        if not items:
-            yield f"{self.name} 0"
-        for labels, v in items:
-            yield f"{self.name}{_labels(labels)} {_num(v)}"
+        target = self._counter.labels(**labels) if self._labels else self._counter
+        target.inc(amount)
 
 
-class Gauge:
-    """A gauge read at scrape time from a callback."""
-
-    def __init__(self, name: str, help: str, read: Callable[[], float]) -> None:
-        self.name, self.help, self._read = name, help, read
-
-    def render(self) -> Iterable[str]:
-        yield f"# HELP {self.name} {self.help}"
-        yield f"# TYPE {self.name} gauge"
-        yield f"{self.name} {_num(self._read())}"
-
-
-class Histogram:
-    def __init__(
-        self,
-        name: str,
-        help: str,
-        buckets: tuple[float, ...] = LATENCY_BUCKETS,
-    ) -> None:
-        self.name, self.help = name, help
-        self.bounds = tuple(sorted(buckets))
-        self._series: dict[Labels, list[float]] = {}  # counts per bucket, then sum, count
-        self._lock = threading.Lock()
+class _LabelledHistogram:
+    def __init__(self, histogram: Histogram) -> None:
+        self._histogram = histogram
+        self._labels = tuple(histogram._labelnames)
 
     def observe(self, value: float, **labels: str) -> None:
-        key = tuple(sorted(labels.items()))
-        i = bisect.bisect_left(self.bounds, value)
-        with self._lock:
-            s = self._series.get(key)
-            if s is None:
-                s = self._series[key] = [0.0] * (len(self.bounds) + 2)
-            if i < len(self.bounds):
-                s[i] += 1
-            s[-2] += value
-            s[-1] += 1
-
-    def render(self) -> Iterable[str]:
-        yield f"# HELP {self.name} {self.help}"
-        yield f"# TYPE {self.name} histogram"
-        with self._lock:
-            series = sorted((k, list(v)) for k, v in self._series.items())
-        if not series:
-            series = [((), [0.0] * (len(self.bounds) + 2))]
-        for labels, s in series:
-            cumulative = 0.0
-            for bound, n in zip(self.bounds, s, strict=False):
-                cumulative += n
-                le = f'le="{_num(bound)}"'
-                yield f"{self.name}_bucket{_labels(labels, le)} {_num(cumulative)}"
-            yield f"{self.name}_bucket{_labels(labels, _LE_INF)} {_num(s[-1])}"
-            yield f"{self.name}_sum{_labels(labels)} {_num(s[-2])}"
-            yield f"{self.name}_count{_labels(labels)} {_num(s[-1])}"
+        target = self._histogram.labels(**labels) if self._labels else self._histogram
+        target.observe(value)
 
 
 class Registry:
-    def __init__(self) -> None:
-        self._metrics: list[Counter | Gauge | Histogram] = []
+    """What `/metrics` renders."""
 
-    def add(self, metric: Counter | Gauge | Histogram) -> None:
-        self._metrics.append(metric)
+    def __init__(self, collectors: CollectorRegistry, gauges: _Gauges) -> None:
+        self._own = collectors
+        self._gauges = gauges
 
     def render(self) -> str:
-        lines: list[str] = []
-        for m in self._metrics:
-            lines.extend(m.render())
-        return "\n".join(lines) + "\n"
+        path = multiprocess_dir()
+        if path is None:
+            return generate_latest(self._own).decode("utf-8")
+        # Every process's counters and histograms, and this process's gauges.
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged, path)
+        merged.register(self._gauges)
+        return generate_latest(merged).decode("utf-8")
 
 
 class ServerMetrics:
@@ -136,31 +103,58 @@ class ServerMetrics:
     which knows where their values live."""
 
     def __init__(self) -> None:
-        self.registry = Registry()
-        self.events_appended = Counter(
-            "kimonaudit_events_appended_total", "Events accepted through the HTTP API."
+        own = CollectorRegistry(auto_describe=True)
+        self._gauges = _Gauges()
+        own.register(self._gauges)
+        self.registry = Registry(own, self._gauges)
+        self.events_appended = _LabelledCounter(
+            Counter(
+                "kimonaudit_events_appended",
+                "Events accepted through the HTTP API.",
+                registry=own,
+            )
         )
-        self.append_seconds = Histogram(
-            "kimonaudit_append_duration_seconds",
-            "Time AuditLog.append took per request (validation, group commit).",
+        self.append_seconds = _LabelledHistogram(
+            Histogram(
+                "kimonaudit_append_duration_seconds",
+                "Time AuditLog.append took per request (validation, group commit).",
+                buckets=LATENCY_BUCKETS,
+                registry=own,
+            )
         )
-        self.requests = Counter(
-            "kimonaudit_http_requests_total", "HTTP requests by method, route and status."
+        self.requests = _LabelledCounter(
+            Counter(
+                "kimonaudit_http_requests",
+                "HTTP requests by method, route and status.",
+                ["method", "route", "status"],
+                registry=own,
+            )
         )
-        self.request_seconds = Histogram(
-            "kimonaudit_http_request_duration_seconds", "HTTP request latency by route."
+        self.request_seconds = _LabelledHistogram(
+            Histogram(
+                "kimonaudit_http_request_duration_seconds",
+                "HTTP request latency by route.",
+                ["route"],
+                buckets=LATENCY_BUCKETS,
+                registry=own,
+            )
         )
-        self.checkpoints = Counter(
-            "kimonaudit_checkpoints_total", "Checkpoints cut by the background job."
+        self.checkpoints = _LabelledCounter(
+            Counter(
+                "kimonaudit_checkpoints",
+                "Checkpoints cut by the background job.",
+                registry=own,
+            )
         )
-        for m in (
-            self.events_appended,
-            self.append_seconds,
-            self.checkpoints,
-            self.requests,
-            self.request_seconds,
-        ):
-            self.registry.add(m)
+        self.client_disconnects = _LabelledCounter(
+            Counter(
+                "kimonaudit_http_client_disconnects",
+                "Requests whose client went away before the body was read "
+                "(nothing was appended; not counted as errors).",
+                ["method", "route"],
+                registry=own,
+            )
+        )
 
     def gauge(self, name: str, help: str, read: Callable[[], float]) -> None:
-        self.registry.add(Gauge(name, help, read))
+        self._gauges.gauges.append((name, help, read))

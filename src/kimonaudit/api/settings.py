@@ -37,6 +37,14 @@ FORWARDED_ALLOW_IPS = Setting(
     "X-Forwarded-Proto are believed; empty (the default) believes no one.",
 )
 
+METRICS_DIR = Setting(
+    "metrics-dir",
+    "KIMONAUDIT_METRICS_DIR",
+    "",
+    "Directory shared by several serve processes for Prometheus multiprocess "
+    "metrics (sets PROMETHEUS_MULTIPROC_DIR); empty: this process only.",
+)
+
 ALL: tuple[Setting, ...] = (
     HOST,
     PORT,
@@ -44,6 +52,7 @@ ALL: tuple[Setting, ...] = (
     CHECKPOINT_INTERVAL,
     WAIT_TIMEOUT,
     FORWARDED_ALLOW_IPS,
+    METRICS_DIR,
 )
 
 MiB = 1 << 20
