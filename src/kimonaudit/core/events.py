@@ -129,6 +129,7 @@ def validate_event(obj: object, field_prefix: str = "") -> Event:
     event_id = obj.get("id")
     if event_id is not None:
         event_id = _text(event_id, f"{p}id", "a client id such as a UUID")
+        check_reachable_id(event_id, f"{p}id")
 
     value = obj.get("actor")
     actor = None if value is None else _actor(value, f"{p}actor")
@@ -378,6 +379,29 @@ def _severity(value: object, info: ActionInfo, where: str) -> Severity:
             field=where,
         )
     return severity
+
+
+# -- event ids that GET /v1/events/{id} can reach (harden, issue 10 item 7) --------
+# Names under /v1/events/ that are routes of their own, and the dot segments
+# every HTTP client collapses: an event with such an id could never be
+# fetched or proven by id.
+RESERVED_IDS = frozenset({"histogram", ".", ".."})
+
+
+def check_reachable_id(event_id: str, where: str) -> None:
+    """Refuse an id that `GET /v1/events/{id}` could never reach: one with
+    a "/" (a path separator even when percent-encoded) or a reserved name."""
+    if "/" in event_id:
+        raise InvalidEvent(
+            'must not contain "/": the event could never be fetched by id at GET /v1/events/{id}',
+            field=where,
+        )
+    if event_id in RESERVED_IDS:
+        raise InvalidEvent(
+            f"{event_id!r} is reserved (GET /v1/events/{event_id} is not an event); "
+            "choose another id",
+            field=where,
+        )
 
 
 def _text(value: object, where: str, what: str) -> str:
