@@ -523,3 +523,78 @@ def test_console_flows_on_every_store(db_url: str, tmp_path: Path) -> None:
         assert actions[-3:] == ["audit_log.searched", "audit_log.viewed", "audit_log.exported"]
     finally:
         log.close()
+
+
+# -- log access: recorded, quiet, hidden unless asked -----------------------------
+def _row_classes(html: str) -> dict[str, list[str]]:
+    """action -> the class attribute of each row showing it."""
+    out: dict[str, list[str]] = {}
+    for row in rows_of(html):
+        cls = re.match(r'<tr class="([^"]*)"', row).group(1)  # type: ignore[union-attr]
+        action = re.search(r"<code>([a-z0-9_.]+)</code>", row).group(1)  # type: ignore[union-attr]
+        out.setdefault(action, []).append(cls)
+    return out
+
+
+def test_log_access_is_hidden_by_default_and_quiet_when_included(console: Console) -> None:
+    """The viewer's own page views and searches are recorded but do not fill
+    the stream: hidden by default, shown on "Include log access" in a quiet
+    style without the security highlight; role changes keep theirs."""
+    helpdesk_history(console)
+    c = console.signed_in()
+    for _ in range(3):
+        c.get("/console/events")
+    c.get(f"/console/events/{console.entries()[3].seq}")
+    assert {r.action for r in console.entries()} >= {"audit_log.searched", "audit_log.viewed"}
+
+    page = c.get("/console/events").text
+    shown = _row_classes(page)
+    assert shown and not {"audit_log.searched", "audit_log.viewed"} & set(shown)
+    assert all("security" in cls for cls in shown["role.assigned"])
+    toggle = re.search(r'<a class="chip chip-access"[^>]*>', page).group(0)  # type: ignore[union-attr]
+    assert 'aria-pressed="false"' in toggle and "access=1" in toggle
+    assert "Include log access" in page and 'id="access-note"' in page
+
+    page = c.get("/console/events", params={"access": "1"}).text
+    shown = _row_classes(page)
+    for action in ("audit_log.searched", "audit_log.viewed"):
+        assert shown[action] and all(
+            "log-access" in cls and "security" not in cls for cls in shown[action]
+        )
+    toggle = re.search(r'<a class="chip chip-access on"[^>]*>', page).group(0)  # type: ignore[union-attr]
+    assert 'aria-pressed="true"' in toggle and "access=1" not in toggle
+    # every link of the stream keeps the toggle on
+    assert re.search(r'href="/console/events\?q=is%3Asecurity&amp;access=1"', page)
+
+    # A query about the log's own use shows it without the toggle.
+    page = c.get("/console/events", params={"q": "action:audit_log.*"}).text
+    assert set(_row_classes(page)) >= {"audit_log.searched", "audit_log.viewed"}
+    assert 'class="chip chip-access on forced"' in page
+
+
+def test_hidden_log_access_pages_and_exports_consistently(console: Console) -> None:
+    """With log access hidden, the Older link pages through the same rows,
+    the export holds exactly them, and both are recorded with the viewer's
+    query and `log_access: hidden`."""
+    console.log.append(console.tenant, [event(i) for i in range(150)])
+    c = console.signed_in()
+    for _ in range(30):
+        c.get("/console/events", params={"q": "-action:macro.applied"})
+    first = c.get("/console/events", params={"q": "-action:macro.applied"}).text
+    older = re.search(r'href="([^"]+)" rel="next"', first).group(1).replace("&amp;", "&")  # type: ignore[union-attr]
+    assert "access" not in older
+    second = c.get(older).text
+    seen = _row_classes(first) | _row_classes(second)
+    assert seen and not {"audit_log.searched", "audit_log.viewed"} & set(seen)
+    _, payload = console.last("audit_log.searched")
+    assert payload["metadata"]["query"] == "-action:macro.applied"
+    assert payload["metadata"]["log_access"] == "hidden"
+    r = c.post(
+        "/console/export",
+        data={"csrf": csrf_of(first), "q": "-action:macro.applied", "format": "ndjson"},
+    )
+    exported = {json.loads(x)["action"] for x in r.text.splitlines()}
+    assert exported and not exported & {"audit_log.searched", "audit_log.viewed"}
+    _, payload = console.last("audit_log.exported")
+    assert payload["metadata"]["query"] == "-action:macro.applied"
+    assert payload["metadata"]["log_access"] == "hidden"

@@ -77,7 +77,8 @@ def test_older_link_carries_the_signed_search_cursor(console: Console) -> None:
     and canonical query (pointing at the last row shown), not a bare number,
     and each page is audit_log.searched with `cursor` as the API records it."""
     client = console.signed_in()
-    page = client.get("/console/events", params={"q": "Action:ticket.viewed"}).text
+    # access=1: the query runs as typed (log access included), as through the API
+    page = client.get("/console/events", params={"q": "Action:ticket.viewed", "access": "1"}).text
     href = older_href(page)
     assert href is not None
     cursor = cursor_of(href)
@@ -148,7 +149,8 @@ def api_export(c: Console, q: str, fmt: str) -> tuple[bytes, dict[str, str]]:
 def console_export(c: Console, q: str, fmt: str) -> tuple[bytes, dict[str, str]]:
     client = c.signed_in()
     page = client.get("/console/events", params={"q": q}).text
-    r = client.post("/console/export", data={"csrf": csrf_of(page), "q": q, "format": fmt})
+    data = {"csrf": csrf_of(page), "q": q, "format": fmt, "access": "1"}  # log access included
+    r = client.post("/console/export", data=data)
     assert r.status_code == 200, r.text
     return r.content, dict(r.headers)
 

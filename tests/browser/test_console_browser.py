@@ -262,3 +262,78 @@ def test_script_in_event_fields_stays_inert(tab: Tab, site: Site) -> None:
     page.goto(f"/console/events/{site.hostile_seqs[0]}")
     assert "<script>window.__xss=1</script>" in page.locator("#actor").inner_text()
     assert tab.dialogs == [] and tab.errors == []
+
+
+MUTED = "rgb(95, 107, 122)"  # --muted in console.css
+CLEAR = ("rgba(0, 0, 0, 0)", "rgb(255, 255, 255)")
+
+
+def _style(locator: Any, prop: str) -> str:
+    return locator.evaluate(f"e => getComputedStyle(e).{prop}")
+
+
+def test_first_screen_is_the_helpdesk_not_the_viewers_own_log_access(tab: Tab, site: Site) -> None:
+    """After a few page views (each recorded as log access), the first screen
+    still shows the helpdesk's history and its security events; "Include log
+    access" brings the views and searches back, grey and without the badge."""
+    page = tab.page
+    sign_in(tab, site)
+    for _ in range(4):
+        page.goto("/console/events")
+    page.goto(f"/console/events/{site.hostile_seqs[0]}")
+    page.goto("/console/events")
+    actions = row_actions(page)
+    assert actions and not {"audit_log.viewed", "audit_log.searched"} & set(actions)
+    assert page.locator("table.events tbody tr.security").count() > 0
+    toggle = page.locator("#include-access")
+    assert toggle.is_visible() and toggle.inner_text().strip() == "Include log access"
+    assert toggle.get_attribute("aria-pressed") == "false"
+
+    toggle.click()
+    page.wait_for_load_state()
+    assert page.locator("#include-access").get_attribute("aria-pressed") == "true"
+    assert "access=1" in page.url
+    quiet = page.locator("table.events tbody tr.log-access")
+    assert quiet.count() >= 5
+    for i in range(quiet.count()):
+        row = quiet.nth(i)
+        action = row.locator("td:nth-child(3) code").inner_text()
+        assert action in ("audit_log.viewed", "audit_log.searched")
+        assert row.locator(".badge-security").count() == 0
+        assert row.locator(".badge-access").inner_text().strip().lower() == "log access"
+        assert _style(row, "backgroundColor") in CLEAR
+        assert _style(row.locator("td").nth(2), "color") == MUTED
+    security = page.locator("table.events tbody tr.security").first
+    assert _style(security, "backgroundColor") not in CLEAR  # still highlighted
+
+    page.click("#include-access")
+    page.wait_for_load_state()
+    assert page.locator("table.events tbody tr.log-access").count() == 0
+    assert tab.errors == []
+
+
+def test_active_security_chip_is_as_clear_as_the_others(tab: Tab, site: Site) -> None:
+    """An active chip is filled, with white text and a tick, for "Security
+    only" as for the others; an inactive one is not."""
+    page = tab.page
+    sign_in(tab, site)
+    page.goto("/console/events")
+    chip = page.locator("a.chip-security")
+    assert chip.get_attribute("aria-pressed") == "false"
+    assert _style(chip, "backgroundColor") in CLEAR and "✓" not in chip.inner_text()
+    chip.click()
+    page.wait_for_load_state()
+    chip = page.locator("a.chip-security")
+    assert chip.get_attribute("aria-pressed") == "true" and "✓" in chip.inner_text()
+    assert _style(chip, "backgroundColor") == "rgb(179, 38, 30)"  # --sec, filled
+    assert _style(chip, "color") == "rgb(255, 255, 255)"
+    assert _style(chip.locator(".badge-security"), "color") == "rgb(255, 255, 255)"
+    assert page.locator("a.chip.on").count() == 1
+
+    page.click("a.chip:has-text('Failures')")
+    page.wait_for_load_state()
+    other = page.locator("a.chip.on:has-text('Failures')")
+    assert other.get_attribute("aria-pressed") == "true" and "✓" in other.inner_text()
+    assert _style(other, "backgroundColor") == "rgb(31, 95, 191)"  # --accent, filled
+    assert _style(other, "color") == "rgb(255, 255, 255)"
+    assert page.locator("a.chip.on").count() == 2  # both terms are on

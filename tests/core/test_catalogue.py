@@ -97,7 +97,13 @@ DESIGN_SECURITY_PATTERNS = [
 ]
 
 
+# Issue 11: reading the log is recorded but is not a security event.
+ROUTINE_LOG_ACCESS = {"audit_log.viewed", "audit_log.searched"}
+
+
 def design_says_security(action: str) -> bool:
+    if action in ROUTINE_LOG_ACCESS:
+        return False
     return any(fnmatch.fnmatchcase(action, pattern) for pattern in DESIGN_SECURITY_PATTERNS)
 
 
@@ -131,6 +137,19 @@ def test_security_rule_sanity() -> None:
     assert not CATALOGUE["ticket.viewed"].security
     assert CATALOGUE["audit_stream.paused"].security
     assert CATALOGUE["audit.retention.changed"].security
+
+
+def test_reading_the_log_is_not_a_security_event() -> None:
+    """A routine view or search of the log is recorded as log access, not as
+    security; exporting, purging and redacting the log stay security."""
+    from kimonaudit.core.catalogue import is_log_access
+
+    for action in ("audit_log.viewed", "audit_log.searched"):
+        assert not CATALOGUE[action].security and is_log_access(action)
+    for action in ("audit_log.exported", "audit_log.purged", "audit_log.redacted"):
+        assert CATALOGUE[action].security and not is_log_access(action)
+    assert CATALOGUE["authz.denied"].security and CATALOGUE["export.downloaded"].security
+    assert not is_log_access("ticket.viewed")
 
 
 @pytest.mark.parametrize(

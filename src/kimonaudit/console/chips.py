@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kimonaudit.core.catalogue import LOG_ACCESS_ACTIONS
 from kimonaudit.core.query import Query, parse, to_string
 from kimonaudit.errors import InvalidQuery
 
@@ -73,3 +74,21 @@ def current(q: str) -> list[Chip]:
 
 def security_only(q: str) -> bool:
     return _canonical(SECURITY_TERM) in (_terms(q) or [])
+
+
+# Reading the log (catalogue.LOG_ACCESS_ACTIONS) is hidden from the stream
+# unless the "Include log access" toggle is on or the query names audit_log:
+# otherwise a viewer's own page views would fill the first screen.
+HIDE_LOG_ACCESS = "-action:" + ",".join(sorted(LOG_ACCESS_ACTIONS))
+
+
+def names_log_access(q: str) -> bool:
+    """Whether the query asks about the log's own use (then it is shown)."""
+    return "audit_log" in q.lower()
+
+
+def stream_query(q: str, include_access: bool) -> str:
+    """The query the stream runs: `q`, hiding log access unless included."""
+    if include_access or names_log_access(q):
+        return q
+    return f"{q} {HIDE_LOG_ACCESS}".strip()

@@ -25,7 +25,7 @@ from kimonaudit.console.present import actor_view, entry_view, entry_views, pair
 from kimonaudit.console.proofcheck import check_entry
 from kimonaudit.console.security import Viewer, base_path, client_of, state
 from kimonaudit.core.ledger import leaf_of_row
-from kimonaudit.core.query import MAX_QUERY_LENGTH
+from kimonaudit.core.query import MAX_QUERY_LENGTH, parse, to_string
 from kimonaudit.core.timefmt import format_ts
 from kimonaudit.errors import InvalidInput, NotFound
 from kimonaudit.search import InvalidCursor
@@ -51,14 +51,29 @@ def _query_arg(request: Request) -> str:
     return request.query_params.get("q", "")[:MAX_QUERY_LENGTH].strip()
 
 
+def _access_arg(request: Request) -> bool:
+    """The "Include log access" toggle (`access=1`)."""
+    return request.query_params.get("access") == "1"
+
+
 def _stream(
-    request: Request, viewer: Viewer, q: str, cursor: str | None, client: Client
+    request: Request,
+    viewer: Viewer,
+    q: str,
+    cursor: str | None,
+    client: Client,
+    include_access: bool = False,
 ) -> tuple[dict[str, Any], int]:
     st = state(request)
     log = st.log
     tid = viewer.tenant_id
+    shown_q = chips.stream_query(q, include_access)
     ctx: dict[str, Any] = {
         "q": q,
+        # "1" keeps the toggle on in every link; None drops the parameter.
+        "access": "1" if include_access else None,
+        "access_shown": shown_q == q,
+        "access_forced": chips.names_log_access(q),
         "cursor": cursor,
         "presets": chips.presets(q),
         "terms": chips.current(q),
@@ -73,7 +88,7 @@ def _stream(
         "restart": False,
     }
     try:
-        page = log.search(tid, q, st.settings.page_size, cursor)
+        page = log.search(tid, shown_q, st.settings.page_size, cursor)
     except InvalidCursor:
         # Refused before anything is read, so (as through the API) not logged.
         ctx["error"] = BAD_CURSOR
@@ -84,10 +99,14 @@ def _stream(
         return ctx, 422
     ctx["rows"] = entry_views(list(page.entries), lambda h: log.resolve_actor(tid, h))
     ctx["next_cursor"] = page.next_cursor
-    counts = searching.day_counts(log, tid, q, st.settings.chart_days)
+    counts = searching.day_counts(log, tid, shown_q, st.settings.chart_days)
     ctx["chart"] = chart.build(counts) if counts else None
-    details = {"cursor": cursor is not None}  # as the API records it
-    searching.record(log, viewer.user, client, "audit_log.searched", page.query, len(page), details)
+    details: dict[str, Any] = {"cursor": cursor is not None}  # as the API records it
+    recorded = page.query
+    if shown_q != q:  # the viewer's query; the details say log access was hidden
+        recorded = to_string(parse(q)) if q else ""
+        details["log_access"] = "hidden"
+    searching.record(log, viewer.user, client, "audit_log.searched", recorded, len(page), details)
     return ctx, 200
 
 
@@ -96,7 +115,9 @@ def _stream(
 async def events(request: Request, viewer: Viewer) -> Response:
     q = _query_arg(request)
     cursor = request.query_params.get("cursor") or None
-    ctx, status = await run_in_threadpool(_stream, request, viewer, q, cursor, client_of(request))
+    ctx, status = await run_in_threadpool(
+        _stream, request, viewer, q, cursor, client_of(request), _access_arg(request)
+    )
     ctx["day_query"] = _day_query
     return state(request).pages.render(request, "events.html", ctx, viewer=viewer, status=status)
 
@@ -127,6 +148,7 @@ def _detail(request: Request, viewer: Viewer, seq: int, q: str, client: Client) 
         "redaction": log.redaction(tid, seq) if row.payload is None else None,
         "mark_issued": format_ts(mark.checkpoint_issued_at) if mark.checkpoint_issued_at else None,
         "q": q,
+        "access": "1" if _access_arg(request) else None,
     }
 
 
@@ -148,10 +170,11 @@ async def export(request: Request, viewer: Viewer) -> Response:
     and whether it completed), as through the API."""
     form = await csrf_form(request, viewer)
     q = field(form, "q")[:MAX_QUERY_LENGTH].strip()
+    shown_q = chips.stream_query(q, field(form, "access") == "1")  # the rows the page shows
     fmt = field(form, "format", "csv")
     log = state(request).log
     try:
-        exp = await run_in_threadpool(log.export, viewer.tenant_id, q, fmt)
+        exp = await run_in_threadpool(log.export, viewer.tenant_id, shown_q, fmt)
     except InvalidInput as exc:
         return state(request).pages.render(
             request,
@@ -162,9 +185,16 @@ async def export(request: Request, viewer: Viewer) -> Response:
         )
     client = client_of(request)
 
+    recorded = exp.query
+    hidden = shown_q != q
+    if hidden:  # the viewer's query; the details say log access was left out
+        recorded = to_string(parse(q)) if q else ""
+
     def finish(rows: int, complete: bool) -> None:
-        details = {"format": exp.format, "complete": complete}
-        searching.record(log, viewer.user, client, "audit_log.exported", exp.query, rows, details)
+        details: dict[str, Any] = {"format": exp.format, "complete": complete}
+        if hidden:
+            details["log_access"] = "hidden"
+        searching.record(log, viewer.user, client, "audit_log.exported", recorded, rows, details)
 
     return ExportResponse(exp, finish)
 

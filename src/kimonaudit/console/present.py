@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from kimonaudit.core.catalogue import CATALOGUE, Severity
+from kimonaudit.core.catalogue import CATALOGUE, Severity, is_log_access
 from kimonaudit.core.ipaddr import bytes_to_ip
 from kimonaudit.core.records import ActorRecord, EntryRow
 from kimonaudit.core.timefmt import format_ts
@@ -58,6 +58,17 @@ class EntryView:
     @property
     def failed(self) -> bool:
         return self.outcome in FAILURES
+
+    @property
+    def log_access(self) -> bool:
+        """Someone reading this log: shown quietly, never as security
+        (entries recorded before the rule keep their signed flag)."""
+        return is_log_access(self.action)
+
+    @property
+    def highlighted(self) -> bool:
+        """Shown with the security highlight."""
+        return self.security and not self.log_access
 
     @property
     def target(self) -> str:

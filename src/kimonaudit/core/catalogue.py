@@ -76,9 +76,25 @@ SECURITY_FAMILIES: tuple[str, ...] = (
 SECURITY_ACTIONS: frozenset[str] = frozenset({"auth.login.failed", "authz.denied", "actor.erased"})
 
 
+# Reading the log is recorded (who looked at what is part of the record) but
+# a routine view or search is not a security event: were it one, every page
+# an investigator opens would bury the events that matter. Exporting the log,
+# purging, redacting, retention and stream changes stay security-relevant.
+LOG_ACCESS_ACTIONS: frozenset[str] = frozenset({"audit_log.viewed", "audit_log.searched"})
+
+
 def is_security_action(action: str) -> bool:
-    """Whether DESIGN.md's rule marks `action` security-relevant."""
+    """Whether `action` is security-relevant: DESIGN.md's families and
+    actions, except routine reading of the log itself (LOG_ACCESS_ACTIONS)."""
+    if action in LOG_ACCESS_ACTIONS:
+        return False
     return action in SECURITY_ACTIONS or action.startswith(SECURITY_FAMILIES)
+
+
+def is_log_access(action: str) -> bool:
+    """Whether the entry records someone reading the audit log (a view or a
+    search), which the console shows quietly and hides unless asked."""
+    return action in LOG_ACCESS_ACTIONS
 
 
 _I, _L, _M, _H, _C = (
