@@ -47,6 +47,7 @@ from kimonaudit.errors import ConfigError, Conflict, NotFound, StoreError
 from kimonaudit.store.base import PlanBuilder, SearchSql
 from kimonaudit.store.postgres_console import PostgresConsoleStore
 from kimonaudit.store.postgres_retention import PostgresRetentionStore
+from kimonaudit.store.postgres_destinations import PostgresDestinationStore
 from kimonaudit.store.postgres_schema import (
     LOCK_MIGRATE,
     LOCK_PARTITION,
@@ -324,7 +325,7 @@ class _WriteSession:
 
 
 # -- the store ---------------------------------------------------------------
-class PostgresStore(PostgresConsoleStore, PostgresRetentionStore):
+class PostgresStore(PostgresConsoleStore, PostgresRetentionStore, PostgresDestinationStore):
     dialect = "postgres"
 
     def __init__(self, url: str, pool_size: int = 4, connect_timeout: int = 10) -> None:

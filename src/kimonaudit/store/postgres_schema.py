@@ -214,6 +214,55 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    # == Streaming (owned by the streaming work): SIEM destinations, their
+    # delivery cursor and lease, and lag samples for the console's chart.
+    (
+        10,
+        """
+        CREATE TABLE destinations (
+            tenant_id TEXT NOT NULL,
+            destination_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            format TEXT NOT NULL,
+            config TEXT NOT NULL,
+            sealed BYTEA NOT NULL,
+            state TEXT NOT NULL,
+            state_reason TEXT,
+            created_at BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL,
+            PRIMARY KEY (tenant_id, destination_id)
+        );
+        CREATE TABLE destination_delivery (
+            tenant_id TEXT NOT NULL,
+            destination_id TEXT NOT NULL,
+            next_seq BIGINT NOT NULL,
+            cp_size BIGINT NOT NULL,
+            inflight TEXT,
+            attempts BIGINT NOT NULL,
+            next_attempt_at BIGINT NOT NULL,
+            lease_owner TEXT,
+            lease_until BIGINT NOT NULL,
+            last_success_at BIGINT,
+            last_error_at BIGINT,
+            last_error TEXT,
+            delivered_events BIGINT NOT NULL,
+            delivered_checkpoints BIGINT NOT NULL,
+            delivered_batches BIGINT NOT NULL,
+            failed_attempts BIGINT NOT NULL,
+            last_delivered_at BIGINT,
+            PRIMARY KEY (tenant_id, destination_id)
+        );
+        CREATE TABLE destination_lag (
+            tenant_id TEXT NOT NULL,
+            destination_id TEXT NOT NULL,
+            at BIGINT NOT NULL,
+            lag_events BIGINT NOT NULL,
+            lag_seconds DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (tenant_id, destination_id, at)
+        );
+        """,
+    ),
 ]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

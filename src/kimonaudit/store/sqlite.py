@@ -33,6 +33,7 @@ from kimonaudit.errors import ConfigError, Conflict, NotFound, StoreError
 from kimonaudit.store.base import PlanBuilder, SearchSql
 from kimonaudit.store.sqlite_console import SQLiteConsoleStore
 from kimonaudit.store.sqlite_retention import SQLiteRetentionStore
+from kimonaudit.store.sqlite_destinations import SQLiteDestinationStore
 from kimonaudit.store.sqlite_schema import MIGRATIONS
 from kimonaudit.store.writer import GroupCommitWriter
 
@@ -186,7 +187,7 @@ def _upsert_actors(conn: sqlite3.Connection, tenant_id: str, actors: Sequence[Ac
     )
 
 
-class SQLiteStore(SQLiteConsoleStore, SQLiteRetentionStore):
+class SQLiteStore(SQLiteConsoleStore, SQLiteRetentionStore, SQLiteDestinationStore):
     dialect = "sqlite"
 
     def __init__(self, path: str | Path, synchronous: str = "FULL") -> None:

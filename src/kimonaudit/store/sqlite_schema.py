@@ -179,4 +179,53 @@ MIGRATIONS: list[tuple[int, str]] = [
         ) WITHOUT ROWID;
         """,
     ),
+    # == Streaming (owned by the streaming work): SIEM destinations, their
+    # delivery cursor and lease, and lag samples for the console's chart.
+    (
+        10,
+        """
+        CREATE TABLE destinations (
+            tenant_id TEXT NOT NULL,
+            destination_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            format TEXT NOT NULL,
+            config TEXT NOT NULL,
+            sealed BLOB NOT NULL,
+            state TEXT NOT NULL,
+            state_reason TEXT,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            PRIMARY KEY (tenant_id, destination_id)
+        ) WITHOUT ROWID;
+        CREATE TABLE destination_delivery (
+            tenant_id TEXT NOT NULL,
+            destination_id TEXT NOT NULL,
+            next_seq INTEGER NOT NULL,
+            cp_size INTEGER NOT NULL,
+            inflight TEXT,
+            attempts INTEGER NOT NULL,
+            next_attempt_at INTEGER NOT NULL,
+            lease_owner TEXT,
+            lease_until INTEGER NOT NULL,
+            last_success_at INTEGER,
+            last_error_at INTEGER,
+            last_error TEXT,
+            delivered_events INTEGER NOT NULL,
+            delivered_checkpoints INTEGER NOT NULL,
+            delivered_batches INTEGER NOT NULL,
+            failed_attempts INTEGER NOT NULL,
+            last_delivered_at INTEGER,
+            PRIMARY KEY (tenant_id, destination_id)
+        ) WITHOUT ROWID;
+        CREATE TABLE destination_lag (
+            tenant_id TEXT NOT NULL,
+            destination_id TEXT NOT NULL,
+            at INTEGER NOT NULL,
+            lag_events INTEGER NOT NULL,
+            lag_seconds REAL NOT NULL,
+            PRIMARY KEY (tenant_id, destination_id, at)
+        ) WITHOUT ROWID;
+        """,
+    ),
 ]

@@ -1,0 +1,40 @@
+"""The streaming tables in the SQLite store (see `destinations_sql`). A
+mixin that SQLiteStore inherits: reads on the store's reader connection,
+writes in short ``BEGIN IMMEDIATE`` transactions beside the writer thread."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from kimonaudit.errors import Conflict
+from kimonaudit.store.destinations_sql import DestinationSQL, TxExec
+
+
+class SQLiteDestinationStore(DestinationSQL):
+    # Provided by SQLiteStore, which lists this class after itself.
+    def _conn(self) -> sqlite3.Connection:
+        raise NotImplementedError
+
+    def _d_rows(self, sql: str, params: Sequence[object] = ()) -> list[Sequence[Any]]:
+        return self._conn().execute(sql, params).fetchall()
+
+    def _d_write(self, sql: str, params: Sequence[object] = ()) -> int:
+        with self._d_tx() as run:
+            return run(sql, params)
+
+    @contextmanager
+    def _d_tx(self) -> Iterator[TxExec]:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield lambda sql, params: conn.execute(sql, params).rowcount
+            conn.execute("COMMIT")
+        except sqlite3.IntegrityError as exc:
+            conn.execute("ROLLBACK")
+            raise Conflict(f"already exists: {exc}") from exc
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
