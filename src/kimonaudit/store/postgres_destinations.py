@@ -39,8 +39,9 @@ class PostgresDestinationStore(DestinationSQL):
 
     @contextmanager
     def _d_tx(self) -> Iterator[TxExec]:
-        try:
-            with self._read("writing destinations") as conn, conn.transaction():
-                yield lambda sql, params: conn.execute(_pg(sql), params).rowcount
-        except pgerrors.UniqueViolation as exc:
-            raise Conflict(f"already exists: {exc.diag.message_detail}") from exc
+        with self._read("writing destinations") as conn:
+            try:
+                with conn.transaction():
+                    yield lambda sql, params: conn.execute(_pg(sql), params).rowcount
+            except pgerrors.UniqueViolation as exc:
+                raise Conflict(f"already exists: {exc.diag.message_detail}") from exc
