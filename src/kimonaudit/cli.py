@@ -915,10 +915,16 @@ def _stdout_bytes() -> Iterator[Any]:
 
 # == end search and export =======================================================
 
-# == retention, redaction, archives (owned by the retention work) ===============
+# == retention, redaction, archives (owned by the retention work) ========
 from kimonaudit.cli_retention import register as _register_retention  # noqa: E402
 
 _register_retention(cli, tenants)
+=======
+# == SIEM streaming (owned by the streaming work; see kimonaudit.cli_destinations)
+from kimonaudit.cli_destinations import deliver, destinations  # noqa: E402
+
+cli.add_command(destinations)
+cli.add_command(deliver)
 
 
 def _whole_summaries(group: click.Group) -> None:

@@ -108,6 +108,8 @@ class Deliverer:
         time_budget_s: float = 5.0,
         workers: int = 4,
         transport_factory: TransportFactory = open_transport,
+        cut_checkpoints: bool = False,
+        checkpoint_interval_s: float = 1.0,
     ) -> None:
         if timeout_s * 2 >= lease_s:
             raise ValueError("the lease must outlast two request timeouts")
@@ -125,6 +127,10 @@ class Deliverer:
         self._last_sample: dict[tuple[str, str], int] = {}
         self.totals = PassStats()
         self._lock = threading.Lock()
+        # Alone (`kimonaudit deliver`), nothing else cuts checkpoints.
+        self.cut_checkpoints = cut_checkpoints
+        self.checkpoint_interval_s = checkpoint_interval_s
+        self._last_cut: dict[str, float] = {}
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -146,6 +152,8 @@ class Deliverer:
     def run_once(self) -> PassStats:
         """One pass over every active destination (in parallel)."""
         recs = [r for r in self.store.list_destinations(None) if r.state == "active"]
+        if self.cut_checkpoints:
+            self._cut({r.tenant_id for r in recs})
         total = PassStats()
         for stats in self._pool.map(self._deliver_safely, recs):
             total.batches += stats.batches
@@ -158,6 +166,16 @@ class Deliverer:
             self.totals.checkpoints += total.checkpoints
             self.totals.failures += total.failures
         return total
+
+    def _cut(self, tenants: set[str]) -> None:
+        now = time.monotonic()
+        for tid in sorted(tenants):
+            if now - self._last_cut.get(tid, -1e9) < self.checkpoint_interval_s:
+                continue
+            latest = self.store.latest_checkpoint(tid)
+            if latest is None or latest.size < self.store.tree_state(tid).size:
+                self.log.checkpoint(tid)
+                self._last_cut[tid] = now
 
     def _deliver_safely(self, rec: DestinationRecord) -> PassStats:
         try:

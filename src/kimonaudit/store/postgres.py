@@ -46,8 +46,8 @@ from kimonaudit.core.records import (
 from kimonaudit.errors import ConfigError, Conflict, NotFound, StoreError
 from kimonaudit.store.base import PlanBuilder, SearchSql
 from kimonaudit.store.postgres_console import PostgresConsoleStore
-from kimonaudit.store.postgres_retention import PostgresRetentionStore
 from kimonaudit.store.postgres_destinations import PostgresDestinationStore
+from kimonaudit.store.postgres_retention import PostgresRetentionStore
 from kimonaudit.store.postgres_schema import (
     LOCK_MIGRATE,
     LOCK_PARTITION,

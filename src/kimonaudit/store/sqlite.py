@@ -32,8 +32,8 @@ from kimonaudit.core.records import (
 from kimonaudit.errors import ConfigError, Conflict, NotFound, StoreError
 from kimonaudit.store.base import PlanBuilder, SearchSql
 from kimonaudit.store.sqlite_console import SQLiteConsoleStore
-from kimonaudit.store.sqlite_retention import SQLiteRetentionStore
 from kimonaudit.store.sqlite_destinations import SQLiteDestinationStore
+from kimonaudit.store.sqlite_retention import SQLiteRetentionStore
 from kimonaudit.store.sqlite_schema import MIGRATIONS
 from kimonaudit.store.writer import GroupCommitWriter
 
