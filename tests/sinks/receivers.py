@@ -47,6 +47,10 @@ class HttpReceiver:
         self.plan = Plan()
         self.check = check
         self.errors: list[str] = []
+        self.inflight = 0
+        self.max_inflight = 0
+        self.delay = 0.0  # every request is held this long (widens race windows)
+        self._count = threading.Lock()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -54,9 +58,15 @@ class HttpReceiver:
                 n = int(self.headers.get("content-length") or 0)
                 rec = Received(dict(self.headers.items()), self.rfile.read(n), self.path)
                 status, headers, delay = outer.plan.next()
-                outer.attempts.append(rec)
-                if delay:
-                    time.sleep(delay)
+                with outer._count:
+                    outer.attempts.append(rec)
+                    outer.inflight += 1
+                    outer.max_inflight = max(outer.max_inflight, outer.inflight)
+                try:
+                    time.sleep(delay or outer.delay)
+                finally:
+                    with outer._count:
+                        outer.inflight -= 1
                 if status < 300 and outer.check is not None:
                     try:
                         outer.check(rec)
