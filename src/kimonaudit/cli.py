@@ -919,7 +919,7 @@ def _stdout_bytes() -> Iterator[Any]:
 from kimonaudit.cli_retention import register as _register_retention  # noqa: E402
 
 _register_retention(cli, tenants)
-=======
+
 # == SIEM streaming (owned by the streaming work; see kimonaudit.cli_destinations)
 from kimonaudit.cli_destinations import deliver, destinations  # noqa: E402
 

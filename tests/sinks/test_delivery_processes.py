@@ -4,6 +4,7 @@ serve`, `kimonaudit deliver` killed with SIGKILL mid-batch, and two
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -53,8 +54,8 @@ def test_api_manages_destinations_and_serve_delivers(tmp_path: Path) -> None:
         got = httpx.get(f"{srv.url}/v1/destinations/{dest['id']}", headers=h)
         assert secret not in got.text and "signing_secret" not in got.text
         assert httpx.get(f"{srv.url}/v1/destinations", headers=bearer(writer)).status_code == 403
-        bad = httpx.post(f"{srv.url}/v1/destinations", headers=h,
-                         json={"name": "x", "kind": "webhook", "url": "https://10.0.0.1/x"})  # fmt: skip
+        private = {"name": "x", "kind": "webhook", "url": "https://10.0.0.1/x"}
+        bad = httpx.post(f"{srv.url}/v1/destinations", headers=h, json=private)
         assert bad.status_code in (400, 422) and "refused" in bad.text
         r = httpx.post(f"{srv.url}/v1/events", headers=bearer(writer),
                        json={"events": [event(i) for i in range(20)]})  # fmt: skip
@@ -100,7 +101,7 @@ def _deliver_proc(db: str, kf: str, out: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             [sys.executable, "-m", "kimonaudit", "--db", db, "--key-file", kf, "deliver",
              "--interval", "0.05", "--lease-seconds", "4", "--timeout", "1.5", "--no-checkpoint"],
-            stdout=f, stderr=subprocess.STDOUT, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)},
+            stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)},
         )  # fmt: skip
 
 
@@ -145,7 +146,7 @@ def test_two_serve_processes_never_deliver_one_destination_at_once(
     """Two `serve` processes on one PostgreSQL: every entry arrives once, in
     order, and the receiver never sees two concurrent requests."""
     kf = str(tmp_path / "k.key")
-    tid, admin = make_tenant(pg_url, kf, "acme")
+    tid, _ = make_tenant(pg_url, kf, "acme")
     with HttpReceiver() as rx:
         rx.delay = 0.03
         with kimonaudit.open(pg_url, key_file=kf) as log:

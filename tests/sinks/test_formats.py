@@ -159,3 +159,15 @@ def test_docs_carry_the_mapping_table() -> None:
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "streaming.md").read_text()
     assert ocsf.mapping_markdown() in doc
+
+
+def test_streaming_settings_are_documented() -> None:
+    """Each streaming setting's flag and environment variable is in the README."""
+    from pathlib import Path
+
+    from kimonaudit.sinks import settings
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for s in settings.ALL:
+        assert s.env in readme
+    assert "--destination-allowlist" in readme and "deliver --interval" in readme

@@ -96,6 +96,8 @@ MAPPING: dict[str, tuple[int, int]] = {
     "audit_log.searched": (6001, 5),
     "audit_log.exported": (1008, 3),
     "audit_log.purged": (1008, 2),
+    "audit_log.redacted": (1008, 2),
+    "actor.erased": (3001, 6),
     "audit.retention.changed": (3004, 3),
     "audit_stream.created": (3004, 1),
     "audit_stream.updated": (3004, 3),
