@@ -47,6 +47,7 @@ def test_crud_lease_and_cursor(db_url: str, key_file: str) -> None:
         assert store.lag_samples(t, "dst_1", 0) == [(120, 0, 0.0)]
         assert store.set_destination_state(t, "dst_1", "paused", "why", 7)
         assert store.get_destination(t, "dst_1").state_reason == "why"
+        assert store.delivery_floor(t) is None  # paused: holds nothing back
         assert store.delete_destination(t, "dst_1")
         assert store.get_delivery(t, "dst_1") is None and store.delivery_floor(t) is None
     finally:

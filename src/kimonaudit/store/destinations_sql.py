@@ -216,10 +216,13 @@ class DestinationSQL:
         return [CheckpointRecord(r[0], r[1], bytes(r[2]), r[3], r[4], r[5]) for r in rows]
 
     def delivery_floor(self, tenant_id: str) -> int | None:
-        """The lowest seq some destination of the tenant still has to
-        deliver (None if it has no destination): retention must not purge
-        at or above it while the destination is within its retry window."""
+        """The lowest seq an active destination of the tenant still has to
+        deliver (None if none is active): retention must not purge at or
+        above it (a paused or disabled destination holds nothing back)."""
         r = self._d_one(
-            "SELECT min(next_seq) FROM destination_delivery WHERE tenant_id = ?", (tenant_id,)
+            "SELECT min(d.next_seq) FROM destination_delivery d JOIN destinations x"
+            " ON x.tenant_id = d.tenant_id AND x.destination_id = d.destination_id"
+            " WHERE d.tenant_id = ? AND x.state = 'active'",
+            (tenant_id,),
         )
         return None if r is None or r[0] is None else int(r[0])
