@@ -86,6 +86,7 @@ class Registry:
     def __init__(self, collectors: CollectorRegistry, gauges: _Gauges) -> None:
         self._own = collectors
         self._gauges = gauges
+        self._extra: list[Collector] = []  # per-process collectors of other modules
 
     def render(self) -> str:
         path = multiprocess_dir()
@@ -95,6 +96,8 @@ class Registry:
         merged = CollectorRegistry()
         MultiProcessCollector(merged, path)
         merged.register(self._gauges)
+        for c in self._extra:
+            merged.register(c)
         return generate_latest(merged).decode("utf-8")
 
 
@@ -158,3 +161,9 @@ class ServerMetrics:
 
     def gauge(self, name: str, help: str, read: Callable[[], float]) -> None:
         self._gauges.gauges.append((name, help, read))
+
+    def collector(self, collector: Collector) -> None:
+        """A collector read at scrape time in this process, like the gauges
+        (e.g. the per-destination delivery gauges)."""
+        self.registry._own.register(collector)
+        self.registry._extra.append(collector)

@@ -291,7 +291,7 @@ def install(app: FastAPI) -> None:
     st = app.state.api
     allow = ssrf.parse_allowlist(sink_settings.DESTINATION_ALLOWLIST.get())
     dests = app.state.destinations = Destinations(st.log, allow)
-    st.metrics.registry.add(DestinationMetrics(dests))
+    st.metrics.collector(DestinationMetrics(dests))
     if st.settings.run_jobs:
         interval = float(sink_settings.DELIVERY_INTERVAL.get())
         st.jobs.append(DeliveryJob(Deliverer(dests), interval))

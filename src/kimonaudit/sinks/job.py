@@ -74,12 +74,8 @@ def send_test(dests: Destinations, tenant_id: str, destination_id: str) -> Outco
         transport.close()
 
 
-def _esc(v: str) -> str:
-    return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
 class DestinationMetrics:
-    """Prometheus lines per destination, read at scrape time."""
+    """A prometheus_client collector: gauges per destination, read at scrape time."""
 
     GAUGES = (
         ("kimonaudit_destination_lag_events", "Entries not yet delivered.", "lag_events"),
@@ -95,23 +91,20 @@ class DestinationMetrics:
          "Unix time of the last successful delivery (0: never).", "last_success"),
         ("kimonaudit_destination_up", "1 if active and not failing, else 0.", "up"),
     )  # fmt: skip
+    LABELS = ("tenant", "destination", "kind", "state")
 
     def __init__(self, dests: Destinations) -> None:
         self.dests = dests
 
-    def render(self) -> Iterable[str]:
-        rows: list[tuple[str, dict[str, Any]]] = []
+    def rows(self) -> list[tuple[list[str], dict[str, float]]]:
+        rows: list[tuple[list[str], dict[str, float]]] = []
         try:
             for rec in self.dests.store.list_destinations(None):
                 h = self.dests.view(rec).health
                 d = h.delivery
-                labels = (
-                    f'tenant="{_esc(rec.tenant_id)}",destination="{_esc(rec.destination_id)}",'
-                    f'kind="{rec.kind}",state="{rec.state}"'
-                )
                 rows.append(
                     (
-                        labels,
+                        [rec.tenant_id, rec.destination_id, rec.kind, rec.state],
                         {
                             "lag_events": h.lag_events,
                             "lag_seconds": h.lag_seconds,
@@ -125,8 +118,17 @@ class DestinationMetrics:
                 )
         except AuditLogError:
             log.warning("could not read destinations for /metrics", exc_info=True)
+        return rows
+
+    def collect(self) -> Iterable[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        rows = self.rows()
         for name, help_, key in self.GAUGES:
-            yield f"# HELP {name} {help_}"
-            yield f"# TYPE {name} gauge"
+            family = GaugeMetricFamily(name, help_, labels=self.LABELS)
             for labels, values in rows:
-                yield f"{name}{{{labels}}} {values[key]:g}"
+                family.add_metric(labels, float(values[key]))
+            yield family
+
+    def describe(self) -> Iterable[Any]:
+        return []  # read at scrape time; nothing to describe in advance
