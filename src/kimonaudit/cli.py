@@ -309,12 +309,22 @@ def checkpoint(obj: Ctx, tenant_id: str, as_json: bool) -> None:
 )
 @click.option("--from", "old", type=click.IntRange(0), help="Consistency proof from this size.")
 @click.option("--to", "new", type=click.IntRange(0), help="Consistency proof to this size.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Machine-readable output (the proof is always JSON)."
+)
 @click.pass_obj
 def prove(
-    obj: Ctx, tenant_id: str, seq: int | None, size: int | None, old: int | None, new: int | None
+    obj: Ctx,
+    tenant_id: str,
+    seq: int | None,
+    size: int | None,
+    old: int | None,
+    new: int | None,
+    as_json: bool,
 ) -> None:
     """Print an inclusion proof (--seq) or a consistency proof (--from, --to)
     as JSON; hashes are base64."""
+    del as_json  # accepted like everywhere else: the output is JSON either way
     inclusion = seq is not None and old is None and new is None
     consistency = seq is None and size is None and old is not None and new is not None
     if not (inclusion or consistency):
