@@ -142,9 +142,11 @@ def list_(obj: Any, tenant_id: str, as_json: bool) -> None:
 @destinations.command("show")
 @click.option("--tenant", "tenant_id", required=True, help="Tenant id.")
 @click.argument("destination_id")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (always JSON here).")
 @click.pass_obj
-def show(obj: Any, tenant_id: str, destination_id: str) -> None:
+def show(obj: Any, tenant_id: str, destination_id: str, as_json: bool) -> None:
     """Settings and health of one destination, as JSON (never secrets)."""
+    del as_json  # accepted like everywhere else: the output is JSON either way
     click.echo(
         json.dumps(Destinations(obj.log()).get(tenant_id, destination_id).to_json(), indent=2)
     )
