@@ -58,7 +58,8 @@ def hostile_events() -> list[dict[str, Any]]:
     for i, p in enumerate(XSS):
         out.append(
             {
-                "id": f"{p}-{i}",
+                # ids may not hold "/" (GET /v1/events/{id} could not reach them)
+                "id": f"{p}-{i}".replace("/", "|"),
                 "action": "role.assigned",
                 "actor": {"id": p, "type": "agent", "name": p, "email": p},
                 "target": {"type": p, "id": p},

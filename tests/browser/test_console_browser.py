@@ -337,3 +337,28 @@ def test_active_security_chip_is_as_clear_as_the_others(tab: Tab, site: Site) ->
     assert _style(other, "backgroundColor") == "rgb(31, 95, 191)"  # --accent, filled
     assert _style(other, "color") == "rgb(255, 255, 255)"
     assert page.locator("a.chip.on").count() == 2  # both terms are on
+
+
+def test_root_url_and_offline_docs_in_the_browser(tab: Tab, site: Site) -> None:
+    """The README's URL opens the console; /docs renders Swagger UI with
+    every request to another host refused (a machine without internet)."""
+    page = tab.page
+    outside: list[str] = []
+
+    def only_this_server(route: Any) -> None:
+        if route.request.url.startswith(site.url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_this_server)
+    page.goto("/")
+    page.wait_for_url("**/console/signin**")
+    page.goto("/docs")
+    page.wait_for_selector(".swagger-ui .info .title")
+    assert "KimonAudit" in page.locator(".swagger-ui .info .title").inner_text()
+    page.wait_for_selector(".opblock-summary-path")
+    paths = page.locator(".opblock-summary-path").all_inner_texts()
+    assert any("/v1/events" in p for p in paths)
+    assert outside == [] and tab.errors == []

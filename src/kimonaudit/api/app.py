@@ -105,7 +105,7 @@ def create_app(
             '"fields"?}}`.'
         ),
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # routes_home serves /docs with local assets, no CDN
         redoc_url=None,
     )
     app.state.api = state
