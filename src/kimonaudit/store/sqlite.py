@@ -6,10 +6,12 @@ get a connection per thread, which WAL lets run beside the writer.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import chain
 from pathlib import Path
@@ -80,13 +82,23 @@ def sqlite_path(url: str) -> str:
     return path
 
 
-def _connect(path: str, synchronous: str) -> sqlite3.Connection:
+# Page caches (KiB). The writer's is large: group commits touch many tree
+# pages. Each reader thread has its own connection, so theirs is small, and
+# all of SQLite's memory in the process is capped by a soft heap limit
+# (past it, SQLite recycles cache pages instead of growing).
+WRITER_CACHE_KIB = 65_536
+READER_CACHE_KIB = 8_192
+SOFT_HEAP_LIMIT = 256 << 20
+
+
+def _connect(path: str, synchronous: str, cache_kib: int = WRITER_CACHE_KIB) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     conn.execute("PRAGMA journal_mode=WAL")
     # FULL: an acknowledged append survives power loss, not just a crash.
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA busy_timeout=30000")
-    conn.execute("PRAGMA cache_size=-65536")
+    conn.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
+    conn.execute(f"PRAGMA soft_heap_limit={SOFT_HEAP_LIMIT}")
     return conn
 
 
@@ -242,15 +254,31 @@ class SQLiteStore(SQLiteConsoleStore, SQLiteRetentionStore, SQLiteDestinationSto
             raise
 
     def _conn(self) -> sqlite3.Connection:
+        """This thread's reader connection. A thread keeps one (small cache,
+        READER_CACHE_KIB); it is closed when the thread ends, so a server's
+        worker threads coming and going never pile up connections."""
         if self._closed:
             raise StoreError("the store is closed")
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = _connect(self.path, self._sync)
+            conn = _connect(self.path, self._sync, READER_CACHE_KIB)
             self._local.conn = conn
             with self._readers_lock:
                 self._readers.append(conn)
+            weakref.finalize(threading.current_thread(), self._drop_reader, conn)
         return conn
+
+    def _drop_reader(self, conn: sqlite3.Connection) -> None:
+        with self._readers_lock:
+            if conn in self._readers:
+                self._readers.remove(conn)
+        with contextlib.suppress(sqlite3.Error):
+            conn.close()
+
+    def reader_connections(self) -> int:
+        """Reader connections open now (one per live thread that read)."""
+        with self._readers_lock:
+            return len(self._readers)
 
     def writer_queue_depth(self) -> int:
         return self._writer.queue_depth()

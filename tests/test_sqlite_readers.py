@@ -1,0 +1,48 @@
+"""SQLite reader connections are bounded (issue 10, item 9): one per live
+thread, closed when its thread ends, each with a small page cache, and all
+of SQLite's memory in the process under a soft heap limit."""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+from pathlib import Path
+
+import kimonaudit
+from kimonaudit.store.sqlite import READER_CACHE_KIB, SOFT_HEAP_LIMIT, SQLiteStore
+
+
+def test_connections_of_finished_threads_are_closed(tmp_path: Path) -> None:
+    """Fifty short-lived threads each read once: afterwards their fifty
+    connections are gone, not kept for the life of the store."""
+    with kimonaudit.open(f"sqlite:///{tmp_path / 'a.db'}", key_file=str(tmp_path / "k")) as log:
+        t = log.create_tenant("acme").id
+        log.append(t, [{"action": "ticket.viewed"}])
+        store = log.store
+        assert isinstance(store, SQLiteStore)
+
+        def read() -> None:
+            assert store.tree_state(t).size == 1
+
+        for _ in range(5):
+            threads = [threading.Thread(target=read) for _ in range(10)]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+        del threads, th  # a finished thread's connection goes with its Thread object
+        for _ in range(50):
+            gc.collect()
+            if store.reader_connections() <= 1:
+                break
+            time.sleep(0.05)
+        assert store.reader_connections() <= 1
+
+
+def test_reader_connections_have_a_small_cache_and_a_heap_limit(tmp_path: Path) -> None:
+    """A reader's page cache is READER_CACHE_KIB; SQLite's soft heap limit is set."""
+    with kimonaudit.open(f"sqlite:///{tmp_path / 'a.db'}", key_file=str(tmp_path / "k")) as log:
+        conn = log.store._conn()  # type: ignore[attr-defined]
+        assert conn.execute("PRAGMA cache_size").fetchone()[0] == -READER_CACHE_KIB
+        assert conn.execute("PRAGMA soft_heap_limit").fetchone()[0] == SOFT_HEAP_LIMIT
