@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from kimonaudit.api.body import parse_json, read_body
+from kimonaudit.api.body import decode_events, read_body
 from kimonaudit.api.deps import (
     SCOPE_READ,
     SCOPE_WRITE,
@@ -27,9 +27,7 @@ from kimonaudit.api.deps import (
     responses,
 )
 from kimonaudit.api.models import AppendOut, EventOut
-from kimonaudit.core.events import Event, validate_batch, validate_event
 from kimonaudit.core.records import Receipt
-from kimonaudit.errors import InvalidEvent
 from kimonaudit.results import SignedCheckpoint, b64
 from kimonaudit.search import record_access
 from kimonaudit.service import AuditLog
@@ -37,7 +35,6 @@ from kimonaudit.views import entry_json, receipt_json
 
 router = APIRouter(tags=["events"])
 
-_TENANT_KEYS = ("tenant", "tenant_id")
 _BODY = {
     "requestBody": {
         "required": True,
@@ -53,29 +50,6 @@ _BODY = {
         },
     }
 }
-
-
-def events_of(data: Any, max_events: int) -> list[Event]:
-    """The events of a request body: one event object or {"events": [...]}."""
-    if not isinstance(data, dict):
-        raise InvalidEvent('expected an event object or {"events": [...]}', field="")
-    if "events" not in data:
-        return [validate_event(data)]
-    for key in sorted(data):
-        if key in _TENANT_KEYS:
-            raise InvalidEvent(
-                "must not be sent: the tenant comes from the API key", field=str(key)
-            )
-        if key != "events":
-            raise InvalidEvent(f'unknown key {key!r}; a batch is {{"events": [...]}}', field=key)
-    items = data["events"]
-    if not isinstance(items, list):
-        raise InvalidEvent("expected an array of events", field="events")
-    if not items:
-        raise InvalidEvent("must hold at least one event", field="events")
-    if len(items) > max_events:
-        raise ApiError(413, f"{len(items)} events in one request; at most {max_events} are allowed")
-    return validate_batch(items)
 
 
 @router.post(
@@ -110,7 +84,7 @@ async def append_events(
     tid = principal.tenant_id
 
     def work() -> list[Receipt]:
-        events = events_of(parse_json(raw), st.settings.max_events)
+        events = decode_events(raw, st.settings.max_events)
         started = time.perf_counter()
         receipts = st.log.append_validated(tid, events)
         st.metrics.append_seconds.observe(time.perf_counter() - started)
