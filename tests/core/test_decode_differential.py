@@ -141,6 +141,10 @@ NASTY: list[Any] = [
     ":starts-with-colon",
     'has"quote":',
     "{brace}",
+    "a/b",
+    "histogram",
+    ".",
+    "..",
 ]
 KEYS = [
     "id",
@@ -377,10 +381,11 @@ def test_http_bodies_match_the_reference(raw: bytes) -> None:
     """POST /v1/events decoding agrees with json.loads + the frozen validator,
     except that a repeated key is a 422 naming it."""
     new = outcome(decode_events, raw, 1000)
-    if has_duplicate(raw):
+    expected = outcome(lambda: oracle_http.events_of(oracle_http.parse_json(raw), 1000))
+    if expected[0] != "api" and has_duplicate(raw):  # malformed JSON is still a 400 first
         assert new[0] == "invalid" and new[1][1].startswith("duplicate key"), new
         return
-    assert new == outcome(lambda: oracle_http.events_of(oracle_http.parse_json(raw), 1000))
+    assert new == expected
 
 
 @given(raw_bodies(batch=False))
