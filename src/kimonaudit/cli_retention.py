@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 
+from kimonaudit.core.timefmt import format_ts
 from kimonaudit.retention import PLANS
 
 if TYPE_CHECKING:
@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from kimonaudit.service import AuditLog
 
 EXIT_BAD = 1
-_out = Console(highlight=False, soft_wrap=True)
 
 
 def _emit_json(data: Any) -> None:
@@ -76,6 +75,59 @@ def retention_hold(obj: Ctx, tenant_id: str, hold: bool, reason: str | None) -> 
     audit.retention.changed."""
     t = obj.log().set_legal_hold(tenant_id, hold, reason=reason)
     click.echo(f"tenant {t.id}: legal hold {'on' if t.legal_hold else 'off'}")
+
+
+@retention.command("run")
+@click.option("--dry-run", is_flag=True, help="Say what would be purged; change nothing.")
+@click.option("--tenant", "tenant_id", help="Only this tenant (default: every tenant).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
+@click.pass_obj
+def retention_run(obj: Ctx, dry_run: bool, tenant_id: str | None, as_json: bool) -> None:
+    """Purge every entry older than its tenant's retention (tenants on legal
+    hold are skipped). The log stays provable; each purge is recorded as
+    audit_log.purged. `kimonaudit serve` runs this daily."""
+    report = obj.log().run_retention(dry_run=dry_run, tenant_id=tenant_id)
+    if as_json:
+        _emit_json(report.to_json())
+        return
+    verb = "would purge" if dry_run else "purged"
+    for t in report.tenants:
+        if t.skipped:
+            click.echo(f"{t.tenant_id}: nothing to purge ({t.skipped})")
+        else:
+            click.echo(
+                f"{t.tenant_id}: {verb} {t.purged:,} entries recorded before "
+                f"{format_ts(t.cutoff)} ({t.retention_months} months); first retained seq "
+                f"{t.purge_point}"
+                + (
+                    f"; {len(t.partitions_dropped)} partitions dropped"
+                    if t.partitions_dropped
+                    else ""
+                )
+            )
+    click.echo(f"{verb} {report.purged:,} entries in total")
+
+
+@retention.command("status")
+@click.option("--tenant", "tenant_id", help="Only this tenant (default: every tenant).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def retention_status(obj: Ctx, tenant_id: str | None, as_json: bool) -> None:
+    """Per tenant: plan, retention, oldest entry, next purge, legal hold and
+    space used."""
+    rows = obj.log().retention_status(tenant_id)
+    if as_json:
+        _emit_json([r.to_json() for r in rows])
+        return
+    for r in rows:
+        oldest = format_ts(r.oldest)[:19] + "Z" if r.oldest is not None else "none"
+        nxt = format_ts(r.next_purge)[:19] + "Z" if r.next_purge is not None else "none"
+        click.echo(
+            f"{r.tenant_id} ({r.name}): plan {r.plan}, retention {r.retention_months} months, "
+            f"oldest entry {oldest}, next purge {nxt}, legal hold "
+            f"{'on' if r.legal_hold else 'off'}, {r.entries:,} entries "
+            f"({r.bytes / 1e6:,.1f} MB), {r.purged:,} purged so far"
+        )
 
 
 # -- redact ------------------------------------------------------------------------

@@ -48,6 +48,7 @@ from kimonaudit.errors import (
 from kimonaudit.export import Export
 from kimonaudit.export import export as export_entries
 from kimonaudit.keys import KeyRing
+from kimonaudit.purge import RetentionReport, TenantRetention
 from kimonaudit.results import (
     ConsistencyProof,
     InclusionProof,
@@ -310,6 +311,27 @@ class AuditLog:
 
         return bundle.build(self, tenant_id, query)
 
+    # == retention purge (issue 8; see kimonaudit.purge) ======================
+    def run_retention(
+        self,
+        now: datetime | None = None,
+        *,
+        dry_run: bool = False,
+        tenant_id: str | None = None,
+    ) -> RetentionReport:
+        """Purge every entry older than its tenant's retention (tenants on
+        legal hold are skipped), leaving the log provable; each purge appends
+        `audit_log.purged`. `now` defaults to the log's clock."""
+        from kimonaudit import purge
+
+        return purge.run_retention(self, now, dry_run=dry_run, tenant_id=tenant_id)
+
+    def retention_status(self, tenant_id: str | None = None) -> list[TenantRetention]:
+        """Per tenant: plan, retention, oldest entry, next purge, hold, space used."""
+        from kimonaudit import purge
+
+        return purge.status(self, tenant_id)
+
     # == retention, legal hold (issue 8; see kimonaudit.retention) ==========
     def retention_settings(self, tenant_id: str) -> RetentionSettings:
         return retention.settings(self, tenant_id)
@@ -406,6 +428,13 @@ class AuditLog:
         if new_size > state.size:
             raise InvalidInput(
                 f"the tree has {state.size} entries; cannot prove up to {new_size}", field="to"
+            )
+        if 0 < old_size < state.purged:
+            raise InvalidInput(
+                f"entries before {state.purged} were purged by retention: a proof from size "
+                f"{old_size} goes through the purge point ({state.purged}), and `kimonaudit "
+                "verify` checks that stored chain; ask from a size >= the purge point",
+                field="from",
             )
         old_root, new_root, proof = TreeReader(self.store, tenant_id).consistency(
             old_size, new_size

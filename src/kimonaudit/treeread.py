@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from kimonaudit.core import merkle
+from kimonaudit.core import purged as purged_math
 from kimonaudit.errors import StoreError
 from kimonaudit.store.base import Store
 
@@ -26,11 +27,34 @@ class TreeReader:
         """Hashes of the perfect nodes `keys` (level, index), in one read of
         stored nodes and leaf hashes together."""
         keys = list(dict.fromkeys(keys))
-        bases = {k: merkle.base_hashes_for(*k) for k in keys}
+        try:
+            return self._node_hashes(keys, 0)
+        except StoreError:
+            # Retention may have purged a prefix: a node across the cut is
+            # folded from the prefix's compact range and retained hashes
+            # (kimonaudit.core.purged). Looked up only when needed.
+            purged = self.store.tree_state(self.tenant_id).purged
+            if not purged:
+                raise
+            return self._node_hashes(keys, purged)
+
+    def _node_hashes(self, keys: list[Key], purged: int) -> dict[Key, bytes]:
+        if purged:
+            parts = {k: purged_math.expand(k, purged) for k in keys}
+            reads = list(dict.fromkeys(p for ps in parts.values() for p in ps))
+            got = self._read_nodes(reads, purged)
+            return {k: purged_math.resolve(k, purged, got) for k in keys}
+        return self._read_nodes(keys, 0)
+
+    def _read_nodes(self, keys: list[Key], purged: int) -> dict[Key, bytes]:
+        # A node inside a purged prefix is one of its compact-range nodes,
+        # stored as such (any level, leaves included).
+        kept = {k for k in keys if (k[1] + 1) << k[0] <= purged}
+        bases = {k: merkle.base_hashes_for(*k) for k in keys if k not in kept}
         # Ask for each node itself (it may be stored as such, e.g. the
         # compact range of a purged prefix) and for the stored nodes it
         # folds from, all at once.
-        wanted: set[Key] = {k for k in keys if k[0] > 0}
+        wanted: set[Key] = {k for k in keys if k[0] > 0} | kept
         seqs: set[int] = set()
         for base, first, count in bases.values():
             if base == 0:
@@ -43,6 +67,11 @@ class TreeReader:
             if k in stored:
                 out[k] = stored[k]
                 continue
+            if k in kept:
+                raise StoreError(
+                    f"tenant {self.tenant_id}: the compact range of the purged prefix lacks "
+                    f"node (level {k[0]}, index {k[1]}); run `kimonaudit verify`"
+                )
             base, first, count = bases[k]
             if base == 0:
                 hashes = [leaves.get(first + i) for i in range(count)]

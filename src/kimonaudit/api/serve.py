@@ -33,7 +33,9 @@ def run(
     if access_log:
         settings = dataclasses.replace(settings, access_log=True)
         _log_access_to_stderr()
-    app = create_app(log, settings=settings)
+    from kimonaudit.api.retention_job import RetentionJob
+
+    app = create_app(log, settings=settings, jobs=[RetentionJob(log)])
     trusted = [a.strip() for a in forwarded_allow_ips.split(",") if a.strip()]
     config = uvicorn.Config(
         app,

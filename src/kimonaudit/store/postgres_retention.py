@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-from kimonaudit.errors import NotFound
+from kimonaudit.errors import Conflict, NotFound, StoreError
 
 
 class PostgresRetentionStore:
@@ -126,3 +126,175 @@ class PostgresRetentionStore:
             (tenant_id, seq),
         )
         return None if r is None else (str(r[0]), int(r[1]))
+
+    # -- purge (retention) -------------------------------------------------------
+    def purge_state(self, tenant_id: str) -> tuple[int, dict[tuple[int, int], bytes], list[Any]]:
+        from kimonaudit.core.purged import PrefixProof, prefix_nodes
+        from kimonaudit.store.sqlite_retention import split_hashes
+
+        with self._read("reading the purge state") as conn:
+            row = conn.execute(
+                "SELECT purged FROM tree_state WHERE tenant_id = %s", (tenant_id,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no tenant {tenant_id!r}")
+            purged = int(row[0])
+            keys = prefix_nodes(purged)
+            nodes: dict[tuple[int, int], bytes] = {}
+            if keys:
+                for level, idx, h in conn.execute(
+                    "SELECT level, idx, hash FROM tree_nodes WHERE tenant_id = %s"
+                    " AND (level, idx) IN (SELECT * FROM unnest(%s::int[], %s::bigint[]))",
+                    (tenant_id, [k[0] for k in keys], [k[1] for k in keys]),
+                ):
+                    nodes[(int(level), int(idx))] = bytes(h)
+            proofs = [
+                PrefixProof(int(o), int(n), bytes(root), split_hashes(bytes(blob)))
+                for o, n, root, blob in conn.execute(
+                    "SELECT old_size, new_size, old_root, proof FROM purge_proofs"
+                    " WHERE tenant_id = %s ORDER BY new_size, old_size",
+                    (tenant_id,),
+                )
+            ]
+        return purged, nodes, proofs
+
+    def begin_purge(
+        self,
+        tenant_id: str,
+        upto: int,
+        nodes: Sequence[tuple[int, int, bytes]],
+        proofs: Sequence[Any],
+    ) -> None:
+        with self._read("starting a purge") as conn, conn.transaction():
+            # The same row lock the writer takes: appends wait for this commit.
+            row = conn.execute(
+                "SELECT purged FROM tree_state WHERE tenant_id = %s FOR UPDATE", (tenant_id,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no tenant {tenant_id!r}")
+            if upto <= int(row[0]):
+                raise Conflict(f"tenant {tenant_id} is already purged up to {row[0]}")
+            cur = conn.cursor()
+            cur.executemany(
+                "INSERT INTO tree_nodes (tenant_id, level, idx, hash) VALUES (%s, %s, %s, %s)"
+                " ON CONFLICT (tenant_id, level, idx) DO UPDATE SET hash = excluded.hash",
+                [(tenant_id, lvl, idx, h) for lvl, idx, h in nodes],
+            )
+            cur.executemany(
+                "INSERT INTO purge_proofs VALUES (%s, %s, %s, %s, %s)"
+                " ON CONFLICT (tenant_id, old_size, new_size) DO NOTHING",
+                [
+                    (tenant_id, p.old_size, p.new_size, p.old_root, b"".join(p.proof))
+                    for p in proofs
+                ],
+            )
+            conn.execute(
+                "UPDATE tree_state SET purged = %s WHERE tenant_id = %s", (upto, tenant_id)
+            )
+
+    def drop_purged_partitions(self, before_us: int) -> list[str]:
+        """Drop every monthly partition ending at or before `before_us` all of
+        whose rows lie in purged prefixes (whole partitions instead of row
+        deletes); returns their names. Younger months are not even locked."""
+        from kimonaudit.store.postgres_schema import month_bounds
+
+        dropped: list[str] = []
+        with self._read("listing partitions") as conn:
+            names = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                    " JOIN pg_class p ON p.oid = i.inhparent"
+                    " WHERE p.relname = 'entries' AND p.relnamespace = c.relnamespace"
+                    " AND c.relnamespace = (SELECT oid FROM pg_namespace"
+                    " WHERE nspname = current_schema()) AND c.relname LIKE 'entries_p%%'"
+                    " ORDER BY c.relname"
+                )
+            ]
+        for name in names:
+            digits = name[len("entries_p") :]
+            if len(digits) != 6 or not digits.isdigit():
+                continue
+            if month_bounds((int(digits[:4]), int(digits[4:])))[1] > before_us:
+                continue
+            with self._read("checking a partition") as conn:
+                # Only a month every row of which is below its tenant's purge
+                # point (no new row can land in a month that old).
+                live = conn.execute(
+                    f"SELECT 1 FROM {name} e JOIN tree_state s USING (tenant_id)"  # noqa: S608
+                    " WHERE e.seq >= s.purged LIMIT 1"
+                ).fetchone()
+                empty = conn.execute(f"SELECT 1 FROM {name} LIMIT 1").fetchone() is None  # noqa: S608
+            if live is not None or empty:
+                continue
+            try:
+                with self._read("dropping a purged partition") as conn, conn.transaction():
+                    # Parent first, as every reader locks them: no deadlock; and
+                    # never wait long behind a busy writer (next run retries).
+                    conn.execute("SET LOCAL lock_timeout = '2s'")
+                    conn.execute("LOCK TABLE entries IN ACCESS EXCLUSIVE MODE")
+                    conn.execute(f"DROP TABLE {name}")
+            except StoreError:
+                continue
+            dropped.append(name)
+        if dropped:
+            self._partitions = set()  # type: ignore[attr-defined]  # re-read on next append
+        return dropped
+
+    def delete_purged(self, tenant_id: str, upto: int, batch: int) -> int:
+        with self._read("purging entries") as conn, conn.transaction():
+            # The tenant's row lock first, like every writer of `entries`
+            # (docs/scaling.md): appends wait for this short batch only.
+            conn.execute("SELECT 1 FROM tree_state WHERE tenant_id = %s FOR UPDATE", (tenant_id,))
+            n = conn.execute(
+                "DELETE FROM entries WHERE tenant_id = %s AND (seq, recorded_at) IN ("
+                " SELECT seq, recorded_at FROM entries WHERE tenant_id = %s AND seq < %s"
+                " ORDER BY seq LIMIT %s)",
+                (tenant_id, tenant_id, upto, batch),
+            ).rowcount
+            conn.execute(
+                "DELETE FROM event_ids WHERE tenant_id = %s AND seq < %s AND event_id IN ("
+                " SELECT event_id FROM event_ids WHERE tenant_id = %s AND seq < %s LIMIT %s)",
+                (tenant_id, upto, tenant_id, upto, batch),
+            )
+        return int(n)
+
+    def delete_purged_nodes(
+        self, tenant_id: str, upto: int, keep: Sequence[tuple[int, int]], batch: int
+    ) -> int:
+        kept = set(keep)
+        gone = 0
+        for level in range(upto.bit_length() + 1):
+            end = upto >> level
+            ranges = [(0, end)]
+            for lvl, idx in kept:
+                if lvl == level and idx < end:
+                    ranges = [(0, idx), (idx + 1, end)]
+            for lo, hi in ranges:
+                for start in range(lo, hi, batch):
+                    gone += self._exec(
+                        "purging tree nodes",
+                        "DELETE FROM tree_nodes WHERE tenant_id = %s AND level = %s"
+                        " AND idx >= %s AND idx < %s",
+                        (tenant_id, level, start, min(hi, start + batch)),
+                    )
+        self._exec(
+            "purging redaction reasons",
+            "DELETE FROM redactions WHERE tenant_id = %s AND seq < %s",
+            (tenant_id, upto),
+        )
+        return gone
+
+    def retention_stats(self, tenant_id: str) -> tuple[int | None, int, int]:
+        with self._read("measuring a tenant") as conn:
+            first = conn.execute(
+                "SELECT recorded_at FROM entries WHERE tenant_id = %s ORDER BY seq LIMIT 1",
+                (tenant_id,),
+            ).fetchone()
+            row = conn.execute(
+                "SELECT count(*), coalesce(sum(pg_column_size(e.*)), 0) FROM entries e"
+                " WHERE tenant_id = %s",
+                (tenant_id,),
+            ).fetchone()
+        n, size = (0, 0) if row is None else (int(row[0]), int(row[1]))
+        return (None if first is None else int(first[0])), n, size

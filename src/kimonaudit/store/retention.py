@@ -4,7 +4,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol, cast
+
+from kimonaudit.core.purged import PrefixProof
 
 
 class RetentionStore(Protocol):
@@ -38,3 +41,27 @@ def hashes_for_search(store: object, tenant_id: str, actor_id: str) -> list[str]
     """What `actor:<id>` matches: the hashes the directory links to the id
     (none after erasure). Never recomputed from a key (kimonaudit.erasure)."""
     return retention_store(store).actor_hashes_of(tenant_id, actor_id)
+
+
+class PurgeStore(Protocol):
+    """The purge's store methods (both mixins)."""
+
+    def purge_state(
+        self, tenant_id: str
+    ) -> tuple[int, dict[tuple[int, int], bytes], list[PrefixProof]]: ...
+    def begin_purge(
+        self,
+        tenant_id: str,
+        upto: int,
+        nodes: Sequence[tuple[int, int, bytes]],
+        proofs: Sequence[PrefixProof],
+    ) -> None: ...
+    def delete_purged(self, tenant_id: str, upto: int, batch: int) -> int: ...
+    def delete_purged_nodes(
+        self, tenant_id: str, upto: int, keep: Sequence[tuple[int, int]], batch: int
+    ) -> int: ...
+    def retention_stats(self, tenant_id: str) -> tuple[int | None, int, int]: ...
+
+
+def purge_store(store: object) -> PurgeStore:
+    return cast(PurgeStore, store)

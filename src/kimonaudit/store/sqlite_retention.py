@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from typing import Any
 
-from kimonaudit.errors import NotFound
+from kimonaudit.errors import Conflict, NotFound
 
 
 class SQLiteRetentionStore:
@@ -142,3 +143,132 @@ class SQLiteRetentionStore:
             .fetchone()
         )
         return None if r is None else (str(r[0]), int(r[1]))
+
+    # -- purge (retention) -------------------------------------------------------
+    def purge_state(self, tenant_id: str) -> tuple[int, dict[tuple[int, int], bytes], list[Any]]:
+        """(purged prefix size, its compact-range nodes, the kept proofs)."""
+        from kimonaudit.core.purged import PrefixProof, prefix_nodes
+
+        conn = self._conn()
+        r = conn.execute("SELECT purged FROM tree_state WHERE tenant_id = ?", (tenant_id,))
+        row = r.fetchone()
+        if row is None:
+            raise NotFound(f"no tenant {tenant_id!r}")
+        purged = int(row[0])
+        nodes: dict[tuple[int, int], bytes] = {}
+        for level, idx in prefix_nodes(purged):
+            h = conn.execute(
+                "SELECT hash FROM tree_nodes WHERE tenant_id = ? AND level = ? AND idx = ?",
+                (tenant_id, level, idx),
+            ).fetchone()
+            if h is not None:
+                nodes[(level, idx)] = bytes(h[0])
+        proofs = [
+            PrefixProof(int(o), int(n), bytes(root), split_hashes(bytes(blob)))
+            for o, n, root, blob in conn.execute(
+                "SELECT old_size, new_size, old_root, proof FROM purge_proofs"
+                " WHERE tenant_id = ? ORDER BY new_size, old_size",
+                (tenant_id,),
+            )
+        ]
+        return purged, nodes, proofs
+
+    def begin_purge(
+        self,
+        tenant_id: str,
+        upto: int,
+        nodes: Sequence[tuple[int, int, bytes]],
+        proofs: Sequence[Any],
+    ) -> None:
+        """Keep the prefix's compact range and proofs and move the purge
+        point to `upto`, in one transaction; rows go afterwards."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            (cur,) = conn.execute(
+                "SELECT purged FROM tree_state WHERE tenant_id = ?", (tenant_id,)
+            ).fetchone()
+            if upto <= cur:
+                raise Conflict(f"tenant {tenant_id} is already purged up to {cur}")
+            conn.executemany(
+                "INSERT OR REPLACE INTO tree_nodes (tenant_id, level, idx, hash)"
+                " VALUES (?, ?, ?, ?)",
+                [(tenant_id, lvl, idx, h) for lvl, idx, h in nodes],
+            )
+            conn.executemany(
+                "INSERT OR REPLACE INTO purge_proofs VALUES (?, ?, ?, ?, ?)",
+                [
+                    (tenant_id, p.old_size, p.new_size, p.old_root, b"".join(p.proof))
+                    for p in proofs
+                ],
+            )
+            conn.execute("UPDATE tree_state SET purged = ? WHERE tenant_id = ?", (upto, tenant_id))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def delete_purged(self, tenant_id: str, upto: int, batch: int) -> int:
+        """Delete up to `batch` entries with seq < `upto` (and their search
+        text) in one short transaction; returns how many went."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            rows = conn.execute(
+                "SELECT rid, search_text FROM entries WHERE tenant_id = ? AND seq < ?"
+                " ORDER BY seq LIMIT ?",
+                (tenant_id, upto, batch),
+            ).fetchall()
+            if rows:
+                conn.executemany(
+                    "INSERT INTO entries_fts (entries_fts, rowid, text) VALUES ('delete', ?, ?)",
+                    [r for r in rows if r[1]],
+                )
+                conn.executemany("DELETE FROM entries WHERE rid = ?", [(r[0],) for r in rows])
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return len(rows)
+
+    def delete_purged_nodes(
+        self, tenant_id: str, upto: int, keep: Sequence[tuple[int, int]], batch: int
+    ) -> int:
+        """Delete stored subtree hashes lying wholly inside [0, upto) except
+        the compact-range nodes `keep`, `batch` at most per transaction."""
+        kept = set(keep)
+        gone = 0
+        for level in range(upto.bit_length() + 1):
+            end = upto >> level  # nodes [0, end) of this level lie inside the prefix
+            ranges = [(0, end)]
+            for lvl, idx in kept:
+                if lvl == level and idx < end:
+                    ranges = [(0, idx), (idx + 1, end)]
+            for lo, hi in ranges:
+                for start in range(lo, hi, batch):
+                    gone += self._write(
+                        "DELETE FROM tree_nodes WHERE tenant_id = ? AND level = ?"
+                        " AND idx >= ? AND idx < ?",
+                        (tenant_id, level, start, min(hi, start + batch)),
+                    )
+        self._write("DELETE FROM redactions WHERE tenant_id = ? AND seq < ?", (tenant_id, upto))
+        return gone
+
+    def retention_stats(self, tenant_id: str) -> tuple[int | None, int, int]:
+        """(recorded_at of the oldest retained entry or None, entries, bytes)
+        where bytes estimates the ledger space the tenant's entries use."""
+        conn = self._conn()
+        first = conn.execute(
+            "SELECT recorded_at FROM entries WHERE tenant_id = ? ORDER BY seq LIMIT 1",
+            (tenant_id,),
+        ).fetchone()
+        n, size = conn.execute(
+            "SELECT count(*), coalesce(sum(coalesce(length(payload), 0) + length(search_text)"
+            " + length(event_id) + length(action) + 160), 0) FROM entries WHERE tenant_id = ?",
+            (tenant_id,),
+        ).fetchone()
+        return (None if first is None else int(first[0])), int(n), int(size)
+
+
+def split_hashes(blob: bytes) -> tuple[bytes, ...]:
+    return tuple(blob[i : i + 32] for i in range(0, len(blob), 32))

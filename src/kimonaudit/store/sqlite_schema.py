@@ -179,6 +179,23 @@ MIGRATIONS: list[tuple[int, str]] = [
         ) WITHOUT ROWID;
         """,
     ),
+    # == Retention (issue 8): for each checkpoint issued before a purge point,
+    # the consistency proof from it to that point (old_root included), kept
+    # because its leaves are gone; the purged prefix's compact range lives in
+    # tree_nodes and its size in tree_state.purged (docs/integrity.md).
+    (
+        7,
+        """
+        CREATE TABLE purge_proofs (
+            tenant_id TEXT NOT NULL,
+            old_size INTEGER NOT NULL,
+            new_size INTEGER NOT NULL,
+            old_root BLOB NOT NULL,
+            proof BLOB NOT NULL,
+            PRIMARY KEY (tenant_id, old_size, new_size)
+        );
+        """,
+    ),
     # == Streaming (owned by the streaming work): SIEM destinations, their
     # delivery cursor and lease, and lag samples for the console's chart.
     (
