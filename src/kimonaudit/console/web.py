@@ -26,6 +26,7 @@ from kimonaudit import errors as E
 from kimonaudit.console import (
     pages_admin,
     pages_auth,
+    pages_destinations,
     pages_events,
     pages_retention,
     pages_verify,
@@ -140,6 +141,7 @@ def create_console(
         *pages_admin.routes,
         *pages_verify.routes,
         *pages_retention.routes,
+        *pages_destinations.routes,
         Mount("/static", StaticFiles(packages=[("kimonaudit.console", "static")]), name="static"),
     ]
     app = Starlette(
