@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what KimonAudit needs into ./.venv (idempotent). With --test, also
-# what the test suite needs: dev dependencies and Debian's chromium for the
-# browser tests.
+# what the test suite needs: dev dependencies, Debian's chromium for the
+# browser tests and Debian's rsyslog (with TLS) as the syslog receiver.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,5 +30,15 @@ if [ $want_test = 1 ] && [ ! -x /usr/bin/chromium ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
   else
     echo "setup: /usr/bin/chromium missing; install it with: sudo apt-get install chromium" >&2
+  fi
+fi
+
+if [ $want_test = 1 ] && { [ ! -x /usr/sbin/rsyslogd ] || [ ! -e /usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so ] && ! ls /usr/lib/*/rsyslog/lmnsd_gtls.so >/dev/null 2>&1; }; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "setup: installing Debian's rsyslog for the syslog delivery tests" >&2
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rsyslog rsyslog-gnutls >/dev/null
+  else
+    echo "setup: rsyslogd missing; install it with: sudo apt-get install rsyslog rsyslog-gnutls" >&2
   fi
 fi

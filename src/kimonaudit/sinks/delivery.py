@@ -225,6 +225,8 @@ class Deliverer:
                         transport = self.open_transport(
                             current.kind, target, self.dest.secrets(current), self.timeout_s
                         )
+                    if current.kind == "s3":
+                        batch = replace(batch, covering=self._covering(tid, batch.end))
                     try:
                         outcome = transport.send(replace(batch, attempt=state.attempts + 1))
                     except Exception as exc:  # a transport bug must not stop the loop
@@ -348,6 +350,19 @@ class Deliverer:
             SignedCheckpoint(r.tenant_id, origin, r.size, r.root, r.note, r.issued_at) for r in recs
         ]
 
+    def _covering(self, tenant_id: str, end: int) -> SignedCheckpoint | None:
+        """The first checkpoint whose tree holds every seq below `end`
+        (one is cut if none does yet)."""
+        recs = self.store.checkpoints_between(tenant_id, end - 1, 1 << 62, 1)
+        if not recs:
+            self.log.checkpoint(tenant_id)
+            recs = self.store.checkpoints_between(tenant_id, end - 1, 1 << 62, 1)
+        if not recs:
+            return None
+        r = recs[0]
+        return SignedCheckpoint(r.tenant_id, self.log.origin(tenant_id), r.size, r.root, r.note,
+                                r.issued_at)  # fmt: skip
+
     def _succeeded(self, state: DeliveryState, batch: Batch) -> bool:
         fl = json.loads(state.inflight or "{}")
         entries = [e for e in batch.events if not e.is_checkpoint]
@@ -388,10 +403,14 @@ class Deliverer:
             )
             self.dest._entry(rec, "paused", DELIVERY_ACTOR, {"reason": reason, "state": "disabled"})
             return
-        wait = backoff(attempts, self.schedule)
+        wait = None if outcome.give_up else backoff(attempts, self.schedule)
         if wait is None:
             self.store.save_delivery(replace(failed, next_attempt_at=0), self.owner)
-            reason = f"paused after {attempts} failed attempts: {outcome.error}"[:500]
+            reason = (
+                f"paused: retrying cannot help: {outcome.error}"
+                if outcome.give_up
+                else f"paused after {attempts} failed attempts: {outcome.error}"
+            )[:500]
             self.store.set_destination_state(
                 rec.tenant_id, rec.destination_id, "paused", reason, now
             )

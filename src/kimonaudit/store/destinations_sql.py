@@ -206,12 +206,14 @@ class DestinationSQL:
         return [(int(a), int(e), float(s)) for a, e, s in rows]
 
     # -- what delivery reads beside the ledger -------------------------------
-    def checkpoints_between(self, tenant_id: str, above: int, upto: int) -> list[CheckpointRecord]:
-        """Checkpoints with above < size <= upto, oldest first."""
+    def checkpoints_between(
+        self, tenant_id: str, above: int, upto: int, limit: int = 10_000
+    ) -> list[CheckpointRecord]:
+        """Checkpoints with above < size <= upto, oldest first, at most `limit`."""
         rows = self._d_rows(
             "SELECT tenant_id, size, root, note, issued_at, key_id FROM checkpoints"
-            " WHERE tenant_id = ? AND size > ? AND size <= ? ORDER BY size",
-            (tenant_id, above, upto),
+            " WHERE tenant_id = ? AND size > ? AND size <= ? ORDER BY size LIMIT ?",
+            (tenant_id, above, upto, limit),
         )
         return [CheckpointRecord(r[0], r[1], bytes(r[2]), r[3], r[4], r[5]) for r in rows]
 

@@ -43,6 +43,8 @@ class Batch:
     rendered: Sequence[Any]
     created_at: int
     attempt: int = 0
+    # The first checkpoint whose tree covers every entry of the batch (S3 manifests).
+    covering: Any = None
 
     @property
     def last(self) -> int:
@@ -55,6 +57,7 @@ class Outcome:
     error: str = ""
     gone: bool = False  # the receiver said 410 Gone: disable the destination
     retry_after: float | None = None  # seconds the receiver asked us to wait
+    give_up: bool = False  # retrying cannot help (bad token, unknown index): pause now
 
 
 class Transport(Protocol):
