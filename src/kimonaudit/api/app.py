@@ -34,7 +34,7 @@ from kimonaudit.api.body import BodyLimit
 from kimonaudit.api.errors import CLIENT_CLOSED
 from kimonaudit.api.jobs import Checkpointer, Job
 from kimonaudit.api.metrics import ServerMetrics
-from kimonaudit.api.ratelimit import RateLimiter
+from kimonaudit.api.ratelimit import make_limiter
 from kimonaudit.api.settings import ApiSettings
 from kimonaudit.service import AuditLog
 
@@ -75,7 +75,9 @@ def create_app(
         log=log,
         settings=settings,
         auth=Authenticator(
-            log, RateLimiter(settings.rate_limit, settings.burst), settings.auth_cache_seconds
+            log,
+            make_limiter(log.store, settings.rate_limit, settings.burst),
+            settings.auth_cache_seconds,
         ),
         metrics=metrics,
         checkpointer=checkpointer,

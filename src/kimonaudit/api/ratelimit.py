@@ -1,4 +1,6 @@
-"""A token bucket per API key, in memory (one server process)."""
+"""A token bucket per API key: in memory for one process (SQLite), in the
+database on PostgreSQL so that every `serve` process on it enforces one
+limit (`make_limiter`)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 
 class RateLimiter:
@@ -34,6 +37,29 @@ class RateLimiter:
                 return 0.0
             self._buckets[key] = (tokens, now)
             return (1.0 - tokens) / self.rate
+
+
+class SharedRateLimiter(RateLimiter):
+    """The same bucket kept in PostgreSQL (kimonaudit.store.postgres_limits):
+    one limit across every process, surviving restarts."""
+
+    def __init__(self, limits_store: Any, rate: float, burst: float) -> None:
+        super().__init__(rate, burst)
+        self._db = limits_store
+
+    def take(self, key: str) -> float:
+        if self.rate <= 0:
+            return 0.0
+        return float(self._db.take(key, self.rate, self.burst))
+
+
+def make_limiter(store: Any, rate: float, burst: float) -> RateLimiter:
+    """SharedRateLimiter for a PostgreSQL store, else the in-memory one."""
+    if getattr(store, "dialect", None) == "postgres":
+        from kimonaudit.store.postgres_limits import PostgresLimits
+
+        return SharedRateLimiter(PostgresLimits(store), rate, burst)
+    return RateLimiter(rate, burst)
 
 
 def retry_after(seconds: float) -> str:

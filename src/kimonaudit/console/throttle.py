@@ -10,10 +10,11 @@ its failures `forget_after` seconds after the last one; a successful
 sign-in clears the account's count (never the address's, or one valid
 account would reset the counter for guesses at every other).
 
-The state lives in this process's memory: it resets when the server
-restarts, and several server processes each keep their own, so the
-effective limit is multiplied by the number of processes. At most
-`max_keys` keys are tracked; past that the oldest are dropped.
+This class keeps the state in this process's memory (SQLite: one server
+process); it resets when the server restarts. At most `max_keys` keys are
+tracked; past that the oldest are dropped. On PostgreSQL the console uses
+kimonaudit.console.throttle_shared instead: the same rules, the state in
+the database, shared by every process.
 """
 
 from __future__ import annotations

@@ -35,7 +35,8 @@ from kimonaudit.console.accounts import SESSION_SECONDS, ConsoleAccounts
 from kimonaudit.console.passwords import Passwords
 from kimonaudit.console.render import Pages
 from kimonaudit.console.security import SecurityHeaders, base_path
-from kimonaudit.console.throttle import Limits, SignInThrottle
+from kimonaudit.console.throttle import Limits
+from kimonaudit.console.throttle_shared import make_throttle
 from kimonaudit.console.verifyjobs import VerifyRuns
 from kimonaudit.service import AuditLog
 
@@ -128,7 +129,7 @@ def create_console(
             settings.password_memory_kib,
             settings.password_parallelism,
         ),
-        throttle=SignInThrottle(settings.throttle),
+        throttle=make_throttle(log_.store, settings.throttle),
         session_seconds=settings.session_seconds,
     )
     state = ConsoleState(log_, accounts, Pages(), VerifyRuns(log_), settings)

@@ -231,6 +231,28 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    # == Limits shared by every process on this database (harden, issue 10):
+    # the per-API-key token buckets and the console's sign-in throttle.
+    # Times are the database's clock (epoch seconds), so processes agree.
+    (
+        8,
+        """
+        CREATE TABLE api_rate_buckets (
+            key_id TEXT PRIMARY KEY,
+            tokens DOUBLE PRECISION NOT NULL,
+            at DOUBLE PRECISION NOT NULL,
+            ok BOOLEAN NOT NULL
+        );
+        CREATE TABLE signin_throttle (
+            key TEXT PRIMARY KEY,
+            failures INTEGER NOT NULL,
+            locked_until DOUBLE PRECISION NOT NULL,
+            last DOUBLE PRECISION NOT NULL,
+            refusal_noted BOOLEAN NOT NULL
+        );
+        CREATE INDEX signin_throttle_last ON signin_throttle (last);
+        """,
+    ),
     # == Streaming (owned by the streaming work): SIEM destinations, their
     # delivery cursor and lease, and lag samples for the console's chart.
     (
