@@ -6,6 +6,7 @@
     .venv/bin/python -m benchmarks.run --suite search       # search/export, see search.py
     .venv/bin/python -m benchmarks.run --suite http         # HTTP ingest; takes the options
                                                             # of benchmarks/http_ingest.py too
+    .venv/bin/python -m benchmarks.run --suite retention    # purge rate, ingest p99 during it
 
 Results also go to benchmarks/results/<suite>-<timestamp>.json.
 """
@@ -22,7 +23,7 @@ from pathlib import Path
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--suite", default="core", choices=["core", "search", "http"])
+    ap.add_argument("--suite", default="core", choices=["core", "search", "http", "retention"])
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--backends", default="sqlite,postgres")
     ap.add_argument("--writers", type=int, default=2, help="threads calling AuditLog.append")
@@ -54,6 +55,10 @@ def main() -> None:
         from benchmarks import core
 
         doc["results"] = core.main(args.events, args.backends.split(","), args.pg_url, args.writers)
+    elif args.suite == "retention":
+        from benchmarks import retention
+
+        doc["results"] = retention.main(args.events, args.backends.split(","), args.pg_url)
     elif args.suite == "search":
         from benchmarks import search
 

@@ -315,6 +315,8 @@ def test_cli_retention_run_and_status(tmp_path) -> None:
     assert p.returncode == 0 and "12 months" in p.stdout
     p = kimon(tmp_path, "verify", "--tenant", tid, "--json")
     assert p.returncode == 0 and json.loads(p.stdout)[0]["purged"] == t["purged"]
+    p = kimon(tmp_path, "verify", "--tenant", tid)
+    assert p.returncode == 0 and f"{t['purged']:,} before them purged by policy" in p.stdout
 
 
 def test_serve_job_purges(tmp_path, key_file) -> None:

@@ -396,7 +396,9 @@ def verify_lines(r: VerifyReport) -> list[str]:
     """The text form of one tenant's verify report."""
     if r.ok:
         return [
-            f"ok {r.tenant_id}: {plural(r.checked, 'entry', 'entries')} ({r.redacted:,} redacted), "
+            f"ok {r.tenant_id}: {plural(r.checked, 'entry', 'entries')} ({r.redacted:,} redacted"
+            + (f", {r.purged:,} before them purged by policy" if r.purged else "")
+            + "), "
             f"{plural(r.checkpoints_checked, 'checkpoint')} verified, tree size {r.tree_size:,}"
         ]
     failed = len(r.checkpoints_failed) + r.checkpoints_failed_omitted

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("kimonaudit.retention")
 
 PURGE_ACTOR: Mapping[str, str] = {"id": "kimonaudit-retention", "type": "system"}
-BATCH = 2_000  # rows per delete transaction: short enough that appends barely wait
+BATCH = 1_000  # rows per delete transaction: short enough that appends barely wait
 
 
 def months_before(now_us: int, months: int) -> int:

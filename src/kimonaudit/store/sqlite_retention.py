@@ -215,16 +215,19 @@ class SQLiteRetentionStore:
         conn.execute("BEGIN IMMEDIATE")
         try:
             rows = conn.execute(
-                "SELECT rid, search_text FROM entries WHERE tenant_id = ? AND seq < ?"
+                "SELECT rid, search_text, seq FROM entries WHERE tenant_id = ? AND seq < ?"
                 " ORDER BY seq LIMIT ?",
                 (tenant_id, upto, batch),
             ).fetchall()
             if rows:
                 conn.executemany(
                     "INSERT INTO entries_fts (entries_fts, rowid, text) VALUES ('delete', ?, ?)",
-                    [r for r in rows if r[1]],
+                    [r[:2] for r in rows if r[1]],
                 )
-                conn.executemany("DELETE FROM entries WHERE rid = ?", [(r[0],) for r in rows])
+                conn.execute(
+                    "DELETE FROM entries WHERE tenant_id = ? AND seq >= ? AND seq <= ?",
+                    (tenant_id, rows[0][2], rows[-1][2]),
+                )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
