@@ -335,3 +335,25 @@ def test_serve_job_purges(tmp_path, key_file) -> None:
         job.stop()
         assert job.runs == 1 and job.errors == 0
         assert log.store.tree_state(tid).purged > 0 and log.verify(tid).ok
+
+
+def test_sqlite_purge_gives_space_back(tmp_path, key_file, clock) -> None:
+    """A new SQLite file is made with incremental auto-vacuum, and a purge shrinks it."""
+    import os
+
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    with kimonaudit.open(url, key_file=key_file, clock=clock) as log:
+        t = log.create_tenant("acme").id
+        for _ in range(30):
+            log.append(t, [event(i, metadata={"pad": "x" * 2000}) for i in range(40)])
+            clock.advance(days=30)
+        log.checkpoint(t)
+        with raw_db(url) as run:
+            assert run("PRAGMA auto_vacuum")[0][0] == 2
+            run("PRAGMA wal_checkpoint(TRUNCATE)")
+        before = os.path.getsize(tmp_path / "a.db")
+        assert log.run_retention().purged > 0
+        with raw_db(url) as run:
+            run("PRAGMA wal_checkpoint(TRUNCATE)")
+        assert os.path.getsize(tmp_path / "a.db") < before * 0.7
+        assert log.verify(t).ok

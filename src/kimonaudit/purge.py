@@ -187,6 +187,10 @@ def purge_tenant(
         deleted += n
         if n < batch:
             break
+    reclaim = getattr(audit.store, "reclaim_space", None)
+    if callable(reclaim) and deleted:
+        while reclaim(1_000) >= 1_000:  # SQLite: give pages back in small steps
+            pass
     if upto > cur:
         store.delete_purged_nodes(tenant_id, upto, prefix_nodes(upto), batch)
         audit.append(

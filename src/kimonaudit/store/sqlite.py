@@ -225,6 +225,10 @@ class SQLiteStore(SQLiteConsoleStore, SQLiteRetentionStore, SQLiteDestinationSto
     # -- plumbing ----------------------------------------------------------
     @staticmethod
     def _migrate(conn: sqlite3.Connection) -> None:
+        if conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is None:
+            # A new file: let retention hand purged pages back (issue 8).
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            conn.execute("VACUUM")  # an empty file: instant; makes the mode stick under WAL
         conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations "
             "(version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)"

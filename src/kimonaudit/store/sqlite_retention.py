@@ -257,6 +257,18 @@ class SQLiteRetentionStore:
         self._write("DELETE FROM redactions WHERE tenant_id = ? AND seq < ?", (tenant_id, upto))
         return gone
 
+    def reclaim_space(self, max_pages: int) -> int:
+        """Hand up to `max_pages` free pages back to the file system (files
+        created with auto_vacuum=INCREMENTAL, as this store makes them;
+        otherwise freed pages are reused by new entries). Returns how many."""
+        conn = self._conn()
+        if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+            return 0
+        before = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        # executescript steps the pragma to completion (execute stops after one page).
+        conn.executescript(f"PRAGMA incremental_vacuum({int(max_pages)});")
+        return int(before - conn.execute("PRAGMA freelist_count").fetchone()[0])
+
     def retention_stats(self, tenant_id: str) -> tuple[int | None, int, int]:
         """(recorded_at of the oldest retained entry or None, entries, bytes)
         where bytes estimates the ledger space the tenant's entries use."""
