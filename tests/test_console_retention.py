@@ -24,6 +24,7 @@ def test_retention_page_changes_are_entries(console: Console) -> None:
     c = console.signed_in()
     page = c.get("/console/retention")
     assert page.status_code == 200 and "12 months" in page.text
+    assert "Next purge" in page.text and "Purged by policy" in page.text
     token = csrf_of(page.text)
     r = c.post("/console/retention/plan", data={"csrf": token, "plan": "enterprise"})
     assert r.status_code == 200 and "36 months" in r.text

@@ -18,6 +18,7 @@ from starlette.routing import Route
 from kimonaudit.console.access import csrf_form, field, same_site_only, signed_in
 from kimonaudit.console.security import Viewer, base_path, state
 from kimonaudit.errors import Forbidden, InvalidInput
+from kimonaudit.purge import months_after
 from kimonaudit.retention import PLANS
 
 DONE = {
@@ -40,8 +41,17 @@ def require_owner(viewer: Viewer) -> None:
 
 def _page(request: Request, viewer: Viewer, *, status: int = 200, **extra: Any) -> Response:
     log = state(request).log
+    settings = log.retention_settings(viewer.tenant_id)
+    purged = log.store.tree_state(viewer.tenant_id).purged
+    first = log.store.get_entry(viewer.tenant_id, purged)
+    oldest = None if first is None else first.recorded_at
     ctx = {
-        "settings": log.retention_settings(viewer.tenant_id),
+        "settings": settings,
+        "purged": purged,
+        "oldest": oldest,
+        "next_purge": (
+            None if oldest is None or settings.legal_hold else months_after(oldest, settings.months)
+        ),
         "plans": PLANS,
         "error": None,
         "done": DONE.get(request.query_params.get("done", "")),
