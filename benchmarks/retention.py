@@ -101,6 +101,7 @@ def one(backend: str, n: int, pg_url: str) -> dict[str, Any]:
         t2 = time.perf_counter()
         ok = log.verify(tid).ok
         verify_s = time.perf_counter() - t2
+    _cleanup(tmp, url, pg_url)
     return {
         "backend": backend,
         "events": n,
@@ -124,3 +125,16 @@ def one(backend: str, n: int, pg_url: str) -> dict[str, Any]:
 
 def main(n: int, backends: list[str], pg_url: str) -> list[dict[str, Any]]:
     return [one(b, n, pg_url) for b in backends]
+
+
+def _cleanup(tmp: str, url: str, pg_url: str) -> None:
+    import shutil
+    from urllib.parse import unquote
+
+    shutil.rmtree(tmp, ignore_errors=True)
+    if url.startswith("postgresql"):
+        import psycopg
+
+        schema = unquote(url.rsplit("search_path=", 1)[1])
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
