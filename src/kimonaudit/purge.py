@@ -35,7 +35,7 @@ from kimonaudit.core.merkle import CompactRange
 from kimonaudit.core.note import Checkpoint
 from kimonaudit.core.purged import PrefixProof, prefix_nodes, prefix_range, roots_before
 from kimonaudit.core.timefmt import format_ts, from_us, to_us
-from kimonaudit.errors import AuditLogError, InvalidProof, NotFound
+from kimonaudit.errors import AuditLogError, Conflict, InvalidProof, NotFound
 from kimonaudit.results import Problem
 from kimonaudit.store.retention import purge_store
 from kimonaudit.treeread import TreeReader
@@ -175,7 +175,10 @@ def purge_tenant(
         for m in sizes:
             old_root, _, proof = reader.consistency(m, upto)
             proofs.append(PrefixProof(m, upto, old_root, tuple(proof)))
-        store.begin_purge(tenant_id, upto, nodes, proofs)
+        try:
+            store.begin_purge(tenant_id, upto, nodes, proofs)
+        except Conflict:  # another process purged this tenant meanwhile
+            return _with(p, purge_point=cur, skipped="purged meanwhile by another process")
     dropped: tuple[str, ...] = ()
     drop = getattr(audit.store, "drop_purged_partitions", None)
     if callable(drop) and upto > cur:
