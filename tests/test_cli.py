@@ -94,7 +94,10 @@ def test_ingest_rejects_a_bad_file_whole(tmp_path, tenant):
     lines = [json.dumps(event(0)), "{not json", json.dumps({"action": "x"}), json.dumps(event(1))]
     proc = kimon(tmp_path, "ingest", "--tenant", tenant, "-", stdin="\n".join(lines))
     assert proc.returncode == 2
-    assert "line 2: not JSON" in proc.stderr and "line 3: action" in proc.stderr
+    second = len(lines[0]) + 1
+    third = second + len(lines[1]) + 1
+    assert f"line 2 (byte {second}): not JSON" in proc.stderr
+    assert f"line 3 (byte {third}): action" in proc.stderr
     assert "Traceback" not in proc.stderr
     listing = json.loads(kimon(tmp_path, "tenants", "list", "--json").stdout)
     assert listing[0]["tree_size"] == 1  # only the admin key's entry

@@ -256,28 +256,40 @@ def tenants_list(obj: Ctx, as_json: bool) -> None:
     type=click.IntRange(1, 1000),
     help="Events per atomic append.",
 )
-@click.argument("file", type=click.File("r", encoding="utf-8"))
+@click.argument("file", type=click.File("rb"))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @click.pass_obj
 def ingest(obj: Ctx, tenant_id: str, batch_size: int, file: Any, as_json: bool) -> None:
-    """Append events from an NDJSON FILE (one event per line; - for stdin).
+    """Append events from an NDJSON FILE (one event per line, UTF-8; - for stdin).
 
-    The whole file is validated first: if any line is bad, the errors are
-    listed with their line numbers and nothing is appended.
+    The file is streamed twice. First every line is checked: if any line is
+    bad, the problems are listed with their line numbers and byte offsets,
+    nothing is appended, and the exit status is 2. Then the events are
+    appended in batches of --batch-size as they are read, each batch atomic.
+    Standard input is spooled to a temporary file for the second pass.
+    Events whose id is already in the log are counted, not appended twice.
     """
-    from kimonaudit.ingest import ingest_lines
+    from kimonaudit.ingest import ingest_stream, size_of
 
     log = obj.log()
     log.get_tenant(tenant_id)
-    lines = file.readlines()
-    with progress_bar("ingesting", None) as update:
-        summary = ingest_lines(log, tenant_id, lines, batch_size=batch_size, progress=update)
+    size = size_of(file)
+    # One bar over both passes, by bytes read: checking is the first half.
+    with progress_bar("checking, then appending", None if size is None else 2 * size) as update:
+        summary = ingest_stream(
+            log,
+            tenant_id,
+            file,
+            batch_size,
+            checking=lambda done, _: update(done),
+            appending=lambda done, _: update(done if size is None else size + done),
+        )
     if as_json:
         _emit_json(summary)
     else:
         click.echo(
-            f"appended {summary['appended']} events to {tenant_id} "
-            f"({summary['duplicates']} already present); tree size {summary['tree_size']}"
+            f"appended {plural(summary['appended'], 'event')} to {tenant_id} "
+            f"({summary['duplicates']:,} already present); tree size {summary['tree_size']:,}"
         )
 
 
