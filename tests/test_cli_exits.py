@@ -109,6 +109,8 @@ TABLE: list[tuple[tuple[str, ...], str, int, str]] = [
     (("prove", "--tenant", T, "--seq", "99"), "bad input", INPUT, "error: "),
     (("prove", "--tenant", T, "--from", "4", "--to", "2"), "bad input", INPUT, "error: "),
     (("verify", "--against", "garbage.bin"), "bad input", INPUT, "error: "),
+    (("ingest", "--tenant", T, "garbage.bin"), "bad input", INPUT, "line 1 (byte 0): not UTF-8"),
+    (("ingest", "--tenant", T, "checkpoint.txt"), "bad input", INPUT, "line 1 (byte 0): not JSON"),
     (("apikeys", "revoke", "--tenant", T, "kak_nothere"), "bad input", INPUT, "error: "),
     (("keys", "generate"), "bad input", FAILURE, "already exists"),
     # other failures: the database or the key file
@@ -242,9 +244,8 @@ def _leaf_commands() -> list[tuple[tuple[str, ...], click.Command]]:
             out += [((name, sub), c) for sub, c in cmd.commands.items()]
         else:
             out.append(((name,), cmd))
-    # serve runs a server and demo a long simulation; ingest's file handling
-    # belongs to the ingest work and has its own tests.
-    return [(p, c) for p, c in out if p[0] not in ("serve", "demo", "ingest")]
+    # serve runs a server and demo a long simulation.
+    return [(p, c) for p, c in out if p[0] not in ("serve", "demo")]
 
 
 @pytest.mark.parametrize("path", [p for p, _ in _leaf_commands()], ids=" ".join)

@@ -4,6 +4,7 @@ code in `main`, never a traceback."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -256,7 +257,7 @@ def tenants_list(obj: Ctx, as_json: bool) -> None:
     type=click.IntRange(1, 1000),
     help="Events per atomic append.",
 )
-@click.argument("file", type=click.File("rb"))
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @click.pass_obj
 def ingest(obj: Ctx, tenant_id: str, batch_size: int, file: Any, as_json: bool) -> None:
@@ -269,10 +270,37 @@ def ingest(obj: Ctx, tenant_id: str, batch_size: int, file: Any, as_json: bool) 
     Standard input is spooled to a temporary file for the second pass.
     Events whose id is already in the log are counted, not appended twice.
     """
-    from kimonaudit.ingest import ingest_stream, size_of
-
     log = obj.log()
     log.get_tenant(tenant_id)
+    with _open_binary(file) as stream:
+        summary = _ingest(log, tenant_id, stream, batch_size)
+    if as_json:
+        _emit_json(summary)
+    else:
+        click.echo(
+            f"appended {plural(summary['appended'], 'event')} to {tenant_id} "
+            f"({summary['duplicates']:,} already present); tree size {summary['tree_size']:,}"
+        )
+
+
+@contextmanager
+def _open_binary(path: str) -> Iterator[Any]:
+    """The file at `path` (or stdin for -) opened for reading bytes."""
+    if path == "-":
+        stdin = sys.stdin
+        yield getattr(stdin, "buffer", None) or io.BytesIO(stdin.read().encode("utf-8"))
+        return
+    try:
+        stream = open(path, "rb")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise InvalidInput(f"{path}: {exc.strerror or exc}") from None
+    with stream:
+        yield stream
+
+
+def _ingest(log: AuditLog, tenant_id: str, file: Any, batch_size: int) -> dict[str, Any]:
+    from kimonaudit.ingest import ingest_stream, size_of
+
     size = size_of(file)
     # One bar over both passes, by bytes read: checking is the first half.
     with progress_bar("checking, then appending", None if size is None else 2 * size) as update:
@@ -284,13 +312,7 @@ def ingest(obj: Ctx, tenant_id: str, batch_size: int, file: Any, as_json: bool) 
             checking=lambda done, _: update(done),
             appending=lambda done, _: update(done if size is None else size + done),
         )
-    if as_json:
-        _emit_json(summary)
-    else:
-        click.echo(
-            f"appended {plural(summary['appended'], 'event')} to {tenant_id} "
-            f"({summary['duplicates']:,} already present); tree size {summary['tree_size']:,}"
-        )
+    return summary
 
 
 # -- checkpoints, proofs, keys -------------------------------------------------
