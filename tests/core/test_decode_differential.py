@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from kimonaudit.core import decode
 from kimonaudit.core.catalogue import CATALOGUE
 from kimonaudit.core.events import validate_batch, validate_event
 from kimonaudit.core.leaf import encode_payload, payload_bytes, payload_of
+from kimonaudit.core.timefmt import format_ts, parse_ts
 from kimonaudit.errors import InvalidEvent, InvalidInput
 from tests.core.test_events import EVENTS, nested
 from tests.oracle import events_v1 as oracle
@@ -207,11 +209,11 @@ def mutated(draw: st.DrawFn, base: st.SearchStrategy[Any] = EVENTS) -> Any:
             if action == "delete":
                 holder.pop(key, None)
             else:
-                holder[key] = draw(VALUES)
+                holder[key] = copy.deepcopy(draw(VALUES))
         elif holder:
-            holder[draw(st.integers(0, len(holder) - 1))] = draw(VALUES)
+            holder[draw(st.integers(0, len(holder) - 1))] = copy.deepcopy(draw(VALUES))
         else:
-            holder.append(draw(VALUES))
+            holder.append(copy.deepcopy(draw(VALUES)))
     return obj
 
 
@@ -443,3 +445,22 @@ def test_catalogue_actions_decode() -> None:
         raw = json.dumps({"action": action}).encode()
         assert decode.decode_line_fast(raw).info is CATALOGUE[action]
         assert validate_batch([{"action": action}])[0] == validate_event({"action": action})
+
+
+@given(
+    st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59)),
+    st.text("0123456789", max_size=10),
+    st.sampled_from(["T", "t", " "]),
+    st.sampled_from(["Z", "z", "+00:00", "-01:30"]),
+)
+@SETTINGS
+def test_timestamps_match_parse_ts(moment: datetime, digits: str, sep: str, zone: str) -> None:
+    """The fast RFC 3339 reader agrees with parse_ts/format_ts, or declines."""
+    text = moment.strftime(f"%Y-%m-%d{sep}%H:%M:%S") + (f".{digits}" if digits else "") + zone
+    try:
+        us = parse_ts(text)
+    except InvalidInput:
+        with pytest.raises(decode.Slow):
+            decode._timestamp(text)
+        return
+    assert decode._timestamp(text) == (us, format_ts(us))

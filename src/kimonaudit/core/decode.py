@@ -415,7 +415,7 @@ _CACHE_LIMIT = 50_000
 # Frozen, validated parts that repeat from event to event, shared.
 _actors: dict[tuple[Any, ...], tuple[ev.Actor, int]] = {}
 _targets: dict[tuple[str, str], ev.Target] = {}
-_seconds: dict[str, tuple[int, str]] = {}
+_days: dict[str, int] = {}
 
 
 def _finish(item: Any, general: bool, from_json: bool) -> tuple[Event, int]:
@@ -648,31 +648,48 @@ def _actor(actor: Any, members: int) -> tuple[ev.Actor, int]:
 
 def _timestamp(text: Any) -> tuple[int, str]:
     """(µs, canonical text) of an RFC 3339 timestamp, as parse_ts and
-    format_ts give them; the whole-second part is cached."""
-    if type(text) is str and len(text) >= 20 and text[-1] == "Z" and text.isascii():
-        head = text[:19]
-        hit = _seconds.get(head)
-        if hit is None:
-            try:
-                us = parse_ts(head + "Z")
-            except InvalidInput:
-                raise Slow from None
-            hit = (us, format_ts(us)[:19])
-            if len(_seconds) >= _CACHE_LIMIT:
-                _seconds.clear()
-            _seconds[head] = hit
-        n = len(text)
-        if n == 20:
-            return hit[0], f"{hit[1]}.000000Z"
-        fraction = text[20:-1]
-        if text[19] == "." and 1 <= len(fraction) <= 9 and fraction.isdigit():
-            frac = int(fraction[:6].ljust(6, "0"))
-            return hit[0] + frac, f"{hit[1]}.{frac:06d}Z"
+    format_ts give them. The common UTC form ("...THH:MM:SS[.fff]Z") is read
+    here, the date part through a cache; parse_ts does everything else."""
+    if (
+        type(text) is str
+        and len(text) >= 20
+        and text[-1] == "Z"
+        and text[10] == "T"
+        and text[13] == ":"
+        and text[16] == ":"
+        and text.isascii()
+    ):
+        days = _days.get(text[:10])
+        if days is None:
+            days = _day_of(text[:10])
+        clock = text[11:13] + text[14:16] + text[17:19]
+        if clock.isdigit():
+            hours, minutes, seconds = int(clock[:2]), int(clock[2:4]), int(clock[4:])
+            if hours < 24 and minutes < 60 and seconds < 60:
+                us = (days * 86_400 + hours * 3600 + minutes * 60 + seconds) * 1_000_000
+                if len(text) == 20:
+                    return us, f"{text[:19]}.000000Z"
+                fraction = text[20:-1]
+                if text[19] == "." and 1 <= len(fraction) <= 9 and fraction.isdigit():
+                    frac = int(fraction[:6].ljust(6, "0"))
+                    return us + frac, f"{text[:19]}.{frac:06d}Z"
     try:
         us = parse_ts(text)
     except InvalidInput:
         raise Slow from None
     return us, format_ts(us)
+
+
+def _day_of(day: str) -> int:
+    """Days since the epoch of "YYYY-MM-DD", checked by parse_ts; cached."""
+    try:
+        days = parse_ts(day + "T00:00:00Z") // 86_400_000_000
+    except InvalidInput:
+        raise Slow from None
+    if len(_days) >= _CACHE_LIMIT:
+        _days.clear()
+    _days[day] = days
+    return days
 
 
 _NOT_EXACT, _GENERAL, _PLAIN_JSON = 0, 1, 2
