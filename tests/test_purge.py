@@ -380,3 +380,47 @@ def test_purge_waits_for_an_active_siem_destination(db_url, key_file, clock) -> 
         log.run_retention()
         assert log.store.tree_state(t).purged > 20
         assert log.verify(t).ok
+
+
+def _forge_purge(log, tid: str, upto: int) -> None:
+    """What someone with database access (and our code) could do: keep a correct
+    compact range for a later purge point and delete the rows below it."""
+    from kimonaudit.core.purged import prefix_nodes
+    from kimonaudit.store.retention import purge_store
+    from kimonaudit.treeread import TreeReader
+
+    keys = prefix_nodes(upto)
+    got = TreeReader(log.store, tid).node_hashes(keys)
+    store = purge_store(log.store)
+    store.begin_purge(tid, upto, [(lvl, i, got[(lvl, i)]) for lvl, i in keys], [])
+    while store.delete_purged(tid, upto, 1000):
+        pass
+
+
+def test_unrecorded_purge_is_caught_and_an_interrupted_one_completed(db_url, key_file, clock):
+    """A purge point that no audit_log.purged entry records fails verify, even with a
+    correct compact range; the next retention run records an interrupted purge."""
+    with kimonaudit.open(db_url, key_file=key_file, clock=clock) as log:
+        t = log.create_tenant("acme").id
+        for _ in range(16):
+            log.append(t, [event(i) for i in range(10)])
+            clock.advance(days=31)
+        log.run_retention()
+        purged = log.store.tree_state(t).purged
+        assert log.verify(t).ok
+        _forge_purge(log, t, purged + 25)  # 25 entries inside retention, gone
+        bad = log.verify(t)
+        assert not bad.ok and any(p.kind == "purge" for p in bad.problems)
+
+    with kimonaudit.open(db_url, key_file=key_file, clock=clock) as log:
+        other = log.create_tenant("beta").id
+        for _ in range(16):
+            log.append(other, [event(i) for i in range(10)])
+            clock.advance(days=31)
+        from kimonaudit.purge import plan
+
+        upto = plan(log, other, log.now_us()).purge_point
+        _forge_purge(log, other, upto)  # as if a run stopped before recording itself
+        assert not log.verify(other).ok
+        log.run_retention(tenant_id=other)
+        assert log.verify(other).ok

@@ -194,6 +194,12 @@ def purge_tenant(
     if callable(reclaim) and deleted:
         while reclaim(1_000) >= 1_000:  # SQLite: give pages back in small steps
             pass
+    if upto <= cur and purged_now:
+        record = last_purge_record(audit.store, tenant_id)
+        if record is None or (record[1] is not None and record[1] != purged_now):
+            # An earlier run moved the purge point and stopped before recording
+            # it: record it now, so the log says what happened.
+            cur, upto = (0 if record is None or record[1] is None else record[1]), purged_now
     if upto > cur:
         store.delete_purged_nodes(tenant_id, upto, prefix_nodes(upto), batch)
         audit.append(
@@ -288,6 +294,30 @@ def status(audit: AuditLog, tenant_id: str | None = None) -> list[TenantRetentio
     return out
 
 
+def last_purge_record(store: object, tenant_id: str) -> tuple[int, int | None] | None:
+    """(seq, first_retained_seq) of the tenant's newest `audit_log.purged`
+    entry, None if there is none (first_retained_seq None if redacted)."""
+    import json
+
+    from kimonaudit.core.query import parse
+    from kimonaudit.store.base import SearchSql
+    from kimonaudit.store.querysql import CompileContext, compile_where
+
+    s: Any = store
+    where, params = compile_where(
+        parse("action:audit_log.purged"), CompileContext(s.dialect, 0, lambda _: [])
+    )
+    rows = s.search_page(tenant_id, SearchSql(where, tuple(params)), 1)
+    if not rows:
+        return None
+    row = rows[0]
+    if row.payload is None:
+        return row.seq, None
+    meta = json.loads(row.payload).get("metadata", {})
+    first = meta.get("first_retained_seq")
+    return row.seq, first if isinstance(first, int) else None
+
+
 # -- verification after a purge --------------------------------------------------------
 def stored_prefix(audit: AuditLog, tenant_id: str) -> CompactRange:
     purged, nodes, _ = purge_store(audit.store).purge_state(tenant_id)
@@ -322,6 +352,21 @@ def check_purged_prefix(
         )
         return CompactRange(purged, [bytes(32)] * len(keys))
     prefix = prefix_range(purged, nodes)
+    record = last_purge_record(store, tenant_id)
+    if record is None or (record[1] is not None and record[1] != purged):
+        said = (
+            "no audit_log.purged entry"
+            if record is None
+            else (f"the last audit_log.purged entry (seq {record[0]}) says {record[1]}")
+        )
+        add(
+            Problem(
+                None,
+                "purge",
+                f"entries [0, {purged}) are gone as purged, but {said}: more (or less) was "
+                "removed than any recorded purge",
+            )
+        )
     try:
         roots = roots_before(prefix, proofs)
     except InvalidProof as exc:
