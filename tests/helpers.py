@@ -71,6 +71,40 @@ def hostile_events() -> list[dict[str, Any]]:
     return out
 
 
+_LEDGER_FIELDS = (
+    "event_id, recorded_at, action, category, severity, security, actor_hash, actor_type,"
+    " target_type, target_id, outcome, occurred_at, ip, payload, salt, payload_commitment,"
+    " leaf_hash"
+)
+_NEW = ", ".join("NEW." + c.strip() for c in _LEDGER_FIELDS.split(","))
+# The SQLite ledger keys entries by rid = tenant_no << 40 | seq. Tests that
+# tamper as an attacker would speak of (tenant_id, seq): this connection-only
+# view maps one to the other, its triggers writing straight to the ledger
+# (so a seq may go negative mid-swap, as a real attacker's UPDATE could).
+ENTRIES_VIEW = f"""
+CREATE TEMP VIEW entries AS
+    SELECT t.tenant_id AS tenant_id, l.rid - (l.tenant_no << 40) AS seq, {_LEDGER_FIELDS}
+    FROM main.ledger l JOIN main.tenants t ON t.tenant_no = l.tenant_no;
+CREATE TEMP TRIGGER entries_update INSTEAD OF UPDATE ON entries BEGIN
+    UPDATE ledger SET
+        rid = (tenant_no << 40) + NEW.seq,
+        ({_LEDGER_FIELDS}) = ({_NEW})
+    WHERE rid = (tenant_no << 40) + OLD.seq
+      AND tenant_no = (SELECT tenant_no FROM main.tenants WHERE tenant_id = OLD.tenant_id);
+END;
+CREATE TEMP TRIGGER entries_delete INSTEAD OF DELETE ON entries BEGIN
+    DELETE FROM ledger
+    WHERE tenant_no = (SELECT tenant_no FROM main.tenants WHERE tenant_id = OLD.tenant_id)
+      AND rid = (tenant_no << 40) + OLD.seq;
+END;
+CREATE TEMP TRIGGER entries_insert INSTEAD OF INSERT ON entries BEGIN
+    INSERT INTO ledger (rid, tenant_no, {_LEDGER_FIELDS})
+    SELECT (t.tenant_no << 40) + NEW.seq, t.tenant_no, {_NEW}
+    FROM main.tenants t WHERE t.tenant_id = NEW.tenant_id;
+END;
+"""
+
+
 @contextmanager
 def raw_db(url: str) -> Iterator[Any]:
     """Direct SQL on the store's tables, as an attacker with database access
@@ -79,6 +113,7 @@ def raw_db(url: str) -> Iterator[Any]:
         from kimonaudit.store.sqlite import sqlite_path
 
         conn = sqlite3.connect(sqlite_path(url), isolation_level=None)
+        conn.executescript(ENTRIES_VIEW)
 
         def run(sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
             return conn.execute(sql, params).fetchall()

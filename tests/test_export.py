@@ -159,7 +159,7 @@ QUERIES = ["", "action:ticket.*", "pending", "refund", "-pending is:security", "
 def test_an_export_holds_what_search_finds_oldest_first(log, clock, monkeypatch, fmt):
     """For each query the export's rows are the search's matches in seq
     order, across many store pages."""
-    monkeypatch.setattr("kimonaudit.store.sqlite._SEARCH_PAGE", 7)
+    monkeypatch.setattr("kimonaudit.store.sqlite_search._PAGE", 7)
     monkeypatch.setattr("kimonaudit.store.postgres._SEARCH_PAGE", 7)
     t = log.create_tenant("acme")
     other = log.create_tenant("other")
@@ -253,7 +253,7 @@ def _peak(log: AuditLog, tenant_id: str) -> int:
 def test_memory_stays_flat_as_exports_grow(tmp_path, key_file, monkeypatch):
     """Peak Python memory of an export does not grow with its length: three
     times the rows, about the same peak."""
-    monkeypatch.setattr("kimonaudit.store.sqlite._SEARCH_PAGE", 200)
+    monkeypatch.setattr("kimonaudit.store.sqlite_search._PAGE", 200)
     monkeypatch.setattr(export_mod, "CHUNK_BYTES", 16 * 1024)
     with kimonaudit.open(f"sqlite:///{tmp_path / 'm.db'}", key_file=key_file) as log:
         small = log.create_tenant("small")

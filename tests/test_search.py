@@ -111,16 +111,18 @@ def test_pages_concatenate_to_every_match_newest_first(log, clock, limit):
 STRATEGIES = {
     # Only the ordered walk (newest first along an index, stopping at `limit`).
     "walk": {
-        "sqlite._FILTER_BUDGET": 10**9,
-        "sqlite._TEXT_BUDGET": 10**9,
+        "sqlite_search._WALK_BUDGET": 10**9,
+        "sqlite_search._TEXT_BUDGET": 10**9,
+        "sqlite_search._SORT_LIMIT": -1,
         "postgres._FILTER_BUDGET_MS": "100s",
         "postgres._TEXT_PLANNER_BUDGET_MS": None,
         "postgres._TEXT_BUDGET_MS": "100s",
     },
     # Only the last resort (the planner's choice of index, then a sort).
     "lookup": {
-        "sqlite._FILTER_BUDGET": -1,
-        "sqlite._TEXT_BUDGET": -1,
+        "sqlite_search._WALK_BUDGET": -1,
+        "sqlite_search._TEXT_BUDGET": -1,
+        "sqlite_search._SORT_LIMIT": 10**9,
         "postgres._FILTER_BUDGET_MS": None,
         "postgres._TEXT_PLANNER_BUDGET_MS": None,
         "postgres._TEXT_BUDGET_MS": None,

@@ -90,8 +90,13 @@ class Tamper:
         cols = (
             "tenant_id seq event_id recorded_at action category severity security actor_hash "
             "actor_type target_type target_id outcome occurred_at ip payload salt "
-            "payload_commitment leaf_hash search_text"
+            "payload_commitment leaf_hash"
         ).split()
+        try:  # a store that keeps the full-text document beside the row
+            self.column(src, "search_text")
+            cols.append("search_text")
+        except Exception:
+            pass
         (row,) = self.run(
             f"SELECT {', '.join(cols)} FROM {self.TABLE} WHERE {self.KEY}", (self.tid, src)
         )

@@ -62,7 +62,12 @@ class NotFound(AuditLogError):
 
 
 class Conflict(AuditLogError):
-    pass
+    """The request contradicts what is stored (an id already taken by other
+    content). `field` names the input that conflicts, when one does."""
+
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class AuthError(AuditLogError):

@@ -112,10 +112,8 @@ class Selection:
 
     def count(self) -> int:
         """How many entries `rows` gives (one more query: for progress bars)."""
-        sql = self.compiled.sql
-        mark = "?" if self.log.store.dialect == "sqlite" else "%s"
-        where = f"({sql.where}) AND e.seq < {mark}"
-        return self.log.store.count(self.tenant_id, where, [*sql.params, self.before_seq])
+        store: SearchStore = self.log.store  # type: ignore[assignment]
+        return store.count_matches(self.tenant_id, self.compiled.sql, self.before_seq)
 
 
 def select(log: AuditLog, tenant_id: str, q: str | Query) -> Selection:
@@ -225,7 +223,7 @@ def csv_records(
     known: dict[str | None, tuple[str, str, str]] = {}
     for r in rows:
         (_, seq, event_id, recorded_at, action, category, severity, security, a_hash,
-         a_type, t_type, t_id, outcome, _, ip, payload, _, _, leaf_hash, _) = r  # fmt: skip
+         a_type, t_type, t_id, outcome, _, ip, payload, _, _, leaf_hash) = r  # fmt: skip
         if payload is not None:
             changes, context, context_json, metadata, occurred = _payload_parts(payload)
             ua = cell(context.get("user_agent"))

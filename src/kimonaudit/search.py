@@ -45,7 +45,12 @@ from kimonaudit.core.timefmt import format_ts, from_us
 from kimonaudit.errors import InvalidInput, NotFound
 from kimonaudit.querylog import UNKNOWN_ACTOR, pseudonymise
 from kimonaudit.store.base import SearchSql, SearchStore
-from kimonaudit.store.querysql import CompileContext, compile_where
+from kimonaudit.store.querysql import (
+    CompileContext,
+    compile_where,
+    posting_drivers,
+    text_phrases,
+)
 from kimonaudit.views import entry_json
 
 if TYPE_CHECKING:
@@ -148,9 +153,20 @@ def compile_query(
     ctx = CompileContext(dialect, now, actor_hash)  # type: ignore[arg-type]
     # recorded_at never decreases along seq, so a time range is also a seq
     # range, which the (tenant_id, seq) order serves without a sort.
-    narrowed = _with_seq_range(query, _store(log), tenant_id, now)
+    narrowed, seq_low, seq_high = _with_seq_range(query, _store(log), tenant_id, now)
     where, params = compile_where(narrowed, ctx)
-    sql = SearchSql(where, tuple(params))
+    no_text = Query(tuple(t for t in narrowed.terms if not isinstance(t, Text)))
+    scan_where, scan_params = compile_where(no_text, ctx)
+    sql = SearchSql(
+        where,
+        tuple(params),
+        scan_where=scan_where,
+        scan_params=tuple(scan_params),
+        texts=text_phrases(narrowed),
+        drivers=posting_drivers(narrowed, ctx),
+        seq_low=seq_low,
+        seq_high=seq_high,
+    )
     wanted = [t for t in narrowed.terms if isinstance(t, Text) and not t.negated]
     if dialect == "sqlite" and wanted:
         sql = _split_text(sql, narrowed, wanted, ctx)
@@ -199,7 +215,11 @@ def _created_span(f: Filter, now_us: int) -> tuple[int | None, int | None]:
     return low, high
 
 
-def _with_seq_range(query: Query, store: SearchStore, tenant_id: str, now_us: int) -> Query:
+def _with_seq_range(
+    query: Query, store: SearchStore, tenant_id: str, now_us: int
+) -> tuple[Query, int, int | None]:
+    """The query with its created: bounds also as a seq range, and that
+    range as [low, high) (high None: unbounded)."""
     start: int | None = None
     end: int | None = None
     for t in query.terms:
@@ -210,14 +230,14 @@ def _with_seq_range(query: Query, store: SearchStore, tenant_id: str, now_us: in
             if hi is not None:
                 end = hi if end is None else min(end, hi)
     if start is None and end is None:
-        return query
+        return query, 0, None
     first = 0 if start is None else store.seq_at(tenant_id, start)
     if first is None:  # nothing recorded that late
-        return Query((*query.terms, Filter("seq", "=", (Range(1, 0),))))
+        return Query((*query.terms, Filter("seq", "=", (Range(1, 0),)))), 0, 0
     last = None if end is None else store.seq_at(tenant_id, end)
     if last is None:
-        return Query((*query.terms, Filter("seq", ">=", (first,))))
-    return Query((*query.terms, Filter("seq", "=", (Range(first, last - 1),))))
+        return Query((*query.terms, Filter("seq", ">=", (first,)))), first, None
+    return Query((*query.terms, Filter("seq", "=", (Range(first, last - 1),)))), first, last
 
 
 # -- cursors -------------------------------------------------------------------

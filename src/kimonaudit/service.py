@@ -35,7 +35,6 @@ from kimonaudit.core.records import (
     TenantRecord,
     TreeState,
 )
-from kimonaudit.core.searchtext import search_text
 from kimonaudit.core.timefmt import to_us
 from kimonaudit.erasure import ActorHashes
 from kimonaudit.errors import (
@@ -228,16 +227,6 @@ class AuditLog:
                     payload,
                     salt,
                     payload_commitment(salt, payload),
-                    search_text(
-                        action=ev.action,
-                        target_type=t_type,
-                        target_id=t_id,
-                        actor_type=a_type,
-                        outcome=ev.outcome,
-                        context=ev.context,
-                        changes=[(c.field, c.before, c.after) for c in ev.changes],
-                        metadata=ev.metadata,
-                    ),
                 )
             )
         return prepared, list(actors.values())

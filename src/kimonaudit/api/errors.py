@@ -143,6 +143,8 @@ def library_error(exc: E.AuditLogError) -> JSONResponse:
     fields = None
     if isinstance(exc, E.InvalidInput) and exc.field:
         fields = [{"path": exc.field, "message": exc.reason}]
+    elif isinstance(exc, E.Conflict) and exc.field:
+        fields = [{"path": exc.field, "message": exc.message}]
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     message = exc.message if status != 500 or code == "integrity_error" else "internal error"
     return error_response(status, code, message, fields, headers)

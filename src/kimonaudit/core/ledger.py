@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from kimonaudit.core.leaf import leaf_fields
 from kimonaudit.core.merkle import is_stored_level, leaf_hash
 from kimonaudit.core.records import AppendPlan, EntryRow, Prepared, Receipt, TreeState
+from kimonaudit.errors import Conflict
 
 
 def leaf_of(tenant_id: str, seq: int, recorded_at: int, p: Prepared | EntryRow) -> bytes:
@@ -39,18 +40,40 @@ def leaf_of_row(row: EntryRow) -> bytes:
     return leaf_of(row.tenant_id, row.seq, row.recorded_at, row)
 
 
+def same_content(p: Prepared, row: EntryRow) -> bool:
+    """Whether a retried event says what the stored entry with its id says.
+
+    The salt, seq and time are the server's, so they are not compared; a
+    redacted entry has no payload left to compare, only its header.
+    """
+    return (
+        p.action == row.action
+        and p.severity == row.severity
+        and p.security == row.security
+        and p.actor_hash == row.actor_hash
+        and p.actor_type == row.actor_type
+        and p.target_type == row.target_type
+        and p.target_id == row.target_id
+        and p.outcome == row.outcome
+        and (row.payload is None or (p.payload == row.payload and p.occurred_at == row.occurred_at))
+    )
+
+
 def plan_append(
     state: TreeState,
     events: Sequence[Prepared],
-    existing: Mapping[str, Receipt],
+    existing: Mapping[str, EntryRow],
     now_us: int,
 ) -> AppendPlan:
     """Plan the append of `events` after `state`.
 
-    Events whose id is in `existing` were appended before (a retry): they get
-    their original receipt and append nothing. Every new entry of one batch
-    shares one `recorded_at`, which never goes below the tenant's previous
-    one, so the log stays ordered even if the clock steps back.
+    Events whose id is in `existing` were appended before (a retry): with
+    the same content they get their original receipt and append nothing;
+    with other content the whole batch is refused (Conflict), since
+    swallowing it would let anyone who can guess an id suppress an event.
+    Every new entry of one batch shares one `recorded_at`, which never goes
+    below the tenant's previous one, so the log stays ordered even if the
+    clock steps back.
     """
     tree = state.tree.copy()
     tenant_id = state.tenant_id
@@ -58,11 +81,20 @@ def plan_append(
     rows: list[EntryRow] = []
     nodes: list[tuple[int, int, bytes]] = []
     receipts: list[Receipt] = []
-    existing = dict(existing)  # grows: an id repeated inside the batch is a retry too
-    for p in events:
-        earlier = existing.get(p.event_id)
+    seen = dict(existing)  # grows: an id repeated inside the batch is a retry too
+    for n, p in enumerate(events):
+        earlier = seen.get(p.event_id)
         if earlier is not None:
-            receipts.append(earlier)
+            if not same_content(p, earlier):
+                raise Conflict(
+                    f"event id {p.event_id!r} was already used for an event with other "
+                    "content; a retry must repeat the event unchanged, a new event needs "
+                    "a new id",
+                    field=f"events[{n}].id",
+                )
+            receipts.append(
+                Receipt(earlier.event_id, earlier.seq, earlier.recorded_at, earlier.leaf_hash)
+            )
             continue
         seq = tree.size
         lh = leaf_hash(leaf_of(tenant_id, seq, recorded_at, p))
@@ -90,12 +122,10 @@ def plan_append(
                 p.salt,
                 p.payload_commitment,
                 lh,
-                p.search_text,
             )
         )
-        receipt = Receipt(p.event_id, seq, recorded_at, lh)
-        existing[p.event_id] = receipt
-        receipts.append(receipt)
+        seen[p.event_id] = rows[-1]
+        receipts.append(Receipt(p.event_id, seq, recorded_at, lh))
     new_state = TreeState(
         tenant_id,
         tree,

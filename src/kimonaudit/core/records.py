@@ -32,7 +32,6 @@ class Prepared(NamedTuple):
     payload: bytes
     salt: bytes
     payload_commitment: bytes
-    search_text: str
 
 
 class EntryRow(NamedTuple):
@@ -57,7 +56,6 @@ class EntryRow(NamedTuple):
     salt: bytes | None
     payload_commitment: bytes
     leaf_hash: bytes
-    search_text: str
 
 
 ENTRY_COLUMNS: tuple[str, ...] = EntryRow._fields

@@ -21,15 +21,14 @@ from kimonaudit.core.records import (
     AppendPlan,
     CheckpointRecord,
     EntryRow,
-    Receipt,
     TenantRecord,
     TreeState,
 )
 
 # Called by the store's writer while it holds the tenant's lock: given the
-# current tree state and the receipts of event ids already in the log,
+# current tree state and the stored entries of event ids already in the log,
 # return what to write.
-PlanBuilder = Callable[[TreeState, Mapping[str, Receipt]], AppendPlan]
+PlanBuilder = Callable[[TreeState, Mapping[str, EntryRow]], AppendPlan]
 
 
 class Store(Protocol):
@@ -177,15 +176,27 @@ class Store(Protocol):
 
 
 # == search, export and histogram (owned by the search work) ==================
+# A posting driver: alternatives (field, mode, values) of which every match
+# holds at least one term; mode "eq" (values), "range" (low, high inclusive)
+# or "glob" (one GLOB pattern). Fields are kimonaudit.core.projection's F_*.
+DriverSpec = tuple[int, str, tuple[str, ...]]
+Driver = tuple[DriverSpec, ...]
+
+
 @dataclass(frozen=True)
 class SearchSql:
     """A compiled search (kimonaudit.search.compile_query) as a store needs it.
 
-    `where`/`params` is the whole predicate over alias ``e``. When the query
-    has free text and the store is SQLite, `text_match` is an FTS5
-    expression that every matching entry satisfies and `rest_where` the
-    predicate without it: together they let the store walk the full-text
-    index newest first instead of materialising every match.
+    `where`/`params` is the whole predicate over alias ``e`` (the ledger,
+    with free text through the full-text index). When the query has free
+    text, `text_match` is an FTS5 expression (SQLite) that every matching
+    entry satisfies and `rest_where` the predicate without it.
+
+    Entries not yet in the projection (at or above the index's high-water
+    mark) are matched with `scan_where` (everything but free text) and the
+    free-text phrases in `texts` ((words, negated) pairs) checked in Python
+    against the entry's document. `drivers` name posting terms that narrow
+    the indexed part; `seq_low`/`seq_high` bound it ([low, high)).
     """
 
     where: str
@@ -193,6 +204,12 @@ class SearchSql:
     text_match: str | None = None
     rest_where: str = "1=1"
     rest_params: tuple[object, ...] = ()
+    scan_where: str = "1=1"
+    scan_params: tuple[object, ...] = ()
+    texts: tuple[tuple[tuple[str, ...], bool], ...] = ()
+    drivers: tuple[Driver, ...] = ()
+    seq_low: int = 0
+    seq_high: int | None = None
 
 
 class SearchStore(Protocol):
@@ -216,6 +233,10 @@ class SearchStore(Protocol):
         self, tenant_id: str, sql: SearchSql, width_us: int, origin_us: int
     ) -> list[tuple[int, int]]:
         """(bucket, count) of matches, bucket = (recorded_at - origin) // width."""
+        ...
+
+    def count_matches(self, tenant_id: str, sql: SearchSql, before_seq: int | None = None) -> int:
+        """How many entries with seq < `before_seq` match."""
         ...
 
     def seq_at(self, tenant_id: str, recorded_at: int) -> int | None:

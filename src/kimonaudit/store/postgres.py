@@ -32,6 +32,7 @@ from psycopg_pool import ConnectionPool
 
 from kimonaudit.apikeys import ApiKeyRecord
 from kimonaudit.core.merkle import CompactRange
+from kimonaudit.core.projection import entry_text
 from kimonaudit.core.records import (
     ENTRY_COLUMNS,
     ActorRecord,
@@ -39,7 +40,6 @@ from kimonaudit.core.records import (
     AppendPlan,
     CheckpointRecord,
     EntryRow,
-    Receipt,
     TenantRecord,
     TreeState,
 )
@@ -63,7 +63,8 @@ log = logging.getLogger(__name__)
 
 Month = tuple[int, int]
 
-_COLS = ", ".join(ENTRY_COLUMNS)
+# The stored document for full text follows the EntryRow columns.
+_COLS = ", ".join((*ENTRY_COLUMNS, "search_text"))
 # Column names come from EntryRow; nothing outside the code is interpolated.
 _SELECT_ENTRY = f"SELECT {', '.join('e.' + c for c in ENTRY_COLUMNS)} FROM entries e"  # noqa: S608
 # Binary COPY needs every column's type spelled out, in column order.
@@ -83,10 +84,7 @@ _LOCK_STATE = (
 _SELECT_STATE = (
     "SELECT size, frontier, last_recorded_at, purged FROM tree_state WHERE tenant_id = %s"
 )
-_EXISTING = (
-    "SELECT event_id, seq, recorded_at, leaf_hash FROM event_ids "
-    "WHERE tenant_id = %s AND event_id = ANY(%s::text[])"
-)
+_EXISTING = "SELECT seq FROM event_ids WHERE tenant_id = %s AND event_id = ANY(%s::text[])"
 _PUT_NODES = (
     "INSERT INTO tree_nodes (tenant_id, level, idx, hash) "
     "SELECT %s, l, i, h FROM unnest(%s::int4[], %s::int8[], %s::bytea[]) AS n(l, i, h) "
@@ -206,7 +204,7 @@ class _WriteSession:
 
     def _reset(self) -> None:
         self._plans: list[AppendPlan] = []
-        self._pending: dict[tuple[str, str], Receipt] = {}
+        self._pending: dict[tuple[str, str], EntryRow] = {}
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -244,12 +242,18 @@ class _WriteSession:
             row = self.conn.execute(_LOCK_STATE, (tenant_id,)).fetchone()
         return _state(tenant_id, row)
 
-    def existing(self, tenant_id: str, event_ids: Sequence[str]) -> Mapping[str, Receipt]:
-        found: dict[str, Receipt] = {}
+    def existing(self, tenant_id: str, event_ids: Sequence[str]) -> Mapping[str, EntryRow]:
+        found: dict[str, EntryRow] = {}
         with self._errors():
-            cur = self.conn.execute(_EXISTING, (tenant_id, list(event_ids)))
-            for eid, seq, rec, lh in cur:
-                found[eid] = Receipt(eid, seq, rec, lh)
+            seqs = [seq for (seq,) in self.conn.execute(_EXISTING, (tenant_id, list(event_ids)))]
+        # The stored entries, for the content comparison, on another
+        # connection: this transaction must not touch `entries` before its
+        # partitions exist (see _ensure_partitions). Committed entries never
+        # change, so reading them outside the transaction is safe.
+        for seq in seqs:
+            row = self._store.get_entry(tenant_id, seq)
+            if row is not None:
+                found[row.event_id] = row
         if self._pending:
             # Written earlier in this group: not in the table until commit.
             pending = self._pending
@@ -263,9 +267,7 @@ class _WriteSession:
         self._plans.append(plan)
         tid = plan.tenant_id
         for r in plan.rows:
-            self._pending[(tid, r.event_id)] = Receipt(
-                r.event_id, r.seq, r.recorded_at, r.leaf_hash
-            )
+            self._pending[(tid, r.event_id)] = r
 
     def commit(self) -> None:
         plans = self._plans
@@ -280,7 +282,7 @@ class _WriteSession:
                         cp.set_types(_ENTRY_TYPES)
                         for p in plans:
                             for row in p.rows:
-                                cp.write_row(row)
+                                cp.write_row((*row, entry_text(row)))
                     with cur.copy(_COPY_EVENT_IDS) as cp:
                         cp.set_types(_EVENT_ID_TYPES)
                         for p in plans:
@@ -920,6 +922,14 @@ class PostgresStore(PostgresConsoleStore, PostgresRetentionStore, PostgresDestin
             args = [origin_us, width_us, tenant_id, *sql.params]
             rows = conn.execute(q, args, prepare=False).fetchall()
         return [(int(b), int(n)) for b, n in rows]
+
+    def count_matches(self, tenant_id: str, sql: SearchSql, before_seq: int | None = None) -> int:
+        bound = "" if before_seq is None else " AND e.seq < %s"
+        q = f"SELECT count(*) FROM entries e WHERE e.tenant_id = %s AND ({sql.where}){bound}"  # noqa: S608
+        args = [tenant_id, *sql.params, *([] if before_seq is None else [before_seq])]
+        with self._read("counting") as conn:
+            row = conn.execute(q, args).fetchone()
+        return int(row[0]) if row else 0
 
     def seq_at(self, tenant_id: str, recorded_at: int) -> int | None:
         with self._read("searching") as conn:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Literal
 
+from kimonaudit.core import projection as P
 from kimonaudit.core.ipaddr import cidr_bounds, ip_to_bytes
 from kimonaudit.core.query import (
     FAILURE_OUTCOMES,
@@ -296,3 +297,112 @@ def _fts5(sql: _Sql, texts: list[Text]) -> list[str]:
 def _tsquery(sql: _Sql, t: Text) -> str:
     condition = f"{_PG_DOCUMENT} @@ phraseto_tsquery('simple', {sql.p(' '.join(_words(t)))})"
     return _negate(condition) if t.negated else condition
+
+
+# Posting drivers: which projection terms an indexed search can start from.
+# Only positive "=" filters (and severity comparisons) drive; negations,
+# categories and the like are checked on the ledger rows the drivers find.
+
+DriverSpec = tuple[int, str, tuple[str, ...]]
+
+
+def posting_drivers(q: Query, ctx: CompileContext) -> tuple[tuple[DriverSpec, ...], ...]:
+    """For each filter that restricts matches to entries holding one of a set
+    of posting terms, those terms as (field, mode, values) alternatives."""
+    out = []
+    for t in q.terms:
+        if not isinstance(t, Filter) or t.negated:
+            continue
+        driver = _driver(t, ctx)
+        if driver:
+            out.append(tuple(driver))
+    return tuple(out)
+
+
+def _driver(f: Filter, ctx: CompileContext) -> list[DriverSpec] | None:
+    values = list(f.values)
+    if f.key == "severity":
+        levels = _severity_levels(f)
+        if levels is None or 0 in levels:
+            return None  # info entries have no posting
+        return [(P.F_SEVERITY, "eq", tuple(str(v) for v in sorted(levels)))]
+    if f.op != "=":
+        return None
+    specs: list[DriverSpec] = []
+    if f.key == "action":
+        exact = tuple(str(v) for v in values if "*" not in str(v))
+        if exact:
+            specs.append((P.F_ACTION, "eq", exact))
+        for v in values:
+            pattern = str(v)
+            if "*" not in pattern:
+                continue
+            if pattern.strip("*") == "":
+                return None
+            specs.append((P.F_ACTION, "glob", (_glob(pattern),)))
+        return specs
+    if f.key == "actor":
+        return [(P.F_ACTOR, "eq", tuple(ctx.actor_hash(str(v)) for v in values))]
+    if f.key == "target":
+        for v in values:
+            assert isinstance(v, Target)
+            specs.append((P.F_TARGET_ID, "eq", (v.id,)))
+        return specs
+    if f.key == "target_type":
+        return [(P.F_TARGET_TYPE, "eq", tuple(str(v) for v in values))]
+    if f.key == "outcome":
+        if any(str(v) == "success" for v in values):
+            return None
+        return [(P.F_FAILURE, "eq", tuple(str(v) for v in values))]
+    if f.key == "is":
+        for v in values:
+            if v == "security":
+                specs.append((P.F_SECURITY, "eq", ("1",)))
+            elif v == "failure":
+                specs.append((P.F_FAILURE, "eq", FAILURE_OUTCOMES))
+            else:
+                return None
+        return specs
+    if f.key == "ip":
+        for v in values:
+            text = str(v)
+            if "/" in text:
+                low, high = cidr_bounds(text)
+                specs.append((P.F_IP, "range", (low.hex(), high.hex())))
+            else:
+                specs.append((P.F_IP, "eq", (ip_to_bytes(text).hex(),)))
+        return specs
+    return None
+
+
+def _severity_levels(f: Filter) -> set[int] | None:
+    if f.op == "=":
+        levels: set[int] = set()
+        for v in f.values:
+            if isinstance(v, Range):
+                lo, hi = SEVERITIES.index(str(v.low)), SEVERITIES.index(str(v.high))
+                levels.update(range(lo, hi + 1))
+            else:
+                levels.add(SEVERITIES.index(str(v)))
+        return levels
+    (value,) = f.values
+    n = SEVERITIES.index(str(value))
+    every = range(len(SEVERITIES))
+    keep = {
+        ">": lambda x: x > n,
+        ">=": lambda x: x >= n,
+        "<": lambda x: x < n,
+        "<=": lambda x: x <= n,
+    }[f.op]
+    return {x for x in every if keep(x)}
+
+
+def _glob(pattern: str) -> str:
+    # GLOB is case-sensitive like the action column; its own metacharacters
+    # in an action are matched literally.
+    return "".join(f"[{c}]" if c in "?[]" else c for c in pattern)
+
+
+def text_phrases(q: Query) -> tuple[tuple[tuple[str, ...], bool], ...]:
+    """The free-text terms as (words, negated), as the documents hold words."""
+    return tuple((tuple(_words(t)), t.negated) for t in q.terms if isinstance(t, Text))

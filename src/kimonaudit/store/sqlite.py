@@ -13,7 +13,6 @@ import threading
 import time
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from itertools import chain
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -27,42 +26,42 @@ from kimonaudit.core.records import (
     AppendPlan,
     CheckpointRecord,
     EntryRow,
-    Receipt,
     TenantRecord,
     TreeState,
 )
 from kimonaudit.errors import ConfigError, Conflict, NotFound, StoreError
-from kimonaudit.store.base import PlanBuilder, SearchSql
+from kimonaudit.store.base import PlanBuilder
 from kimonaudit.store.sqlite_console import SQLiteConsoleStore
 from kimonaudit.store.sqlite_destinations import SQLiteDestinationStore
+from kimonaudit.store.sqlite_index import (
+    SEQ_BITS,
+    SEQ_MASK,
+    Indexer,
+    index_path,
+    remove_rows,
+    rid_indexed,
+    rid_of,
+)
 from kimonaudit.store.sqlite_retention import SQLiteRetentionStore
 from kimonaudit.store.sqlite_schema import MIGRATIONS
+from kimonaudit.store.sqlite_search import SQLiteSearch
 from kimonaudit.store.writer import GroupCommitWriter
 
 # SQL here is assembled from constant fragments and, for search, from
 # predicates compiled with every value as a parameter (store/querysql.py).
-_COLS = ", ".join(ENTRY_COLUMNS)
-_INSERT_ENTRY = f"INSERT INTO entries ({_COLS}) VALUES ({', '.join('?' * len(ENTRY_COLUMNS))})"  # noqa: S608
-_SELECT_ENTRY = f"SELECT {_COLS} FROM entries e"  # noqa: S608
+# The ledger's columns after (rid, tenant_no): the EntryRow fields after
+# (tenant_id, seq), which rid encodes.
+_LEDGER_COLS = "rid, tenant_no, " + ", ".join(ENTRY_COLUMNS[2:])
+_ENTRY_COLS = ", ".join(f"e.{c}" for c in ENTRY_COLUMNS[1:])
+_SELECT_ENTRY = f"SELECT {_ENTRY_COLS} FROM ledger e"  # noqa: S608
 _PAGE = 5_000
-# Search (see the search section at the end): rows per export page, and the
-# work an ordered walk may do, in thousands of VM steps, before giving way
-# to an index lookup and a sort.
-_SEARCH_PAGE = 1_000
-_FILTER_BUDGET = 60
-_TEXT_BUDGET = 400
-_ROWS_PER_STATEMENT = 400  # 400 x 20 columns stays under SQLITE_MAX_VARIABLE_NUMBER (32766)
+_ROWS_PER_STATEMENT = 400  # 400 x 19 columns stays under SQLITE_MAX_VARIABLE_NUMBER (32766)
 
 
 @functools.lru_cache(maxsize=32)
-def _insert_entries(n: int) -> str:
-    one = f"({', '.join('?' * len(ENTRY_COLUMNS))})"
-    return f"INSERT INTO entries ({_COLS}) VALUES {', '.join([one] * n)}"  # noqa: S608
-
-
-@functools.lru_cache(maxsize=32)
-def _insert_fts(n: int) -> str:
-    return f"INSERT INTO entries_fts (rowid, text) VALUES {', '.join(['(?, ?)'] * n)}"  # noqa: S608
+def _insert_ledger(n: int) -> str:
+    one = f"({', '.join('?' * (len(ENTRY_COLUMNS) + 0))})"
+    return f"INSERT INTO ledger ({_LEDGER_COLS}) VALUES {', '.join([one] * n)}"  # noqa: S608
 
 
 _PUT_NODE = "INSERT OR REPLACE INTO tree_nodes (tenant_id, level, idx, hash) VALUES (?, ?, ?, ?)"
@@ -102,14 +101,15 @@ def _connect(path: str, synchronous: str, cache_kib: int = WRITER_CACHE_KIB) -> 
     return conn
 
 
-def _row(r: Sequence[object]) -> EntryRow:
+def _row(tenant_id: str, r: Sequence[object]) -> EntryRow:
     # Stored as INTEGER; the leaf needs a real bool.
-    return EntryRow._make((*r[:7], bool(r[7]), *r[8:]))
+    return EntryRow(tenant_id, *r[:6], bool(r[6]), *r[7:])  # type: ignore[arg-type]
 
 
 class _WriteSession:
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, tenant_nos: dict[str, int]) -> None:
         self.conn = conn
+        self.tenant_nos = tenant_nos
 
     def begin(self) -> None:
         # IMMEDIATE takes the write lock now, so another process writing the
@@ -117,25 +117,30 @@ class _WriteSession:
         self.conn.execute("BEGIN IMMEDIATE")
 
     def lock_state(self, tenant_id: str) -> TreeState:
-        return _load_state(self.conn, tenant_id)
+        state, tno = _load_state(self.conn, tenant_id)
+        self.tenant_nos[tenant_id] = tno
+        return state
 
-    def existing(self, tenant_id: str, event_ids: Sequence[str]) -> Mapping[str, Receipt]:
-        found: dict[str, Receipt] = {}
+    def existing(self, tenant_id: str, event_ids: Sequence[str]) -> Mapping[str, EntryRow]:
+        found: dict[str, EntryRow] = {}
+        tno = self.tenant_nos[tenant_id]
         ids = list(event_ids)
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
             q = (
-                "SELECT event_id, seq, recorded_at, leaf_hash FROM entries "  # noqa: S608
-                f"WHERE tenant_id = ? AND event_id IN ({','.join('?' * len(chunk))})"
+                f"{_SELECT_ENTRY} WHERE e.tenant_no = ? "
+                f"AND e.event_id IN ({','.join('?' * len(chunk))})"
             )
-            for eid, seq, rec, lh in self.conn.execute(q, (tenant_id, *chunk)):
-                found[eid] = Receipt(eid, seq, rec, lh)
+            for r in self.conn.execute(q, (tno, *chunk)):
+                row = _row(tenant_id, r)
+                found[row.event_id] = row
         return found
 
     def write(self, plan: AppendPlan) -> None:
         c = self.conn
         if plan.rows:
-            first = c.execute("SELECT coalesce(max(rid), 0) FROM entries").fetchone()[0] + 1
+            tno = self.tenant_nos[plan.tenant_id]
+            base = tno << SEQ_BITS
             rows = plan.rows
             # Multi-row statements rather than executemany: sqlite3 drops
             # the GIL once per statement, and a thread preparing the next
@@ -143,11 +148,12 @@ class _WriteSession:
             # (5 ms) to get it back after every single row.
             for i in range(0, len(rows), _ROWS_PER_STATEMENT):
                 chunk = rows[i : i + _ROWS_PER_STATEMENT]
-                c.execute(_insert_entries(len(chunk)), list(chain.from_iterable(chunk)))
-                c.execute(
-                    _insert_fts(len(chunk)),
-                    [v for j, r in enumerate(chunk, first + i) for v in (j, r.search_text)],
-                )
+                values: list[object] = []
+                for r in chunk:
+                    values.append(base | r[1])
+                    values.append(tno)
+                    values.extend(r[2:])
+                c.execute(_insert_ledger(len(chunk)), values)
         if plan.nodes:
             c.executemany(
                 _PUT_NODE,
@@ -173,15 +179,16 @@ class _WriteSession:
         self.conn.close()
 
 
-def _load_state(conn: sqlite3.Connection, tenant_id: str) -> TreeState:
+def _load_state(conn: sqlite3.Connection, tenant_id: str) -> tuple[TreeState, int]:
     row = conn.execute(
-        "SELECT size, frontier, last_recorded_at, purged FROM tree_state WHERE tenant_id = ?",
+        "SELECT s.size, s.frontier, s.last_recorded_at, s.purged, t.tenant_no"
+        " FROM tree_state s JOIN tenants t ON t.tenant_id = s.tenant_id WHERE s.tenant_id = ?",
         (tenant_id,),
     ).fetchone()
     if row is None:
         raise NotFound(f"no tenant {tenant_id!r}")
-    size, frontier, last, purged = row
-    return TreeState(tenant_id, CompactRange.from_bytes(size, frontier), last, purged)
+    size, frontier, last, purged, tno = row
+    return TreeState(tenant_id, CompactRange.from_bytes(size, frontier), last, purged), tno
 
 
 def _upsert_actors(conn: sqlite3.Connection, tenant_id: str, actors: Sequence[ActorRow]) -> None:
@@ -199,7 +206,9 @@ def _upsert_actors(conn: sqlite3.Connection, tenant_id: str, actors: Sequence[Ac
     )
 
 
-class SQLiteStore(SQLiteConsoleStore, SQLiteRetentionStore, SQLiteDestinationStore):
+class SQLiteStore(
+    SQLiteSearch, SQLiteConsoleStore, SQLiteRetentionStore, SQLiteDestinationStore
+):
     dialect = "sqlite"
 
     def __init__(self, path: str | Path, synchronous: str = "FULL") -> None:
@@ -219,8 +228,16 @@ class SQLiteStore(SQLiteConsoleStore, SQLiteRetentionStore, SQLiteDestinationSto
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
-        self._writer = GroupCommitWriter(_WriteSession(wconn))
+        self._tenant_nos: dict[str, int] = {}
+        self._tenant_ids: dict[int, str] = {}
         self._closed = False
+        self.index_file = index_path(self.path)
+        try:
+            self._indexer = Indexer(self.index_file, self._pending, self._read_for_index)
+        except sqlite3.DatabaseError as exc:
+            wconn.close()
+            raise StoreError(f"cannot open the search index {self.index_file}: {exc}") from exc
+        self._writer = GroupCommitWriter(_WriteSession(wconn, {}))
 
     # -- plumbing ----------------------------------------------------------
     @staticmethod
@@ -266,6 +283,7 @@ class SQLiteStore(SQLiteConsoleStore, SQLiteRetentionStore, SQLiteDestinationSto
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = _connect(self.path, self._sync, READER_CACHE_KIB)
+            conn.execute("ATTACH DATABASE ? AS idx", (self.index_file,))
             self._local.conn = conn
             with self._readers_lock:
                 self._readers.append(conn)
@@ -291,6 +309,7 @@ class SQLiteStore(SQLiteConsoleStore, SQLiteRetentionStore, SQLiteDestinationSto
         if self._closed:
             return
         self._writer.close()
+        self._indexer.close()
         self._closed = True
         with self._readers_lock:
             for c in self._readers:
@@ -316,7 +335,9 @@ class SQLiteStore(SQLiteConsoleStore, SQLiteRetentionStore, SQLiteDestinationSto
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute(
-                "INSERT INTO tenants VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO tenants (tenant_id, name, plan, created_at, retention_months,"
+                " legal_hold, tenant_no) VALUES (?, ?, ?, ?, ?, ?,"
+                " (SELECT coalesce(max(tenant_no), 0) + 1 FROM tenants))",
                 (t.id, t.name, t.plan, t.created_at, t.retention_months, int(t.legal_hold)),
             )
             conn.execute(
@@ -333,13 +354,20 @@ class SQLiteStore(SQLiteConsoleStore, SQLiteRetentionStore, SQLiteDestinationSto
     def get_tenant(self, tenant_id: str) -> TenantRecord | None:
         r = (
             self._conn()
-            .execute("SELECT * FROM tenants WHERE tenant_id = ?", (tenant_id,))
+            .execute(
+                "SELECT tenant_id, name, plan, created_at, retention_months, legal_hold"
+                " FROM tenants WHERE tenant_id = ?",
+                (tenant_id,),
+            )
             .fetchone()
         )
         return None if r is None else TenantRecord(r[0], r[1], r[2], r[3], r[4], bool(r[5]))
 
     def list_tenants(self) -> list[TenantRecord]:
-        rows = self._conn().execute("SELECT * FROM tenants ORDER BY created_at, tenant_id")
+        rows = self._conn().execute(
+            "SELECT tenant_id, name, plan, created_at, retention_months, legal_hold"
+            " FROM tenants ORDER BY created_at, tenant_id"
+        )
         return [TenantRecord(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows]
 
     def set_legal_hold(self, tenant_id: str, hold: bool) -> None:
@@ -350,54 +378,86 @@ class SQLiteStore(SQLiteConsoleStore, SQLiteRetentionStore, SQLiteDestinationSto
 
     # -- appends -----------------------------------------------------------
     def append(self, tenant_id: str, event_ids: Sequence[str], build: PlanBuilder) -> AppendPlan:
-        return self._writer.submit(tenant_id, event_ids, build)
+        plan = self._writer.submit(tenant_id, event_ids, build)
+        self._indexer.notify()
+        return plan
 
-    # -- entries and tree --------------------------------------------------
+    # -- the ledger ----------------------------------------------------------
+    def tenant_no(self, tenant_id: str) -> int:
+        """The tenant's number (the high bits of its rids); NotFound if none."""
+        tno = self._tenant_nos.get(tenant_id)
+        if tno is None:
+            r = (
+                self._conn()
+                .execute("SELECT tenant_no FROM tenants WHERE tenant_id = ?", (tenant_id,))
+                .fetchone()
+            )
+            if r is None:
+                raise NotFound(f"no tenant {tenant_id!r}")
+            tno = int(r[0])
+            self._tenant_nos[tenant_id] = tno
+            self._tenant_ids[tno] = tenant_id
+        return tno
+
+    def _rid(self, tenant_id: str, seq: int) -> int:
+        return rid_of(self.tenant_no(tenant_id), seq)
+
     def tree_state(self, tenant_id: str) -> TreeState:
-        return _load_state(self._conn(), tenant_id)
+        return _load_state(self._conn(), tenant_id)[0]
 
     def get_entry(self, tenant_id: str, seq: int) -> EntryRow | None:
+        if not 0 <= seq <= SEQ_MASK:
+            return None
         r = (
             self._conn()
-            .execute(f"{_SELECT_ENTRY} WHERE tenant_id = ? AND seq = ?", (tenant_id, seq))
+            .execute(f"{_SELECT_ENTRY} WHERE e.rid = ?", (self._rid(tenant_id, seq),))
             .fetchone()
         )
-        return None if r is None else _row(r)
+        return None if r is None else _row(tenant_id, r)
 
     def get_entry_by_event_id(self, tenant_id: str, event_id: str) -> EntryRow | None:
         r = (
             self._conn()
-            .execute(f"{_SELECT_ENTRY} WHERE tenant_id = ? AND event_id = ?", (tenant_id, event_id))
+            .execute(
+                f"{_SELECT_ENTRY} WHERE e.tenant_no = ? AND e.event_id = ?",
+                (self.tenant_no(tenant_id), event_id),
+            )
             .fetchone()
         )
-        return None if r is None else _row(r)
+        return None if r is None else _row(tenant_id, r)
+
+    def _span(self, tenant_id: str, start: int, end: int | None) -> tuple[int, int]:
+        """The rid range [lo, hi) of seqs [start, end) of the tenant."""
+        base = self.tenant_no(tenant_id) << SEQ_BITS
+        start = min(max(start, 0), SEQ_MASK + 1)
+        end = SEQ_MASK + 1 if end is None else min(max(end, 0), SEQ_MASK + 1)
+        return base + start, base + end
 
     def iter_entries(
         self, tenant_id: str, start: int = 0, end: int | None = None
     ) -> Iterator[EntryRow]:
+        lo, hi = self._span(tenant_id, start, end)
         conn = self._conn()
-        hi = (1 << 62) if end is None else end
         # Keyset pages: no read transaction stays open across the whole scan,
         # so a long export or verify never pins the WAL.
         while True:
             rows = conn.execute(
-                f"{_SELECT_ENTRY} WHERE tenant_id = ? AND seq >= ? AND seq < ? "
-                "ORDER BY seq LIMIT ?",
-                (tenant_id, start, hi, _PAGE),
+                f"SELECT e.rid, {_ENTRY_COLS} FROM ledger e WHERE e.rid >= ? AND e.rid < ? "  # noqa: S608
+                "ORDER BY e.rid LIMIT ?",
+                (lo, hi, _PAGE),
             ).fetchall()
             for r in rows:
-                yield _row(r)
+                yield _row(tenant_id, r[1:])
             if len(rows) < _PAGE:
                 return
-            start = rows[-1][1] + 1
+            lo = rows[-1][0] + 1
 
     def leaf_hashes(self, tenant_id: str, start: int, end: int) -> list[bytes]:
+        lo, hi = self._span(tenant_id, start, end)
         return [
             h
             for (h,) in self._conn().execute(
-                "SELECT leaf_hash FROM entries WHERE tenant_id = ? AND seq >= ? AND seq < ? "
-                "ORDER BY seq",
-                (tenant_id, start, end),
+                "SELECT leaf_hash FROM ledger WHERE rid >= ? AND rid < ? ORDER BY rid", (lo, hi)
             )
         ]
 
@@ -410,13 +470,14 @@ class SQLiteStore(SQLiteConsoleStore, SQLiteRetentionStore, SQLiteDestinationSto
     def leaf_hashes_at(self, tenant_id: str, seqs: Sequence[int]) -> dict[int, bytes]:
         out: dict[int, bytes] = {}
         conn = self._conn()
+        base = self.tenant_no(tenant_id) << SEQ_BITS
         for i in range(0, len(seqs), 500):
-            chunk = list(seqs[i : i + 500])
+            chunk = [base | s for s in seqs[i : i + 500] if 0 <= s <= SEQ_MASK]
             q = (
-                "SELECT seq, leaf_hash FROM entries WHERE tenant_id = ? "  # noqa: S608
-                f"AND seq IN ({','.join('?' * len(chunk))})"
+                "SELECT rid, leaf_hash FROM ledger "  # noqa: S608
+                f"WHERE rid IN ({','.join('?' * len(chunk))})"
             )
-            out.update(conn.execute(q, (tenant_id, *chunk)).fetchall())
+            out.update((rid & SEQ_MASK, h) for rid, h in conn.execute(q, chunk))
         return out
 
     def nodes(
@@ -446,51 +507,67 @@ class SQLiteStore(SQLiteConsoleStore, SQLiteRetentionStore, SQLiteDestinationSto
             conn.execute("ROLLBACK")
             raise
 
-    def search(
-        self,
-        tenant_id: str,
-        where: str,
-        params: Sequence[object],
-        limit: int,
-        before_seq: int | None = None,
-    ) -> list[EntryRow]:
-        sql = f"{_SELECT_ENTRY} WHERE e.tenant_id = ? AND ({where})"
-        args: list[object] = [tenant_id, *params]
-        if before_seq is not None:
-            sql += " AND e.seq < ?"
-            args.append(before_seq)
-        sql += " ORDER BY e.seq DESC LIMIT ?"
-        args.append(limit)
-        return [_row(r) for r in self._conn().execute(sql, args)]
-
-    def count(self, tenant_id: str, where: str, params: Sequence[object]) -> int:
-        sql = f"SELECT count(*) FROM entries e WHERE e.tenant_id = ? AND ({where})"  # noqa: S608
-        return int(self._conn().execute(sql, [tenant_id, *params]).fetchone()[0])
-
     def redact(self, tenant_id: str, seq: int) -> bool:
+        row = self.get_entry(tenant_id, seq)
+        if row is None:
+            return False
+        rid = self._rid(tenant_id, seq)
+        # An indexer batch that read the row before this redaction would put
+        # its text back after it: let the index catch up first.
+        self._indexer.wait()
         conn = self._conn()
+        # The index file first, while the payload still gives the document to
+        # delete: a crash between the two leaves an entry that search no
+        # longer finds by its (still present) text, never an index that
+        # holds text the ledger has dropped.
         conn.execute("BEGIN IMMEDIATE")
         try:
-            r = conn.execute(
-                "SELECT rid, search_text FROM entries WHERE tenant_id = ? AND seq = ?",
-                (tenant_id, seq),
-            ).fetchone()
-            if r is None:
-                conn.execute("ROLLBACK")
-                return False
+            if rid_indexed(conn, self.tenant_no(tenant_id), seq):
+                remove_rows(conn, self.tenant_no(tenant_id), [row], schema="idx.")
             conn.execute(
-                "INSERT INTO entries_fts (entries_fts, rowid, text) VALUES ('delete', ?, ?)", r
-            )
-            conn.execute(
-                "UPDATE entries SET payload = NULL, salt = NULL, ip = NULL, occurred_at = NULL,"
-                " search_text = '' WHERE rid = ?",
-                (r[0],),
+                "UPDATE ledger SET payload = NULL, salt = NULL, ip = NULL, occurred_at = NULL"
+                " WHERE rid = ?",
+                (rid,),
             )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         return True
+
+    # -- the projection's bookkeeping -----------------------------------------
+    def _pending(self, index_conn: sqlite3.Connection) -> list[tuple[int, int, int]]:
+        marks = dict(index_conn.execute("SELECT tenant_no, next_seq FROM indexed").fetchall())
+        out = []
+        for tid, tno, size, purged in self._conn().execute(
+            "SELECT t.tenant_id, t.tenant_no, s.size, s.purged FROM tree_state s"
+            " JOIN tenants t ON t.tenant_id = s.tenant_id"
+        ):
+            self._tenant_ids[tno] = tid
+            start = max(marks.get(tno, 0), purged)
+            if start < size:
+                out.append((tno, start, size))
+        return out
+
+    def _read_for_index(self, tenant_no: int, start: int, end: int) -> list[EntryRow]:
+        tid = self._tenant_ids[tenant_no]
+        return list(self.iter_entries(tid, start, end))
+
+    def wait_indexed(self, timeout: float = 60.0) -> bool:
+        """Block until the projection covers every committed entry."""
+        return self._indexer.wait(timeout)
+
+    def indexed_upto(self, tenant_id: str) -> int:
+        """The tenant's index high-water mark: entries below it are in the
+        projection; entries at or above it are matched from the ledger."""
+        r = (
+            self._conn()
+            .execute(
+                "SELECT next_seq FROM idx.indexed WHERE tenant_no = ?", (self.tenant_no(tenant_id),)
+            )
+            .fetchone()
+        )
+        return 0 if r is None else int(r[0])
 
     # -- checkpoints -------------------------------------------------------
     def add_checkpoint(self, cp: CheckpointRecord) -> None:
@@ -599,173 +676,3 @@ class SQLiteStore(SQLiteConsoleStore, SQLiteRetentionStore, SQLiteDestinationSto
 
     def touch_api_key(self, key_id: str, used_at: int) -> None:
         self._write("UPDATE api_keys SET last_used_at = ? WHERE key_id = ?", (used_at, key_id))
-
-    # == search, export and histogram (owned by the search work) ==========
-    # `where` and `rest_where` are compiled by kimonaudit.store.querysql from
-    # constants only; every user value arrives as a bound parameter.
-    # Within one tenant rid grows with seq (one writer appends in seq order),
-    # so "newest first" is rid order too, and the full-text index, whose
-    # rowid is rid, can hand matches over newest first without a sort.
-    def _plan_is_ordered(self, conn: sqlite3.Connection, sql: str, args: Sequence[object]) -> bool:
-        """Whether SQLite would answer `sql` in ORDER BY order straight from
-        an index (no temporary B-tree, no materialised subquery)."""
-        plans: dict[str, bool] = self.__dict__.setdefault("_plans", {})
-        known = plans.get(sql)
-        if known is None:
-            details = [r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + sql, args)]
-            known = not any("TEMP B-TREE" in d or "SUBQUERY" in d for d in details)
-            if len(plans) > 512:
-                plans.clear()
-            plans[sql] = known
-        return known
-
-    @staticmethod
-    def _within_budget(
-        conn: sqlite3.Connection, sql: str, args: Sequence[object], budget: int
-    ) -> list[Any] | None:
-        """Rows of `sql`, or None if SQLite needs more than `budget` thousand
-        virtual-machine steps (about 0.1 ms each here) to produce them."""
-        spent = 0
-
-        def tick() -> int:
-            nonlocal spent
-            spent += 1
-            return int(spent > budget)
-
-        conn.set_progress_handler(tick, 1000)
-        try:
-            return conn.execute(sql, args).fetchall()
-        except sqlite3.OperationalError:
-            if spent > budget:
-                return None
-            raise
-        finally:
-            conn.set_progress_handler(None, 0)
-
-    def _rid_below(self, conn: sqlite3.Connection, tenant_id: str, seq: int | None) -> int | None:
-        """The rid bound equivalent to ``seq < `seq```: the rid of the first
-        entry at or after it (None: no bound needed)."""
-        if seq is None:
-            return None
-        r = conn.execute(
-            "SELECT rid FROM entries WHERE tenant_id = ? AND seq >= ? ORDER BY seq LIMIT 1",
-            (tenant_id, seq),
-        ).fetchone()
-        return None if r is None else int(r[0])
-
-    def search_page(
-        self, tenant_id: str, sql: SearchSql, limit: int, before_seq: int | None = None
-    ) -> list[EntryRow]:
-        conn = self._conn()
-        where, params = sql.where, list(sql.params)
-        bound, bound_args = ("", []) if before_seq is None else (" AND e.seq < ?", [before_seq])
-        # 1. Walk an ordered index newest first and stop at `limit` matches:
-        # instant when matches are common, hopeless when they are rare, so
-        # it runs on a budget.
-        if sql.text_match is not None:
-            rid = self._rid_below(conn, tenant_id, before_seq)
-            q = (
-                f"{_SELECT_ENTRY} JOIN entries_fts f ON e.rid = f.rowid "
-                f"WHERE entries_fts MATCH ?{'' if rid is None else ' AND f.rowid < ?'} "
-                f"AND e.tenant_id = ? AND ({sql.rest_where}) ORDER BY f.rowid DESC LIMIT ?"
-            )
-            args = [sql.text_match, *([] if rid is None else [rid]), tenant_id,
-                    *sql.rest_params, limit]  # fmt: skip
-            budget = _TEXT_BUDGET
-        else:
-            rest = f"WHERE e.tenant_id = ? AND ({where}){bound} ORDER BY e.seq DESC LIMIT ?"
-            args = [tenant_id, *params, *bound_args, limit]
-            q = f"{_SELECT_ENTRY} {rest}"
-            if not self._plan_is_ordered(conn, q, args):
-                q = f"{_SELECT_ENTRY} INDEXED BY entries_seq {rest}"
-            budget = _FILTER_BUDGET
-        rows = self._within_budget(conn, q, args, budget)
-        if rows is None:
-            # 2. Rare matches: let the planner pick the most selective index
-            # for the WHERE alone (the + keeps it from choosing one for the
-            # order), sort the matching rids, then read just `limit` rows.
-            q = (
-                f"{_SELECT_ENTRY} WHERE e.rid IN (SELECT e.rid FROM entries e "  # noqa: S608
-                f"WHERE e.tenant_id = ? AND ({where}){bound} ORDER BY +e.seq DESC LIMIT ?) "
-                "ORDER BY e.seq DESC"
-            )
-            rows = conn.execute(q, [tenant_id, *params, *bound_args, limit]).fetchall()
-        return [_row(r) for r in rows]
-
-    def iter_search(
-        self, tenant_id: str, sql: SearchSql, after_seq: int = -1, before_seq: int | None = None
-    ) -> Iterator[EntryRow]:
-        hi = (1 << 62) if before_seq is None else before_seq
-        if sql.text_match is not None:
-            yield from self._iter_text(tenant_id, sql, after_seq, hi)
-            return
-        rest = (
-            f"WHERE e.tenant_id = ? AND ({sql.where}) AND e.seq > ? AND e.seq < ? "
-            "ORDER BY e.seq LIMIT ?"
-        )
-        args: list[object] = [tenant_id, *sql.params, after_seq, hi, _SEARCH_PAGE]
-        q = f"{_SELECT_ENTRY} {rest}"
-        # A plan that sorts would sort every remaining match again for each
-        # page; one walk along (tenant_id, seq) is linear instead.
-        if not self._plan_is_ordered(self._conn(), q, args):
-            q = f"{_SELECT_ENTRY} INDEXED BY entries_seq {rest}"
-        lo = after_seq
-        while True:
-            args[-3] = lo
-            rows = self._conn().execute(q, args).fetchall()
-            for r in rows:
-                yield _row(r)
-            if len(rows) < _SEARCH_PAGE:
-                return
-            lo = rows[-1][1]
-
-    def _iter_text(
-        self, tenant_id: str, sql: SearchSql, after_seq: int, before_seq: int
-    ) -> Iterator[EntryRow]:
-        conn = self._conn()
-        start = self._rid_below(conn, tenant_id, after_seq + 1)
-        if start is None:
-            return  # nothing after after_seq
-        end = self._rid_below(conn, tenant_id, before_seq)
-        lo, hi = start - 1, (1 << 62) if end is None else end
-        q = (
-            f"SELECT e.rid, {_COLS} FROM entries e JOIN entries_fts f ON e.rid = f.rowid "  # noqa: S608
-            "WHERE entries_fts MATCH ? AND f.rowid > ? AND f.rowid < ? "
-            f"AND e.tenant_id = ? AND ({sql.rest_where}) ORDER BY f.rowid LIMIT ?"
-        )
-        while True:
-            rows = (
-                self._conn()
-                .execute(q, [sql.text_match, lo, hi, tenant_id, *sql.rest_params, _SEARCH_PAGE])
-                .fetchall()
-            )
-            for r in rows:
-                yield _row(r[1:])
-            if len(rows) < _SEARCH_PAGE:
-                return
-            lo = rows[-1][0]
-
-    def histogram(
-        self, tenant_id: str, sql: SearchSql, width_us: int, origin_us: int
-    ) -> list[tuple[int, int]]:
-        q = (
-            "SELECT (e.recorded_at - ?) / ? AS b, count(*) FROM entries e "  # noqa: S608
-            f"WHERE e.tenant_id = ? AND ({sql.where}) GROUP BY b ORDER BY b"
-        )
-        args = [origin_us, width_us, tenant_id, *sql.params]
-        return [(int(b), int(n)) for b, n in self._conn().execute(q, args)]
-
-    def seq_at(self, tenant_id: str, recorded_at: int) -> int | None:
-        # The first entry of the earliest time at or after `recorded_at`:
-        # the smallest rid there is the smallest seq (see above).
-        r = (
-            self._conn()
-            .execute(
-                "SELECT seq FROM entries WHERE rid = (SELECT min(rid) FROM entries "
-                "WHERE tenant_id = ?1 AND recorded_at = (SELECT min(recorded_at) FROM entries "
-                "WHERE tenant_id = ?1 AND recorded_at >= ?2))",
-                (tenant_id, recorded_at),
-            )
-            .fetchone()
-        )
-        return None if r is None else int(r[0])

@@ -149,6 +149,54 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX entries_ip ON entries (tenant_id, ip, seq);
         """,
     ),
+    # == The write path (issue 7): a lean ledger written by the acknowledging
+    # transaction; everything search needs moves to the projection in the
+    # index file (store/sqlite_index.py), built by the indexer.
+    # rid = tenant_no << 40 | seq keeps each tenant's entries contiguous and in
+    # seq order in the table's own B-tree, so an append writes at the end of
+    # its tenant's range and a seq range is a rowid range.
+    (
+        4,
+        """
+        ALTER TABLE tenants ADD COLUMN tenant_no INTEGER;
+        UPDATE tenants SET tenant_no = rowid;
+        CREATE UNIQUE INDEX tenants_no ON tenants (tenant_no);
+        CREATE TABLE ledger (
+            rid INTEGER PRIMARY KEY,
+            seq INTEGER GENERATED ALWAYS AS (rid & 1099511627775) VIRTUAL,
+            tenant_no INTEGER NOT NULL,
+            event_id TEXT NOT NULL,
+            recorded_at INTEGER NOT NULL,
+            action TEXT NOT NULL,
+            category TEXT NOT NULL,
+            severity INTEGER NOT NULL,
+            security INTEGER NOT NULL,
+            actor_hash TEXT,
+            actor_type TEXT,
+            target_type TEXT,
+            target_id TEXT,
+            outcome TEXT NOT NULL,
+            occurred_at INTEGER,
+            ip BLOB,
+            payload BLOB,
+            salt BLOB,
+            payload_commitment BLOB NOT NULL,
+            leaf_hash BLOB NOT NULL
+        );
+        CREATE UNIQUE INDEX ledger_event_id ON ledger (tenant_no, event_id);
+        INSERT INTO ledger (rid, tenant_no, event_id, recorded_at, action, category, severity,
+                            security, actor_hash, actor_type, target_type, target_id, outcome,
+                            occurred_at, ip, payload, salt, payload_commitment, leaf_hash)
+            SELECT (t.tenant_no << 40) | e.seq, t.tenant_no, e.event_id, e.recorded_at,
+                   e.action, e.category, e.severity, e.security, e.actor_hash, e.actor_type,
+                   e.target_type, e.target_id, e.outcome, e.occurred_at, e.ip, e.payload,
+                   e.salt, e.payload_commitment, e.leaf_hash
+            FROM entries e JOIN tenants t ON t.tenant_id = e.tenant_id
+            ORDER BY t.tenant_no, e.seq;
+        DROP TABLE entries_fts;
+        DROP TABLE entries;
+        """,
+    ),
     # == Retention, erasure, redaction (owned by the retention work, issue 8).
     # tenant_settings.retention_custom: a tenant's own retention in months (NULL: its plan's).
     # directory_epoch grows at each erasure, so other processes drop cached
@@ -246,3 +294,28 @@ MIGRATIONS: list[tuple[int, str]] = [
         """,
     ),
 ]
+
+# The projection's own file (<database>-index): rebuildable from the ledger
+# at any time, so its schema changes by starting it over (INDEX_VERSION).
+INDEX_VERSION = 1
+INDEX_SCHEMA = """
+    CREATE TABLE IF NOT EXISTS index_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    CREATE TABLE IF NOT EXISTS terms (
+        term INTEGER PRIMARY KEY,
+        tenant_no INTEGER NOT NULL,
+        field INTEGER NOT NULL,
+        value TEXT NOT NULL,
+        n INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE UNIQUE INDEX IF NOT EXISTS terms_key ON terms (tenant_no, field, value);
+    CREATE TABLE IF NOT EXISTS postings (
+        term INTEGER NOT NULL,
+        rid INTEGER NOT NULL,
+        PRIMARY KEY (term, rid)
+    ) WITHOUT ROWID;
+    CREATE VIRTUAL TABLE IF NOT EXISTS entries_fts USING fts5 (text, content = '');
+    CREATE TABLE IF NOT EXISTS indexed (
+        tenant_no INTEGER PRIMARY KEY,
+        next_seq INTEGER NOT NULL
+    );
+"""

@@ -1,0 +1,103 @@
+"""The search projection of an entry: what the indexer derives from a ledger
+row so search can find it without scanning the ledger.
+
+Two things per entry, both pure functions of the stored row (header columns
+plus payload), so the projection can be rebuilt from the ledger at any time
+and checked against it (`verify --index`):
+
+- postings: (field, value) terms for the filters that select few entries
+  (an action, an actor, a target, a failure, a security event, an IP).
+  Filters on common, low-cardinality values (category, actor type, a
+  success outcome) are answered by walking the ledger newest first, which
+  finds common matches fastest, so they get no posting;
+- the free-text document (kimonaudit.core.searchtext).
+
+A row whose payload was redacted keeps its header terms and loses its text.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from kimonaudit.core.records import EntryRow
+from kimonaudit.core.searchtext import search_text
+
+# Field numbers stored in the terms dictionary. Never renumber: they are on disk.
+F_ACTION = 1
+F_ACTOR = 2
+F_TARGET_ID = 3
+F_FAILURE = 4  # value: the outcome, for outcomes other than success
+F_SECURITY = 5  # value: "1"
+F_SEVERITY = 6  # value: the severity number, for low and above
+F_IP = 7  # value: the 16-byte address as 32 lowercase hex digits
+F_TARGET_TYPE = 8
+
+FIELD_NAMES: Mapping[int, str] = {
+    F_ACTION: "action",
+    F_ACTOR: "actor",
+    F_TARGET_ID: "target_id",
+    F_FAILURE: "outcome",
+    F_SECURITY: "security",
+    F_SEVERITY: "severity",
+    F_IP: "ip",
+    F_TARGET_TYPE: "target_type",
+}
+
+Term = tuple[int, str]
+
+
+def entry_terms(row: EntryRow) -> list[Term]:
+    """The posting terms of one entry, in a fixed order."""
+    terms: list[Term] = [(F_ACTION, row.action)]
+    if row.actor_hash is not None:
+        terms.append((F_ACTOR, row.actor_hash))
+    if row.target_id is not None:
+        terms.append((F_TARGET_ID, row.target_id))
+    if row.target_type is not None:
+        terms.append((F_TARGET_TYPE, row.target_type))
+    if row.outcome != "success":
+        terms.append((F_FAILURE, row.outcome))
+    if row.security:
+        terms.append((F_SECURITY, "1"))
+    if row.severity > 0:
+        terms.append((F_SEVERITY, str(row.severity)))
+    if row.ip is not None:
+        terms.append((F_IP, row.ip.hex()))
+    return terms
+
+
+def payload_dict(payload: bytes | None) -> dict[str, Any] | None:
+    """The stored payload decoded, or None once redacted."""
+    if payload is None:
+        return None
+    value = json.loads(payload)
+    return value if isinstance(value, dict) else None
+
+
+def entry_text(row: EntryRow) -> str:
+    """The free-text document of one entry, as the search index holds it."""
+    payload = payload_dict(row.payload)
+    if payload is None:
+        context: Mapping[str, object] = {}
+        metadata: Mapping[str, object] = {}
+        changes: list[tuple[str, object, object]] = []
+    else:
+        context = payload.get("context") or {}
+        metadata = payload.get("metadata") or {}
+        changes = [
+            (str(c.get("field")), c.get("from"), c.get("to"))
+            for c in payload.get("changes") or ()
+            if isinstance(c, Mapping)
+        ]
+    return search_text(
+        action=row.action,
+        target_type=row.target_type,
+        target_id=row.target_id,
+        actor_type=row.actor_type,
+        outcome=row.outcome,
+        context=context,
+        changes=changes,
+        metadata=metadata,
+    )

@@ -1,0 +1,285 @@
+"""The SQLite search projection: its own file beside the ledger, written by
+one indexer thread in large sorted batches.
+
+The acknowledging transaction writes the ledger only (store/sqlite.py). The
+indexer reads what was committed since its high-water mark, derives each
+entry's posting terms and free-text document (kimonaudit.core.projection)
+and writes them to ``<database>-index`` in one transaction per batch, the
+mark included, so a crash at any point resumes from the last batch that
+committed. Being another file, its writes never wait for the ledger's write
+lock, and the SQLite code of both runs on both cores.
+
+Nothing here is the truth: deleting the index file loses nothing (it is
+rebuilt on the next open), and `verify --index` compares it with the ledger.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from itertools import chain
+
+from kimonaudit.core.projection import entry_terms, entry_text
+from kimonaudit.core.records import EntryRow
+from kimonaudit.store.sqlite_schema import INDEX_SCHEMA, INDEX_VERSION
+
+log = logging.getLogger(__name__)
+
+SEQ_BITS = 40
+SEQ_MASK = (1 << SEQ_BITS) - 1
+# Entries per indexer transaction: large enough that postings go in as long
+# sorted runs, small enough that the index lags a busy log by well under a
+# second.
+INDEX_BATCH = 20_000
+_IDLE_WAIT = 0.25  # seconds between looks when no local commit woke it
+_ROWS_PER_STATEMENT = 500
+
+
+def rid_of(tenant_no: int, seq: int) -> int:
+    return (tenant_no << SEQ_BITS) | seq
+
+
+def index_path(ledger_path: str) -> str:
+    return ledger_path + "-index"
+
+
+def open_index(path: str, synchronous: str = "NORMAL") -> sqlite3.Connection:
+    """The index file, created and brought to INDEX_VERSION if needed."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    # NORMAL: a power cut may lose the newest index batch, which the indexer
+    # then writes again from the ledger; the ledger itself stays FULL.
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for stmt in INDEX_SCHEMA.split(";"):
+            if stmt.strip():
+                conn.execute(stmt)
+        row = conn.execute("SELECT value FROM index_meta WHERE key = 'version'").fetchone()
+        if row is None:
+            conn.execute("INSERT INTO index_meta VALUES ('version', ?)", (INDEX_VERSION,))
+        elif row[0] != INDEX_VERSION:
+            _clear(conn)
+            conn.execute("UPDATE index_meta SET value = ? WHERE key = 'version'", (INDEX_VERSION,))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return conn
+
+
+def _clear(conn: sqlite3.Connection) -> None:
+    conn.execute("DELETE FROM postings")
+    conn.execute("DELETE FROM terms")
+    conn.execute("DELETE FROM indexed")
+    conn.execute("INSERT INTO entries_fts (entries_fts) VALUES ('delete-all')")
+
+
+@dataclass
+class Batch:
+    tenant_no: int
+    start: int
+    end: int  # the high-water mark after this batch (rows may have gaps)
+    rows: list[EntryRow]
+
+
+class TermCache:
+    """(tenant_no, field, value) -> term id, for terms known to be stored."""
+
+    def __init__(self, limit: int = 500_000) -> None:
+        self.ids: dict[tuple[int, int, str], int] = {}
+        self.limit = limit
+
+    def resolve(self, conn: sqlite3.Connection, keys: set[tuple[int, int, str]]) -> None:
+        missing = [k for k in keys if k not in self.ids]
+        if not missing:
+            return
+        if len(self.ids) + len(missing) > self.limit:
+            self.ids.clear()
+            missing = list(keys)
+        conn.executemany(
+            "INSERT OR IGNORE INTO terms (tenant_no, field, value) VALUES (?, ?, ?)", missing
+        )
+        for tenant_no, field, value in missing:
+            (term,) = conn.execute(
+                "SELECT term FROM terms WHERE tenant_no = ? AND field = ? AND value = ?",
+                (tenant_no, field, value),
+            ).fetchone()
+            self.ids[(tenant_no, field, value)] = term
+
+
+def write_batch(conn: sqlite3.Connection, terms: TermCache, batch: Batch) -> bool:
+    """Index one batch in one transaction; False if another indexer (another
+    process on the same files) got there first."""
+    tno = batch.tenant_no
+    docs: list[object] = []
+    keyed: list[tuple[tuple[int, int, str], int]] = []
+    for row in batch.rows:
+        rid = rid_of(tno, row.seq)
+        for field, value in entry_terms(row):
+            keyed.append(((tno, field, value), rid))
+        docs.append(rid)
+        docs.append(entry_text(row))
+    end = batch.end
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        r = conn.execute("SELECT next_seq FROM indexed WHERE tenant_no = ?", (tno,)).fetchone()
+        if (0 if r is None else r[0]) != batch.start:
+            conn.execute("ROLLBACK")
+            return False
+        try:
+            terms.resolve(conn, {k for k, _ in keyed})
+        except BaseException:
+            terms.ids.clear()  # ids inserted in a rolled-back transaction are not stored
+            raise
+        ids = terms.ids
+        postings = sorted((ids[k], rid) for k, rid in keyed)
+        counts: dict[int, int] = {}
+        for term, _ in postings:
+            counts[term] = counts.get(term, 0) + 1
+        for i in range(0, len(postings), _ROWS_PER_STATEMENT):
+            chunk = postings[i : i + _ROWS_PER_STATEMENT]
+            conn.execute(_insert_postings(len(chunk)), list(chain.from_iterable(chunk)))
+        for i in range(0, len(docs), 2 * _ROWS_PER_STATEMENT):
+            chunk = docs[i : i + 2 * _ROWS_PER_STATEMENT]
+            conn.execute(_insert_docs(len(chunk) // 2), chunk)
+        conn.executemany(
+            "UPDATE terms SET n = n + ? WHERE term = ?", [(n, t) for t, n in counts.items()]
+        )
+        conn.execute(
+            "INSERT INTO indexed (tenant_no, next_seq) VALUES (?, ?) "
+            "ON CONFLICT (tenant_no) DO UPDATE SET next_seq = excluded.next_seq",
+            (tno, end),
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        terms.ids.clear()
+        raise
+    return True
+
+
+def _insert_postings(n: int) -> str:
+    return "INSERT INTO postings (term, rid) VALUES " + ", ".join(["(?, ?)"] * n)
+
+
+def _insert_docs(n: int) -> str:
+    return "INSERT INTO entries_fts (rowid, text) VALUES " + ", ".join(["(?, ?)"] * n)
+
+
+def rid_indexed(conn: sqlite3.Connection, tenant_no: int, seq: int, schema: str = "idx.") -> bool:
+    r = conn.execute(
+        f"SELECT next_seq FROM {schema}indexed WHERE tenant_no = ?",  # noqa: S608
+        (tenant_no,),
+    ).fetchone()
+    return r is not None and seq < r[0]
+
+
+def remove_rows(
+    conn: sqlite3.Connection, tenant_no: int, rows: Sequence[EntryRow], schema: str = ""
+) -> None:
+    """Take entries out of the projection (redaction, purge), inside the
+    caller's transaction on `conn`. The full-text index is contentless, so
+    each document is recomputed from the row, which must still hold its
+    payload."""
+    for row in rows:
+        rid = rid_of(tenant_no, row.seq)
+        for field, value in entry_terms(row):
+            r = conn.execute(
+                f"SELECT term FROM {schema}terms WHERE tenant_no = ? AND field = ? AND value = ?",  # noqa: S608
+                (tenant_no, field, value),
+            ).fetchone()
+            if r is not None:
+                n = conn.execute(
+                    f"DELETE FROM {schema}postings WHERE term = ? AND rid = ?",  # noqa: S608
+                    (r[0], rid),
+                ).rowcount
+                conn.execute(f"UPDATE {schema}terms SET n = n - ? WHERE term = ?", (n, r[0]))  # noqa: S608
+        conn.execute(
+            f"INSERT INTO {schema}entries_fts (entries_fts, rowid, text)"  # noqa: S608
+            " VALUES ('delete', ?, ?)",
+            (rid, entry_text(row)),
+        )
+
+
+class Indexer:
+    """The background thread that keeps the projection up with the ledger.
+
+    `pending` lists, per tenant, (tenant_no, indexed up to, ledger size);
+    `read` returns ledger rows of one tenant in [start, end) in seq order.
+    """
+
+    def __init__(
+        self,
+        index_file: str,
+        pending: Callable[[sqlite3.Connection], list[tuple[int, int, int]]],
+        read: Callable[[int, int, int], list[EntryRow]],
+        batch: int = INDEX_BATCH,
+    ) -> None:
+        self._conn = open_index(index_file)
+        self._pending = pending
+        self._read = read
+        self._batch = batch
+        self._terms = TermCache()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self.error: BaseException | None = None
+        self.batches = 0
+        self._thread = threading.Thread(target=self._run, name="kimonaudit-indexer", daemon=True)
+        self._thread.start()
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join()
+        self._conn.close()
+
+    def wait(self, timeout: float = 60.0) -> bool:
+        """Block until the projection covers everything committed before the
+        call (tests, `reindex`, the search reference); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.error is not None:
+                raise self.error
+            if not self._pending(self._conn):
+                return True
+            self._wake.set()
+            time.sleep(0.005)
+        return False
+
+    def step(self) -> int:
+        """Index one batch of every tenant that is behind; entries indexed."""
+        done = 0
+        for tenant_no, start, size in self._pending(self._conn):
+            end = min(size, start + self._batch)
+            # A gap (rows purged, or removed by tampering) still moves the
+            # mark: verify reports it, and indexing must not stall on it.
+            rows = self._read(tenant_no, start, end)
+            if write_batch(self._conn, self._terms, Batch(tenant_no, start, end, rows)):
+                done += end - start
+                self.batches += 1
+        return done
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                n = self.step()
+                self.error = None
+            except Exception as exc:  # a locked or damaged file: retry, never die
+                log.warning("indexer: %s: %s", exc.__class__.__name__, exc)
+                self.error = None
+                n = 0
+                self._stop.wait(1.0)
+            if n == 0:
+                self._wake.wait(_IDLE_WAIT)
+                self._wake.clear()
