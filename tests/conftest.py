@@ -17,6 +17,11 @@ from urllib.parse import quote
 
 import pytest
 
+# The SQLite indexer in-process: a child process per opened store would cost
+# a Python start-up in each of the suite's thousands of opens. The process
+# mode has its own tests (tests/test_projection.py).
+os.environ.setdefault("KIMONAUDIT_INDEXER", "thread")
+
 PG_ENV = "KIMONAUDIT_TEST_POSTGRES_URL"
 
 

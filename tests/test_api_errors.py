@@ -227,6 +227,17 @@ def test_receipts_and_idempotent_retry(api: Api) -> None:
     assert got["event"]["actor"]["name"] == "Agent Agent_2"
 
 
+def test_a_reused_id_with_other_content_is_409_naming_it(api: Api) -> None:
+    """The same id with another action cannot slip through as a "retry"."""
+    assert api.post(event(1, id="a-ev-3")).status_code == 201
+    size = tree_size(api)
+    forged = {**event(1, id="a-ev-3"), "action": "role.deleted"}
+    err = assert_error(api.post({"events": [event(2), forged]}), 409, "conflict")
+    assert "a-ev-3" in err["message"]
+    assert err["fields"][0]["path"] == "events[1].id"
+    assert tree_size(api) == size
+
+
 def test_wait_checkpoint_returns_proofs_that_verify(api: Api) -> None:
     """?wait=checkpoint answers with a signed checkpoint covering the batch and valid proofs."""
     resp = api.post({"events": [event(i) for i in range(7)]}, params={"wait": "checkpoint"})

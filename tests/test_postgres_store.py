@@ -48,7 +48,7 @@ def _prepared(i: int, event_id: str) -> Prepared:
     payload, salt = b'{"n":%d}' % i, bytes([i % 256]) * 32
     return Prepared(
         event_id, "ticket.viewed", "ticket", 0, False, None, None, "ticket", str(i),
-        "success", None, None, payload, salt, payload_commitment(salt, payload), f"ticket {i}",
+        "success", None, None, payload, salt, payload_commitment(salt, payload),
     )  # fmt: skip
 
 
@@ -295,7 +295,7 @@ def test_a_failed_copy_writes_nothing(pg_url):
             plan = plan_append(
                 state, [_prepared(0, "a"), _prepared(1, "b")], existing, _us(2026, 1, 2)
             )
-            plan.rows[1] = plan.rows[1]._replace(search_text="nul \x00 byte")
+            plan.rows[1] = plan.rows[1]._replace(target_id="nul \x00 byte")
             return plan
 
         with pytest.raises(StoreError, match="append"):
@@ -325,7 +325,7 @@ def test_ids_written_earlier_in_a_group_are_seen_before_commit(pg_url):
         first = plan_append(state, [_prepared(0, "a")], session.existing("t1", ["a"]), 5)
         session.write(first)
         seen = session.existing("t1", ["a", "b"])
-        assert seen == {"a": first.receipts[0]}
+        assert seen == {"a": first.rows[0]}
         second = plan_append(first.state, [_prepared(0, "a"), _prepared(1, "b")], seen, 5)
         session.write(second)
         session.commit()

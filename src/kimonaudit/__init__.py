@@ -44,7 +44,10 @@ def open(
     ring = keys.load_or_create(
         settings.KEY_FILE.get(key_file), name=settings.DEPLOYMENT_NAME.get(name)
     )
-    store = open_store(settings.DATABASE_URL.get(url), **store_options)
+    db_url = settings.DATABASE_URL.get(url)
+    if db_url.startswith("sqlite:"):
+        store_options.setdefault("indexer", settings.INDEXER.get())
+    store = open_store(db_url, **store_options)
     return AuditLog(store, ring, clock=clock)
 
 

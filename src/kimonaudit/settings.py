@@ -46,4 +46,12 @@ DEPLOYMENT_NAME = Setting(
     "(<name>/tenants/<tenant id>). Used when a key file is created.",
 )
 
+INDEXER = Setting(
+    "indexer",
+    "KIMONAUDIT_INDEXER",
+    "process",
+    "Where the SQLite search indexer runs: process (a child process, so it "
+    "uses the second core) or thread (in-process; what the tests use).",
+)
+
 ALL: tuple[Setting, ...] = (DATABASE_URL, KEY_FILE, DEPLOYMENT_NAME)

@@ -67,7 +67,7 @@ _BODY = {
     response_model=None,
     responses={
         201: {"model": AppendOut, "description": "Appended"},
-        **responses(400, 401, 403, 413, 415, 422, 429),
+        **responses(400, 401, 403, 409, 413, 415, 422, 429),
     },
     openapi_extra=_BODY,
 )

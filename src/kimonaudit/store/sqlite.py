@@ -37,7 +37,10 @@ from kimonaudit.store.sqlite_index import (
     SEQ_BITS,
     SEQ_MASK,
     Indexer,
+    IndexerProcess,
     index_path,
+    ledger_pending,
+    ledger_rows,
     remove_rows,
     rid_indexed,
     rid_of,
@@ -211,7 +214,9 @@ class SQLiteStore(
 ):
     dialect = "sqlite"
 
-    def __init__(self, path: str | Path, synchronous: str = "FULL") -> None:
+    def __init__(
+        self, path: str | Path, synchronous: str = "FULL", indexer: str = "thread"
+    ) -> None:
         self.path = str(path)
         self.url = f"sqlite:///{self.path}"
         if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA", "OFF"):
@@ -229,11 +234,17 @@ class SQLiteStore(
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._tenant_nos: dict[str, int] = {}
-        self._tenant_ids: dict[int, str] = {}
         self._closed = False
         self.index_file = index_path(self.path)
+        if indexer not in ("thread", "process"):
+            wconn.close()
+            raise ConfigError(f"indexer must be 'thread' or 'process', not {indexer!r}")
         try:
-            self._indexer = Indexer(self.index_file, self._pending, self._read_for_index)
+            self._indexer: Indexer | IndexerProcess = (
+                Indexer(self.index_file, self._pending, self._read_for_index)
+                if indexer == "thread"
+                else IndexerProcess(self.path, self.index_file)
+            )
         except sqlite3.DatabaseError as exc:
             wconn.close()
             raise StoreError(f"cannot open the search index {self.index_file}: {exc}") from exc
@@ -396,7 +407,6 @@ class SQLiteStore(
                 raise NotFound(f"no tenant {tenant_id!r}")
             tno = int(r[0])
             self._tenant_nos[tenant_id] = tno
-            self._tenant_ids[tno] = tenant_id
         return tno
 
     def _rid(self, tenant_id: str, seq: int) -> int:
@@ -537,21 +547,10 @@ class SQLiteStore(
 
     # -- the projection's bookkeeping -----------------------------------------
     def _pending(self, index_conn: sqlite3.Connection) -> list[tuple[int, int, int]]:
-        marks = dict(index_conn.execute("SELECT tenant_no, next_seq FROM indexed").fetchall())
-        out = []
-        for tid, tno, size, purged in self._conn().execute(
-            "SELECT t.tenant_id, t.tenant_no, s.size, s.purged FROM tree_state s"
-            " JOIN tenants t ON t.tenant_id = s.tenant_id"
-        ):
-            self._tenant_ids[tno] = tid
-            start = max(marks.get(tno, 0), purged)
-            if start < size:
-                out.append((tno, start, size))
-        return out
+        return ledger_pending(self._conn(), index_conn)
 
     def _read_for_index(self, tenant_no: int, start: int, end: int) -> list[EntryRow]:
-        tid = self._tenant_ids[tenant_no]
-        return list(self.iter_entries(tid, start, end))
+        return ledger_rows(self._conn(), tenant_no, start, end)
 
     def wait_indexed(self, timeout: float = 60.0) -> bool:
         """Block until the projection covers every committed entry."""

@@ -16,12 +16,14 @@ rebuilt on the next open), and `verify --index` compares it with the ledger.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import chain
+from typing import Any
 
 from kimonaudit.core.projection import entry_terms, entry_text
 from kimonaudit.core.records import EntryRow
@@ -167,11 +169,11 @@ def write_batch(conn: sqlite3.Connection, terms: TermCache, batch: Batch) -> boo
 
 
 def _insert_postings(n: int) -> str:
-    return "INSERT INTO postings (term, rid) VALUES " + ", ".join(["(?, ?)"] * n)
+    return "INSERT INTO postings (term, rid) VALUES " + ", ".join(["(?, ?)"] * n)  # noqa: S608
 
 
 def _insert_docs(n: int) -> str:
-    return "INSERT INTO entries_fts (rowid, text) VALUES " + ", ".join(["(?, ?)"] * n)
+    return "INSERT INTO entries_fts (rowid, text) VALUES " + ", ".join(["(?, ?)"] * n)  # noqa: S608
 
 
 def rid_indexed(conn: sqlite3.Connection, tenant_no: int, seq: int, schema: str = "idx.") -> bool:
@@ -207,6 +209,119 @@ def remove_rows(
             " VALUES ('delete', ?, ?)",
             (rid, entry_text(row)),
         )
+
+
+_ROW_COLS = (
+    "rid, event_id, recorded_at, action, category, severity, security, actor_hash, actor_type,"
+    " target_type, target_id, outcome, occurred_at, ip, payload, salt, payload_commitment,"
+    " leaf_hash"
+)
+
+
+def ledger_pending(
+    ledger: sqlite3.Connection, index: sqlite3.Connection
+) -> list[tuple[int, int, int]]:
+    """(tenant_no, first seq not indexed, ledger size) of every tenant behind."""
+    marks = dict(index.execute("SELECT tenant_no, next_seq FROM indexed").fetchall())
+    out = []
+    for tno, size, purged in ledger.execute(
+        "SELECT t.tenant_no, s.size, s.purged FROM tree_state s"
+        " JOIN tenants t ON t.tenant_id = s.tenant_id"
+    ):
+        start = max(marks.get(tno, 0), purged)
+        if start < size:
+            out.append((tno, start, size))
+    return out
+
+
+def ledger_rows(ledger: sqlite3.Connection, tenant_no: int, start: int, end: int) -> list[EntryRow]:
+    """Ledger rows of one tenant with start <= seq < end (tenant id left
+    empty: the projection keys by tenant number)."""
+    base = tenant_no << SEQ_BITS
+    return [
+        EntryRow("", r[0] - base, *r[1:5], bool(r[5]), *r[6:])
+        for r in ledger.execute(
+            f"SELECT {_ROW_COLS} FROM ledger WHERE rid >= ? AND rid < ? ORDER BY rid",  # noqa: S608
+            (base + start, base + end),
+        )
+    ]
+
+
+def _open_ledger(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+def run_process(ledger_path: str, index_file: str, parent_pid: int, stop: Any) -> None:
+    """The indexer as a child process (KIMONAUDIT_INDEXER=process): its
+    Python work then runs on the other core instead of taking turns with
+    the appends for one interpreter lock. Polls the ledger every 10 ms and
+    exits with its parent."""
+    ledger = _open_ledger(ledger_path)
+    index = open_index(index_file)
+    terms = TermCache()
+    while not stop.is_set() and os.getppid() == parent_pid:
+        try:
+            n = 0
+            for tno, start, size in ledger_pending(ledger, index):
+                end = min(size, start + INDEX_BATCH)
+                rows = ledger_rows(ledger, tno, start, end)
+                if write_batch(index, terms, Batch(tno, start, end, rows)):
+                    n += end - start
+        except sqlite3.Error as exc:
+            log.warning("indexer: %s: %s", exc.__class__.__name__, exc)
+            time.sleep(1.0)
+            continue
+        if n == 0:
+            time.sleep(0.01)
+    ledger.close()
+    index.close()
+
+
+class IndexerProcess:
+    """Runs `run_process` in a spawned child and stops it on close."""
+
+    def __init__(self, ledger_path: str, index_file: str) -> None:
+        import multiprocessing
+
+        open_index(index_file).close()  # created (or migrated) before the child starts
+        ctx = multiprocessing.get_context("spawn")
+        self._stop = ctx.Event()
+        self._proc = ctx.Process(
+            target=run_process,
+            args=(ledger_path, index_file, os.getpid(), self._stop),
+            name="kimonaudit-indexer",
+            daemon=True,
+        )
+        self._proc.start()
+        self._index = open_index(index_file)
+        self._ledger = _open_ledger(ledger_path)
+        self._lock = threading.Lock()
+        self.error: BaseException | None = None
+
+    def notify(self) -> None:
+        pass  # the child polls
+
+    def wait(self, timeout: float = 60.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not ledger_pending(self._ledger, self._index):
+                    return True
+            if not self._proc.is_alive():
+                raise RuntimeError("the indexer process has stopped")
+            time.sleep(0.005)
+        return False
+
+    def close(self) -> None:
+        self._stop.set()
+        self._proc.join(5)
+        if self._proc.is_alive():
+            self._proc.terminate()
+            self._proc.join(5)
+        self._index.close()
+        self._ledger.close()
 
 
 class Indexer:

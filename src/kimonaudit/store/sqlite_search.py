@@ -41,12 +41,8 @@ def _row(tenant_id: str, r: Sequence[Any]) -> EntryRow:
 
 
 def _phrase_in(words: list[str], phrase: tuple[str, ...]) -> bool:
-    n = len(phrase)
-    first = phrase[0]
-    for i, w in enumerate(words):
-        if w == first and tuple(words[i : i + n]) == phrase:
-            return True
-    return False
+    n, first = len(phrase), phrase[0]
+    return any(w == first and tuple(words[i : i + n]) == phrase for i, w in enumerate(words))
 
 
 def text_ok(sql: SearchSql, row: EntryRow) -> bool:
@@ -54,10 +50,7 @@ def text_ok(sql: SearchSql, row: EntryRow) -> bool:
     if not sql.texts:
         return True
     words = entry_text(row).split()
-    for phrase, negated in sql.texts:
-        if _phrase_in(words, phrase) == negated:
-            return False
-    return True
+    return all(_phrase_in(words, phrase) != negated for phrase, negated in sql.texts)
 
 
 class SQLiteSearch:
@@ -192,7 +185,7 @@ class SQLiteSearch:
             rows = self._within_budget(conn, q, args, _TEXT_BUDGET)
             if rows is None:  # rare matches among many text hits: sort them
                 q = (
-                    f"{_SELECT} WHERE e.rid IN (SELECT rowid FROM idx.entries_fts "
+                    f"{_SELECT} WHERE e.rid IN (SELECT rowid FROM idx.entries_fts "  # noqa: S608
                     "WHERE entries_fts MATCH ? AND rowid >= ? AND rowid < ?) "
                     f"AND ({sql.rest_where}) ORDER BY e.rid DESC LIMIT ?"
                 )
@@ -290,7 +283,7 @@ class SQLiteSearch:
         conn = self._conn()
         if sql.text_match is not None:
             return (
-                "e.rid IN (SELECT rowid FROM idx.entries_fts WHERE entries_fts MATCH ? "
+                "e.rid IN (SELECT rowid FROM idx.entries_fts WHERE entries_fts MATCH ? "  # noqa: S608
                 f"AND rowid >= ? AND rowid < ?) AND ({sql.rest_where})",
                 [sql.text_match, lo, hi, *sql.rest_params],
             )
@@ -299,7 +292,7 @@ class SQLiteSearch:
             return f"e.rid >= ? AND e.rid < ? AND ({sql.where})", [lo, hi, *sql.params]
         ids = best[0] or [-1]
         return (
-            f"e.rid IN (SELECT rid FROM idx.postings WHERE term IN ({','.join('?' * len(ids))}) "
+            f"e.rid IN (SELECT rid FROM idx.postings WHERE term IN ({','.join('?' * len(ids))}) "  # noqa: S608
             f"AND rid >= ? AND rid < ?) AND ({sql.where})",
             [*ids, lo, hi, *sql.params],
         )
@@ -369,7 +362,8 @@ class SQLiteSearch:
 
         def at(rid: int) -> tuple[int, int] | None:
             r = conn.execute(
-                "SELECT rid, recorded_at FROM ledger WHERE rid >= ? AND rid < ? ORDER BY rid LIMIT 1",
+                "SELECT rid, recorded_at FROM ledger WHERE rid >= ? AND rid < ?"
+                " ORDER BY rid LIMIT 1",
                 (rid, top),
             ).fetchone()
             return None if r is None else (int(r[0]), int(r[1]))
@@ -378,7 +372,8 @@ class SQLiteSearch:
         if first is None:
             return None
         last = conn.execute(
-            "SELECT rid, recorded_at FROM ledger WHERE rid >= ? AND rid < ? ORDER BY rid DESC LIMIT 1",
+            "SELECT rid, recorded_at FROM ledger WHERE rid >= ? AND rid < ?"
+            " ORDER BY rid DESC LIMIT 1",
             (base, top),
         ).fetchone()
         if last[1] < recorded_at:
