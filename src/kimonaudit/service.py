@@ -445,6 +445,21 @@ class AuditLog:
             progress=progress,
         )
 
+    def verify_index(self, tenant_id: str) -> tuple[int, list[str]]:
+        """(entries checked, problems): the search projection compared with
+        the ledger, so a deleted or altered index row cannot quietly hide an
+        entry from search. A store without a separate projection has nothing
+        to compare: (0, [])."""
+        self.get_tenant(tenant_id)
+        check = getattr(self.store, "check_index", None)
+        return (0, []) if check is None else check(tenant_id)
+
+    def reindex(self, progress: Progress | None = None) -> int:
+        """Rebuild the search projection from the ledger (every tenant) and
+        wait for it; returns the entries indexed."""
+        rebuild = getattr(self.store, "rebuild_index", None)
+        return 0 if rebuild is None else int(rebuild(progress))
+
     def verify_checkpoint_note(self, note: str) -> Checkpoint:
         cp, _ = open_checkpoint(note, self.keys.verifiers)
         return cp

@@ -342,7 +342,11 @@ def _driver(f: Filter, ctx: CompileContext) -> list[DriverSpec] | None:
             specs.append((P.F_ACTION, "glob", (_glob(pattern),)))
         return specs
     if f.key == "actor":
-        return [(P.F_ACTOR, "eq", tuple(ctx.actor_hash(str(v)) for v in values))]
+        hashes: list[str] = []
+        for v in values:
+            h = ctx.actor_hash(str(v))
+            hashes.extend([h] if isinstance(h, str) else h)
+        return [(P.F_ACTOR, "eq", tuple(hashes))]  # none: an unknown or erased actor
     if f.key == "target":
         for v in values:
             assert isinstance(v, Target)

@@ -12,7 +12,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -38,6 +38,7 @@ from kimonaudit.store.sqlite_index import (
     SEQ_MASK,
     Indexer,
     IndexerProcess,
+    check_projection,
     index_path,
     ledger_pending,
     ledger_rows,
@@ -207,6 +208,16 @@ def _upsert_actors(conn: sqlite3.Connection, tenant_id: str, actors: Sequence[Ac
         " WHERE actors.erased_at IS NULL",
         [(tenant_id, a.actor_hash, a.actor_id, a.actor_type, a.name, a.email, now) for a in actors],
     )
+
+
+class _IdxView:
+    """A reader connection seen as the index file (its tables under idx.)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> sqlite3.Cursor:
+        return self._conn.execute(sql.replace(" FROM indexed", " FROM idx.indexed"), params)
 
 
 class SQLiteStore(
@@ -551,6 +562,46 @@ class SQLiteStore(
 
     def _read_for_index(self, tenant_no: int, start: int, end: int) -> list[EntryRow]:
         return ledger_rows(self._conn(), tenant_no, start, end)
+
+    def check_index(self, tenant_id: str) -> tuple[int, list[str]]:
+        """(entries checked, problems): the projection against the ledger."""
+        tno = self.tenant_no(tenant_id)
+        return check_projection(
+            self._conn(), tno, lambda a, b: ledger_rows(self._conn(), tno, a, b)
+        )
+
+    def rebuild_index(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Start the projection over from the ledger and wait until it has
+        caught up; `progress(done, total)` as it goes. Returns entries indexed."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("DELETE FROM idx.postings")
+            conn.execute("DELETE FROM idx.terms")
+            conn.execute("DELETE FROM idx.indexed")
+            conn.execute("INSERT INTO idx.entries_fts (entries_fts) VALUES ('delete-all')")
+            # Term ids cached by any indexer (thread or process) are void now.
+            conn.execute(
+                "INSERT INTO idx.index_meta VALUES ('epoch', 1) "
+                "ON CONFLICT (key) DO UPDATE SET value = value + 1"
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        total = sum(size - start for _, start, size in self._pending_now())
+        while True:
+            left = sum(size - start for _, start, size in self._pending_now())
+            if progress is not None:
+                progress(total - left, total)
+            if left == 0:
+                return total
+            self._indexer.notify()
+            time.sleep(0.05)
+
+    def _pending_now(self) -> list[tuple[int, int, int]]:
+        conn = self._conn()
+        return ledger_pending(conn, _IdxView(conn))
 
     def wait_indexed(self, timeout: float = 60.0) -> bool:
         """Block until the projection covers every committed entry."""

@@ -97,6 +97,14 @@ class TermCache:
     def __init__(self, limit: int = 500_000) -> None:
         self.ids: dict[tuple[int, int, str], int] = {}
         self.limit = limit
+        self.epoch = -1  # index_meta 'epoch' the ids belong to (a rebuild bumps it)
+
+    def check_epoch(self, conn: sqlite3.Connection) -> None:
+        r = conn.execute("SELECT value FROM index_meta WHERE key = 'epoch'").fetchone()
+        epoch = 0 if r is None else int(r[0])
+        if epoch != self.epoch:
+            self.ids.clear()
+            self.epoch = epoch
 
     def resolve(self, conn: sqlite3.Connection, keys: set[tuple[int, int, str]]) -> None:
         missing = [k for k in keys if k not in self.ids]
@@ -135,6 +143,7 @@ def write_batch(conn: sqlite3.Connection, terms: TermCache, batch: Batch) -> boo
         if (0 if r is None else r[0]) != batch.start:
             conn.execute("ROLLBACK")
             return False
+        terms.check_epoch(conn)
         try:
             terms.resolve(conn, {k for k, _ in keyed})
         except BaseException:
@@ -239,7 +248,7 @@ def ledger_rows(ledger: sqlite3.Connection, tenant_no: int, start: int, end: int
     empty: the projection keys by tenant number)."""
     base = tenant_no << SEQ_BITS
     return [
-        EntryRow("", r[0] - base, *r[1:5], bool(r[5]), *r[6:])
+        EntryRow("", r[0] - base, *r[1:6], bool(r[6]), *r[7:])
         for r in ledger.execute(
             f"SELECT {_ROW_COLS} FROM ledger WHERE rid >= ? AND rid < ? ORDER BY rid",  # noqa: S608
             (base + start, base + end),
@@ -398,3 +407,64 @@ class Indexer:
             if n == 0:
                 self._wake.wait(_IDLE_WAIT)
                 self._wake.clear()
+
+
+_MASK64 = (1 << 64) - 1
+
+
+def _doc_sum(words: Sequence[str]) -> int:
+    # An order-aware multiset digest of a document: (position, word) pairs
+    # summed, so instances read back in any order add up the same.
+    return sum(hash((i, w)) for i, w in enumerate(words)) & _MASK64
+
+
+def check_projection(
+    conn: sqlite3.Connection, tenant_no: int, rows: Callable[[int, int], list[EntryRow]]
+) -> tuple[int, list[str]]:
+    """Compare the tenant's projection (on `conn`, attached as ``idx``) with
+    the ledger rows below its high-water mark. Returns (entries checked,
+    problems), each problem naming a seq; empty when they match exactly."""
+    base = tenant_no << SEQ_BITS
+    r = conn.execute("SELECT next_seq FROM idx.indexed WHERE tenant_no = ?", (tenant_no,))
+    mark = (r.fetchone() or (0,))[0]
+    posted: dict[int, set[tuple[int, str]]] = {}
+    for rid, field, value in conn.execute(
+        "SELECT p.rid, t.field, t.value FROM idx.postings p JOIN idx.terms t ON t.term = p.term"
+        " WHERE t.tenant_no = ?",
+        (tenant_no,),
+    ):
+        posted.setdefault(rid, set()).add((field, value))
+    docs: dict[int, int] = {}
+    conn.execute(
+        "CREATE VIRTUAL TABLE IF NOT EXISTS temp.kimonaudit_fts_words"
+        " USING fts5vocab(idx, entries_fts, instance)"
+    )
+    for doc, term, offset in conn.execute(
+        "SELECT doc, term, offset FROM temp.kimonaudit_fts_words WHERE doc >= ? AND doc < ?",
+        (base, base + SEQ_MASK + 1),
+    ):
+        docs[doc] = (docs.get(doc, 0) + hash((offset, term))) & _MASK64
+    problems: list[str] = []
+    checked = 0
+    start = 0
+    while start < mark:
+        end = min(mark, start + INDEX_BATCH)
+        for row in rows(start, end):
+            rid = base + row.seq
+            checked += 1
+            want = set(entry_terms(row))
+            got = posted.pop(rid, set())
+            if got != want:
+                missing = sorted(want - got)
+                extra = sorted(got - want)
+                problems.append(
+                    f"seq {row.seq}: search postings differ from the ledger"
+                    f" (missing {len(missing)}, unexpected {len(extra)})"
+                )
+            words = entry_text(row).split()
+            if docs.pop(rid, None) != (_doc_sum(words) if words else None):
+                problems.append(f"seq {row.seq}: full-text document differs from the ledger")
+        start = end
+    for rid in sorted(set(posted) | set(docs)):
+        problems.append(f"seq {rid - base}: indexed, but no such entry in the ledger")
+    return checked, problems

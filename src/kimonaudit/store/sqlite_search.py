@@ -88,6 +88,8 @@ class SQLiteSearch:
         ids: list[int] = []
         total = 0
         for field, mode, values in driver:
+            if not values:
+                continue
             if mode == "eq":
                 marks = ",".join("?" * len(values))
                 q = f"value IN ({marks})"

@@ -1,0 +1,284 @@
+"""The SQLite write path: a lean ledger acknowledged on its own, and a search
+projection (postings + full text) built from it by the indexer, checked by
+`verify --index`, rebuilt by `reindex`, and never hiding an acknowledged
+entry from search."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import kimonaudit
+from kimonaudit.core.ledger import plan_append
+from kimonaudit.core.records import TreeState
+from kimonaudit.store.sqlite import SQLiteStore
+from kimonaudit.store.sqlite_index import Indexer
+from kimonaudit.store.sqlite_schema import MIGRATIONS
+from tests.helpers import event
+
+QUERIES = [
+    "",
+    "action:ticket.viewed",
+    "action:ticket.*",
+    "actor:agent_42",
+    "target:ticket:10003",
+    "is:failure",
+    "refund",
+    '"refund requested"',
+    "-refund action:ticket.*",
+    "severity:>=high",
+]
+
+
+def _fill(log, tid: str, n: int = 60) -> None:
+    batch = []
+    for i in range(n):
+        ev = event(i)
+        if i % 7 == 0:
+            ev["outcome"] = "failure"
+        if i % 5 == 0:
+            ev["metadata"] = {"note": "refund requested"}
+        batch.append(ev)
+    log.append(tid, batch)
+
+
+def _seqs(log, tid: str, q: str) -> list[int]:
+    return [r.seq for r in log.search(tid, q, limit=1000)]
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'audit.db'}"
+
+
+def test_search_finds_entries_the_indexer_has_not_reached(sqlite_url, key_file, monkeypatch):
+    """With the indexer stopped, every query answers from the ledger tail;
+    once it catches up, through the projection, with the same results."""
+    with kimonaudit.open(sqlite_url, key_file=key_file) as log:
+        tid = log.create_tenant("acme").id
+        _fill(log, tid)
+        assert log.store.wait_indexed()
+        indexed = {q: _seqs(log, tid, q) for q in QUERIES}
+    assert indexed["refund"] and indexed["is:failure"] and indexed["actor:agent_42"]
+    # The same history in a fresh log whose indexer never runs.
+    monkeypatch.setattr(Indexer, "step", lambda self: 0)
+    other = sqlite_url.replace("audit.db", "tail.db")
+    with kimonaudit.open(other, key_file=key_file) as log:
+        tid2 = log.create_tenant("acme").id
+        _fill(log, tid2)
+        assert log.store.indexed_upto(tid2) == 0
+        for q in QUERIES:
+            assert _seqs(log, tid2, q) == indexed[q], q
+            assert log.histogram(tid2, q).total == len(indexed[q]), q
+
+
+def test_a_search_spanning_index_and_tail_pages_through_both(sqlite_url, key_file, monkeypatch):
+    """Half indexed, half not: pages and exports cover both, each entry once."""
+    with kimonaudit.open(sqlite_url, key_file=key_file) as log:
+        tid = log.create_tenant("acme").id
+        _fill(log, tid, 30)
+        assert log.store.wait_indexed()
+        monkeypatch.setattr(Indexer, "step", lambda self: 0)
+        _fill(log, tid, 30)
+        assert log.store.indexed_upto(tid) == 30
+        seen, cursor = [], None
+        while True:
+            page = log.search(tid, "action:ticket.*", limit=7, cursor=cursor)
+            seen += [r.seq for r in page]
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        everything = [r.seq for r in log.store.iter_entries(tid)]
+        want = [
+            s for s in reversed(everything) if log.get_entry(tid, s).action.startswith("ticket.")
+        ]
+        assert seen == want
+        exported = b"".join(log.export(tid, "action:ticket.*", "ndjson"))
+        assert exported.count(b"\n") == len(want)
+
+
+def test_the_indexer_resumes_from_its_mark_after_a_restart(sqlite_url, key_file, monkeypatch):
+    """The mark is stored with each batch: a reopened store indexes only what is left."""
+    with kimonaudit.open(sqlite_url, key_file=key_file) as log:
+        tid = log.create_tenant("acme").id
+        _fill(log, tid, 40)
+        assert log.store.wait_indexed()
+    monkeypatch.setattr(Indexer, "step", lambda self: 0)
+    with kimonaudit.open(sqlite_url, key_file=key_file) as log:
+        _fill(log, tid, 25)
+        assert log.store.indexed_upto(tid) == 40
+    monkeypatch.undo()
+    with kimonaudit.open(sqlite_url, key_file=key_file) as log:
+        assert log.store.wait_indexed()
+        assert log.store.indexed_upto(tid) == 65
+        assert log.verify_index(tid) == (65, [])
+
+
+def test_the_indexer_runs_as_a_child_process(sqlite_url, key_file):
+    """KIMONAUDIT_INDEXER=process: the projection is built by another process."""
+    with kimonaudit.open(sqlite_url, key_file=key_file, indexer="process") as log:
+        tid = log.create_tenant("acme").id
+        _fill(log, tid)
+        assert log.store.wait_indexed(timeout=60)
+        assert log.store.indexed_upto(tid) == 60
+        assert _seqs(log, tid, "refund")
+        assert log.verify_index(tid) == (60, [])
+
+
+def _verify_index(url: str, key_file: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KIMONAUDIT_DATABASE_URL": url, "KIMONAUDIT_SIGNING_KEY_FILE": key_file}
+    return subprocess.run(
+        [sys.executable, "-m", "kimonaudit", "verify", "--index"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+TAMPERS = {
+    "untouched": ("SELECT 1", lambda rid, doc: (), None),
+    "posting deleted": (
+        "DELETE FROM postings WHERE rid = (SELECT max(rid) FROM postings)",
+        lambda rid, doc: (),
+        "seq 59",
+    ),
+    "posting moved to another term": (
+        "UPDATE postings SET term = (SELECT max(term) FROM terms)"
+        " WHERE rid = ? AND term = (SELECT min(term) FROM postings WHERE rid = ?)",
+        lambda rid, doc: (rid, rid),
+        "seq 3",
+    ),
+    "document deleted": (
+        "INSERT INTO entries_fts (entries_fts, rowid, text) VALUES ('delete', ?, ?)",
+        lambda rid, doc: (rid, doc),
+        "seq 3",
+    ),
+    "document planted": (
+        "INSERT INTO entries_fts (rowid, text) VALUES (?, 'planted words')",
+        lambda rid, doc: (rid + 1000,),
+        "seq 1003",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(TAMPERS))
+def test_verify_index_catches_a_changed_projection(sqlite_url, key_file, case):
+    """A deleted or altered index row is named by seq; an untouched index passes."""
+    from kimonaudit.core.projection import entry_text
+
+    sql, params, named = TAMPERS[case]
+    with kimonaudit.open(sqlite_url, key_file=key_file) as log:
+        tid = log.create_tenant("acme").id
+        _fill(log, tid)
+        assert log.store.wait_indexed()
+        rid = log.store.tenant_no(tid) << 40 | 3
+        doc = entry_text(log.get_entry(tid, 3))
+    conn = sqlite3.connect(sqlite_url.removeprefix("sqlite:///") + "-index", isolation_level=None)
+    conn.execute(sql, params(rid, doc))
+    conn.close()
+    proc = _verify_index(sqlite_url, key_file)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    if named is None:
+        assert proc.returncode == 0, proc.stdout
+        assert "search index matches the ledger (60 entries)" in proc.stdout
+    else:
+        assert proc.returncode == 1, proc.stdout
+        assert named in proc.stdout
+
+
+def test_reindex_rebuilds_a_damaged_projection(sqlite_url, key_file):
+    """`kimonaudit reindex` starts the index over; verify --index then passes."""
+    with kimonaudit.open(sqlite_url, key_file=key_file) as log:
+        tid = log.create_tenant("acme").id
+        _fill(log, tid)
+        assert log.store.wait_indexed()
+    conn = sqlite3.connect(sqlite_url.removeprefix("sqlite:///") + "-index", isolation_level=None)
+    conn.execute("DELETE FROM postings")
+    conn.close()
+    assert _verify_index(sqlite_url, key_file).returncode == 1
+    env = {
+        **os.environ,
+        "KIMONAUDIT_DATABASE_URL": sqlite_url,
+        "KIMONAUDIT_SIGNING_KEY_FILE": key_file,
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "kimonaudit", "reindex"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "reindexed 60 entries" in proc.stdout
+    assert _verify_index(sqlite_url, key_file).returncode == 0
+
+
+def test_an_old_database_is_migrated_to_the_ledger(tmp_path, key_file):
+    """A database made before the ledger (schema 3, one `entries` table) opens
+    with its entries moved, verifying and searchable."""
+    from kimonaudit.core.leaf import payload_commitment
+    from kimonaudit.core.merkle import CompactRange
+    from kimonaudit.core.projection import entry_text
+    from kimonaudit.core.records import Prepared
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER)")
+    for version, sql in MIGRATIONS:
+        if version > 3:
+            break
+        for stmt in sql.split(";"):
+            if stmt.strip():
+                conn.execute(stmt)
+        conn.execute("INSERT INTO schema_migrations VALUES (?, 0)", (version,))
+    conn.execute("INSERT INTO tenants VALUES ('t_old', 'old', 'free', 0, 12, 0)")
+    prepared = []
+    for i in range(5):
+        payload = b'{"changes":[],"context":{},"metadata":{"note":"migrated %d"}}' % i
+        salt = bytes([i]) * 32
+        prepared.append(
+            Prepared(
+                f"ev-{i}",
+                "ticket.viewed",
+                "ticket",
+                0,
+                False,
+                None,
+                None,
+                "ticket",
+                str(i),
+                "success",
+                None,
+                None,
+                payload,
+                salt,
+                payload_commitment(salt, payload),
+            )  # fmt: skip
+        )
+    plan = plan_append(TreeState("t_old"), prepared, {}, 1_700_000_000_000_000)
+    for row in plan.rows:
+        conn.execute(
+            f"INSERT INTO entries ({', '.join(row._fields)}, search_text) "
+            f"VALUES ({', '.join('?' * (len(row) + 1))})",
+            (*row, entry_text(row)),
+        )
+    conn.executemany("INSERT INTO tree_nodes VALUES ('t_old', ?, ?, ?)", [n for n in plan.nodes])
+    st = plan.state
+    conn.execute(
+        "INSERT INTO tree_state VALUES ('t_old', ?, ?, ?, 0)",
+        (st.size, st.tree.to_bytes(), st.last_recorded_at),
+    )
+    conn.close()
+    assert isinstance(st.tree, CompactRange)
+    SQLiteStore(path).close()
+    with kimonaudit.open(f"sqlite:///{path}", key_file=key_file) as log:
+        assert log.verify("t_old").ok
+        assert log.store.wait_indexed()
+        assert [r.seq for r in log.search("t_old", '"migrated 3"')] == [3]
+        assert log.verify_index("t_old") == (5, [])
