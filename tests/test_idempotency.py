@@ -46,7 +46,7 @@ def test_a_redacted_entry_still_refuses_other_content(log):
     t = log.create_tenant("acme")
     ev = {**event(1), "id": "a-ev-9"}
     log.append(t.id, [ev])
-    log.redact(t.id, 0)
+    log.redact(t.id, 0, "legal request")
     assert log.append(t.id, [dict(ev)])[0].seq == 0
     with pytest.raises(Conflict):
         log.append(t.id, [{**ev, "action": "role.deleted"}])
