@@ -259,7 +259,7 @@ def test_an_old_database_is_migrated_to_the_ledger(tmp_path, key_file):
                 payload,
                 salt,
                 payload_commitment(salt, payload),
-            )  # fmt: skip
+            )
         )
     plan = plan_append(TreeState("t_old"), prepared, {}, 1_700_000_000_000_000)
     for row in plan.rows:
