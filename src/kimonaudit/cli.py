@@ -420,9 +420,8 @@ def verify(
             click.echo("\n".join(verify_lines(r)))
         for tid, (checked, problems) in index.items():
             if not problems:
-                click.echo(
-                    f"ok {tid}: search index matches the ledger ({plural(checked, 'entry', 'entries')})"
-                )
+                entries = plural(checked, "entry", "entries")
+                click.echo(f"ok {tid}: search index matches the ledger ({entries})")
                 continue
             click.echo(f"FAILED {tid}: search index differs from the ledger")
             click.echo("\n".join(f"  - {p}" for p in problems[:TEXT_PROBLEMS]))
