@@ -134,7 +134,8 @@ def scan(store: Store, tenant_id: str, start: int, end: int | None) -> Chunk:
 def _scan_in_worker(url: str, tenant_id: str, start: int, end: int | None) -> Chunk:
     from kimonaudit.store import open_store
 
-    store = open_store(url)
+    options = {"indexer": "off"} if url.startswith("sqlite:") else {}
+    store = open_store(url, **options)
     try:
         return scan(store, tenant_id, start, end)
     finally:

@@ -6,7 +6,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kimonaudit.core.catalogue import Severity
-from kimonaudit.core.leaf import encode_leaf, leaf_fields, leaf_header
+from kimonaudit.core.leaf import (
+    encode_leaf,
+    leaf_fields,
+    leaf_from_template,
+    leaf_header,
+    leaf_template,
+)
 from kimonaudit.core.timefmt import MAX_US, MIN_US
 
 # Text as validation lets it through: any Unicode scalar value (no surrogates).
@@ -83,3 +89,21 @@ def test_fast_leaf_equals_canonical_leaf(
         )
     )
     assert fast == slow
+    # The append path's per-batch template (tenant and time filled in once;
+    # '%' in a tenant id must not break it) gives the same bytes too.
+    batch = leaf_from_template(
+        leaf_template(tenant, ts),
+        seq,
+        eid,
+        action,
+        category,
+        int(sev),
+        security,
+        ahash,
+        atype,
+        ttype,
+        tid,
+        outcome,
+        commitment,
+    )
+    assert batch == slow

@@ -146,6 +146,65 @@ def _s(value: str | None) -> str:
     return text
 
 
+_batch_templates: dict[tuple[str, int], str] = {}
+
+
+def leaf_template(tenant_id: str, recorded_at_us: int) -> str:
+    """`_TEMPLATE` with the fields every entry of one batch shares (tenant,
+    recorded_at) already in place; `leaf_from_template` fills the rest."""
+    key = (tenant_id, recorded_at_us)
+    tmpl = _batch_templates.get(key)
+    if tmpl is None:
+        ts = format_ts(recorded_at_us).replace("%", "%%")
+        tenant = _s(tenant_id).replace("%", "%%")
+        tmpl = (
+            '{"_v":' + str(LEAF_VERSION) + ',"action":%s,"actor_hash":%s,"actor_type":%s,'
+            '"category":%s,"id":%s,"outcome":%s,"payload_commitment":"%s","recorded_at":"'
+            + ts
+            + '","security":%s,"seq":%d,"severity":"%s","target_id":%s,"target_type":%s,'
+            '"tenant":' + tenant + "}"
+        )
+        if len(_batch_templates) > 64:
+            _batch_templates.clear()
+        _batch_templates[key] = tmpl
+    return tmpl
+
+
+def leaf_from_template(
+    tmpl: str,
+    seq: int,
+    event_id: str | None,
+    action: str,
+    category: str,
+    severity: int,
+    security: bool,
+    actor_hash: str | None,
+    actor_type: str | None,
+    target_type: str | None,
+    target_id: str | None,
+    outcome: str,
+    commitment: bytes,
+) -> bytes:
+    """`leaf_fields` for one entry of a batch whose template is `tmpl`."""
+    return (
+        tmpl
+        % (
+            _s(action),
+            _s(actor_hash),
+            _s(actor_type),
+            _s(category),
+            _escape(event_id) if event_id is not None else "null",
+            _s(outcome),
+            commitment.hex(),
+            "true" if security else "false",
+            seq,
+            _SEVERITY_LABELS[severity],
+            _s(target_id),
+            _s(target_type),
+        )
+    ).encode("utf-8", "surrogatepass")
+
+
 def leaf_fields(
     tenant_id: str,
     seq: int,

@@ -8,20 +8,24 @@ from stored columns.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 
-from kimonaudit.core.leaf import leaf_fields
-from kimonaudit.core.merkle import is_stored_level, leaf_hash
+from kimonaudit.core.leaf import leaf_from_template, leaf_template
+from kimonaudit.core.merkle import LEAF_PREFIX, STORED_LEVEL_STRIDE
 from kimonaudit.core.records import AppendPlan, EntryRow, Prepared, Receipt, TreeState
 from kimonaudit.errors import Conflict
+
+_sha256 = hashlib.sha256
 
 
 def leaf_of(tenant_id: str, seq: int, recorded_at: int, p: Prepared | EntryRow) -> bytes:
     """The canonical leaf bytes of one entry (the Merkle tree hashes these)."""
-    return leaf_fields(
-        tenant_id,
+    # The per-(tenant, time) template: consecutive entries share both (one
+    # batch, one recorded_at), which is what verify walks through.
+    return leaf_from_template(
+        leaf_template(tenant_id, recorded_at),
         seq,
-        recorded_at,
         p.event_id,
         p.action,
         p.category,
@@ -82,6 +86,8 @@ def plan_append(
     nodes: list[tuple[int, int, bytes]] = []
     receipts: list[Receipt] = []
     seen = dict(existing)  # grows: an id repeated inside the batch is a retry too
+    tmpl = leaf_template(tenant_id, recorded_at)
+    make_row = EntryRow._make
     for n, p in enumerate(events):
         earlier = seen.get(p.event_id)
         if earlier is not None:
@@ -97,33 +103,18 @@ def plan_append(
             )
             continue
         seq = tree.size
-        lh = leaf_hash(leaf_of(tenant_id, seq, recorded_at, p))
-        for node in tree.append(lh):
-            if is_stored_level(node[0]):
-                nodes.append(node)
-        rows.append(
-            EntryRow(
-                tenant_id,
-                seq,
-                p.event_id,
-                recorded_at,
-                p.action,
-                p.category,
-                p.severity,
-                p.security,
-                p.actor_hash,
-                p.actor_type,
-                p.target_type,
-                p.target_id,
-                p.outcome,
-                p.occurred_at,
-                p.ip,
-                p.payload,
-                p.salt,
-                p.payload_commitment,
-                lh,
+        lh = _sha256(
+            LEAF_PREFIX
+            + leaf_from_template(
+                tmpl, seq, p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[14]
             )
-        )
+        ).digest()
+        for node in tree.append(lh):
+            if node[0] % STORED_LEVEL_STRIDE == 0:
+                nodes.append(node)
+        # Prepared is (event_id, header..., payload_commitment); EntryRow puts
+        # tenant and seq first and recorded_at after the id, leaf hash last.
+        rows.append(make_row((tenant_id, seq, p[0], recorded_at, *p[1:], lh)))
         seen[p.event_id] = rows[-1]
         receipts.append(Receipt(p.event_id, seq, recorded_at, lh))
     new_state = TreeState(

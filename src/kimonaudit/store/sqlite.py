@@ -38,6 +38,7 @@ from kimonaudit.store.sqlite_index import (
     SEQ_MASK,
     Indexer,
     IndexerProcess,
+    NoIndexer,
     check_projection,
     index_path,
     ledger_pending,
@@ -247,15 +248,17 @@ class SQLiteStore(
         self._tenant_nos: dict[str, int] = {}
         self._closed = False
         self.index_file = index_path(self.path)
-        if indexer not in ("thread", "process"):
+        if indexer not in ("thread", "process", "off"):
             wconn.close()
-            raise ConfigError(f"indexer must be 'thread' or 'process', not {indexer!r}")
+            raise ConfigError(f"indexer must be 'thread', 'process' or 'off', not {indexer!r}")
         try:
-            self._indexer: Indexer | IndexerProcess = (
-                Indexer(self.index_file, self._pending, self._read_for_index)
-                if indexer == "thread"
-                else IndexerProcess(self.path, self.index_file)
-            )
+            self._indexer: Indexer | IndexerProcess | NoIndexer
+            if indexer == "thread":
+                self._indexer = Indexer(self.index_file, self._pending, self._read_for_index)
+            elif indexer == "process":
+                self._indexer = IndexerProcess(self.path, self.index_file)
+            else:  # a short-lived reader (verify's workers): another process indexes
+                self._indexer = NoIndexer(self.index_file)
         except sqlite3.DatabaseError as exc:
             wconn.close()
             raise StoreError(f"cannot open the search index {self.index_file}: {exc}") from exc

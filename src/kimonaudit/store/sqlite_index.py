@@ -288,6 +288,24 @@ def run_process(ledger_path: str, index_file: str, parent_pid: int, stop: Any) -
     index.close()
 
 
+class NoIndexer:
+    """For a store opened only to read (verify's worker processes): the
+    index file must exist for searches to attach it, nothing more."""
+
+    def __init__(self, index_file: str) -> None:
+        open_index(index_file).close()
+        self.error: BaseException | None = None
+
+    def notify(self) -> None:
+        pass
+
+    def wait(self, timeout: float = 60.0) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
 class IndexerProcess:
     """Runs `run_process` in a spawned child and stops it on close."""
 
