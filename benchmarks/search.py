@@ -207,7 +207,9 @@ def raw_rate(url: str) -> tuple[float, int, int]:
         from kimonaudit.store.sqlite import sqlite_path
 
         conn = sqlite3.connect(sqlite_path(url))
-        (tno,) = conn.execute("SELECT tenant_no FROM tenants WHERE tenant_id = ?", (MAIN,)).fetchone()
+        (tno,) = conn.execute(
+            "SELECT tenant_no FROM tenants WHERE tenant_id = ?", (MAIN,)
+        ).fetchone()
         cur = conn.execute(
             "SELECT * FROM ledger WHERE rid >= ? AND rid < ? ORDER BY rid",
             (tno << 40, (tno + 1) << 40),

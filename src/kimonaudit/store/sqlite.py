@@ -221,9 +221,7 @@ class _IdxView:
         return self._conn.execute(sql.replace(" FROM indexed", " FROM idx.indexed"), params)
 
 
-class SQLiteStore(
-    SQLiteSearch, SQLiteConsoleStore, SQLiteRetentionStore, SQLiteDestinationStore
-):
+class SQLiteStore(SQLiteSearch, SQLiteConsoleStore, SQLiteRetentionStore, SQLiteDestinationStore):
     dialect = "sqlite"
 
     def __init__(
