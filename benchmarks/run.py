@@ -7,6 +7,8 @@
     .venv/bin/python -m benchmarks.run --suite http         # HTTP ingest; takes the options
                                                             # of benchmarks/http_ingest.py too
     .venv/bin/python -m benchmarks.run --suite retention    # purge rate, ingest p99 during it
+    .venv/bin/python -m benchmarks.run --suite delivery --events 50000   # SIEM delivery,
+                                                            # see delivery.py (--rate, --seconds)
 
 Results also go to benchmarks/results/<suite>-<timestamp>.json.
 """
@@ -23,7 +25,8 @@ from pathlib import Path
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--suite", default="core", choices=["core", "search", "http", "retention"])
+    suites = ["core", "search", "http", "retention", "delivery"]
+    ap.add_argument("--suite", default="core", choices=suites)
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--backends", default="sqlite,postgres")
     ap.add_argument("--writers", type=int, default=2, help="threads calling AuditLog.append")
@@ -34,6 +37,8 @@ def main() -> None:
         ),
     )
     ap.add_argument("--data-dir", help="search suite: keep and reuse the filled databases here")
+    ap.add_argument("--rate", type=int, default=5000, help="delivery suite: ingest events/s")
+    ap.add_argument("--seconds", type=float, default=10.0, help="delivery suite: ingest time")
     args, rest = ap.parse_known_args()
     if args.suite == "http":
         import sys
@@ -64,6 +69,12 @@ def main() -> None:
 
         doc["results"] = search.main(
             args.events, args.backends.split(","), args.pg_url, args.data_dir
+        )
+    elif args.suite == "delivery":
+        from benchmarks import delivery
+
+        doc["results"] = delivery.main(
+            args.events, args.backends.split(","), args.pg_url, args.rate, args.seconds
         )
     text = json.dumps(doc, indent=2)
     print(text)

@@ -56,7 +56,7 @@ from kimonaudit.errors import AuditLogError
 from kimonaudit.results import SignedCheckpoint
 from kimonaudit.sinks import config as dconfig
 from kimonaudit.sinks.events import StreamEvent, from_checkpoint, from_entry
-from kimonaudit.sinks.formats import RENDERERS
+from kimonaudit.sinks.formats import text_renderer
 from kimonaudit.sinks.transports import Batch, Outcome, Target, Transport, open_transport
 
 log = logging.getLogger(__name__)
@@ -253,7 +253,7 @@ class Deliverer:
         self, rec: DestinationRecord, cfg: dict[str, Any], state: DeliveryState, now: int
     ) -> tuple[Batch | None, DeliveryState]:
         """The in-flight batch again, or the next one (saved as in flight)."""
-        render = RENDERERS[rec.format]
+        render = text_renderer(rec.format)
         if state.inflight:
             fl = json.loads(state.inflight)
             events = list(self._events(rec, cfg, fl["first"], fl["end"], fl["cp_high"], state))
@@ -285,14 +285,14 @@ class Deliverer:
                 return None, state
         # Entries, cut by count and rendered size.
         events: list[StreamEvent] = []
-        rendered: list[Any] = []
+        rendered: list[str] = []
         size = 0
         end = first
         scan_end = min(tree.size, first + max(batching.max_events * 4, 1_000))
         for row in self._rows(rec, cfg, first, scan_end):
             ev = from_entry(row)
             out = render(ev)
-            n = len(out) if isinstance(out, str) else len(json.dumps(out, ensure_ascii=False))
+            n = len(out.encode())
             if events and (len(events) >= batching.max_events or size + n > batching.max_bytes):
                 break
             if rec.kind == "datadog" and n > dconfig.DATADOG_MAX_EVENT_BYTES:

@@ -14,7 +14,7 @@ from kimonaudit.destinations import Destinations
 from kimonaudit.errors import AuditLogError
 from kimonaudit.sinks.delivery import Deliverer
 from kimonaudit.sinks.events import from_checkpoint
-from kimonaudit.sinks.formats import RENDERERS
+from kimonaudit.sinks.formats import text_renderer
 from kimonaudit.sinks.transports import Batch, Outcome, Target, open_transport
 
 log = logging.getLogger("kimonaudit.delivery")
@@ -67,7 +67,7 @@ def send_test(dests: Destinations, tenant_id: str, destination_id: str) -> Outco
     try:
         batch = Batch(
             f"msg_{rec.destination_id}_test_{secrets.token_hex(6)}",
-            cp.size, cp.size, [ev], [RENDERERS[rec.format](ev)], dests.log.now_us(),
+            cp.size, cp.size, [ev], [text_renderer(rec.format)(ev)], dests.log.now_us(),
         )  # fmt: skip
         return transport.send(batch)
     finally:

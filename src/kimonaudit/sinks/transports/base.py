@@ -33,14 +33,15 @@ class Target:
 @dataclass(frozen=True)
 class Batch:
     """Entries seq in [first, end) that matched, then the checkpoints that
-    they complete, rendered in the destination's format. `msg_id` is the
+    they complete, rendered in the destination's format as text (a CEF
+    line, or JSON serialised once: transports embed it unchanged). `msg_id` is the
     same on every attempt of this batch; `created_at` (µs) too."""
 
     msg_id: str
     first: int
     end: int
     events: Sequence[StreamEvent]
-    rendered: Sequence[Any]
+    rendered: Sequence[str]
     created_at: int
     attempt: int = 0
     # The first checkpoint whose tree covers every entry of the batch (S3 manifests).

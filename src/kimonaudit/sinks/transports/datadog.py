@@ -38,18 +38,13 @@ def payload(target: Target, batch: Batch) -> bytes:
     s = target.settings
     logs = []
     for ev, rendered in zip(batch.events, batch.rendered, strict=True):
-        msg = (
-            rendered
-            if isinstance(rendered, str)
-            else json.dumps(rendered, ensure_ascii=False, separators=(",", ":"))
-        )
         logs.append(
             {
                 "ddsource": s.get("ddsource") or "kimonaudit",
                 "ddtags": s.get("ddtags") or f"tenant:{ev.tenant_id}",
                 "hostname": "kimonaudit",
                 "service": s.get("service") or "kimonaudit",
-                "message": msg,
+                "message": rendered,
                 "kimonaudit": {"tenant_id": ev.tenant_id, "seq": ev.seq, "type": ev.type},
             }
         )

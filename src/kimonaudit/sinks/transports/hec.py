@@ -52,7 +52,6 @@ def stacked(target: Target, batch: Batch) -> bytes:
             "source": s.get("source") or f"kimonaudit:{ev.tenant_id}",
             "sourcetype": s.get("sourcetype")
             or {"json": "_json", "ocsf": "ocsf", "cef": "cef"}[target.format],
-            "event": rendered,
             "fields": {
                 "tenant_id": ev.tenant_id,
                 "seq": ev.seq,
@@ -62,7 +61,9 @@ def stacked(target: Target, batch: Batch) -> bytes:
         }
         if s.get("index"):
             obj["index"] = s["index"]
-        parts.append(json.dumps(obj, ensure_ascii=False, separators=(",", ":")))
+        event = rendered if rendered[:1] == "{" else json.dumps(rendered, ensure_ascii=False)
+        head = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+        parts.append(head[:-1] + ',"event":' + event + "}")
     return "\n".join(parts).encode()
 
 

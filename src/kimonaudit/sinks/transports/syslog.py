@@ -13,7 +13,6 @@ receiver with a disk queue).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import socket
 import ssl
@@ -70,11 +69,7 @@ class SyslogTransport:
     def frames(self, batch: Batch) -> bytes:
         out = []
         for ev, rendered in zip(batch.events, batch.rendered, strict=True):
-            msg = (
-                rendered
-                if isinstance(rendered, str)
-                else json.dumps(rendered, ensure_ascii=False, separators=(",", ":"))
-            )
+            msg = rendered
             severity = 6 if ev.is_checkpoint else rfc5424.SEVERITY[ev.data["severity"]]
             msgid = ev.type if ev.is_checkpoint else ev.data["action"]
             sd = [(rfc5424.SD_ID, [("tenant", ev.tenant_id), ("seq", str(ev.seq)),
