@@ -24,6 +24,12 @@ os.environ.setdefault("KIMONAUDIT_INDEXER", "thread")
 
 PG_ENV = "KIMONAUDIT_TEST_POSTGRES_URL"
 
+# Network rule: tests reach loopback only. SIEM destinations created by any
+# test (the API fuzzer included), in this process or a server it starts,
+# resolve names from /etc/hosts alone, so no DNS query leaves the machine
+# and no name can lead a delivery off loopback.
+os.environ["KIMONAUDIT_DESTINATION_RESOLVE"] = "hosts"
+
 
 def _pg_base_url() -> str:
     url = os.environ.get(PG_ENV)

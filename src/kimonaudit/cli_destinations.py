@@ -16,7 +16,6 @@ from kimonaudit.core.destination_records import FORMATS, KINDS
 from kimonaudit.destinations import Destination, Destinations
 from kimonaudit.errors import InvalidInput
 from kimonaudit.sinks import settings as sink_settings
-from kimonaudit.sinks import ssrf
 
 
 def _allow_option(f: Any) -> Any:
@@ -27,7 +26,7 @@ def _allow_option(f: Any) -> Any:
 
 
 def _dests(obj: Any, allowlist: str) -> Destinations:
-    return Destinations(obj.log(), ssrf.parse_allowlist(allowlist))
+    return sink_settings.destinations(obj.log(), allowlist)
 
 
 def _pairs(items: tuple[str, ...], what: str, secret: bool = False) -> dict[str, Any]:
@@ -129,7 +128,7 @@ def add(
 @click.pass_obj
 def list_(obj: Any, tenant_id: str, as_json: bool) -> None:
     """List a tenant's destinations with their health."""
-    found = Destinations(obj.log()).list(tenant_id)
+    found = sink_settings.destinations(obj.log()).list(tenant_id)
     if as_json:
         click.echo(json.dumps({"destinations": [d.to_json() for d in found]}, indent=2))
         return
@@ -148,7 +147,9 @@ def show(obj: Any, tenant_id: str, destination_id: str, as_json: bool) -> None:
     """Settings and health of one destination, as JSON (never secrets)."""
     del as_json  # accepted like everywhere else: the output is JSON either way
     click.echo(
-        json.dumps(Destinations(obj.log()).get(tenant_id, destination_id).to_json(), indent=2)
+        json.dumps(
+            sink_settings.destinations(obj.log()).get(tenant_id, destination_id).to_json(), indent=2
+        )
     )
 
 
@@ -174,7 +175,7 @@ def test(obj: Any, tenant_id: str, destination_id: str, allowlist: str) -> None:
 @click.pass_obj
 def pause(obj: Any, tenant_id: str, reason: str, destination_id: str) -> None:
     """Stop delivering (entries wait behind the cursor)."""
-    _show(Destinations(obj.log()).pause(tenant_id, destination_id, reason))
+    _show(sink_settings.destinations(obj.log()).pause(tenant_id, destination_id, reason))
 
 
 @destinations.command("resume")
@@ -183,7 +184,7 @@ def pause(obj: Any, tenant_id: str, reason: str, destination_id: str) -> None:
 @click.pass_obj
 def resume(obj: Any, tenant_id: str, destination_id: str) -> None:
     """Deliver again, catching up in order."""
-    _show(Destinations(obj.log()).resume(tenant_id, destination_id))
+    _show(sink_settings.destinations(obj.log()).resume(tenant_id, destination_id))
 
 
 @destinations.command("rotate-secret")
@@ -194,7 +195,9 @@ def resume(obj: Any, tenant_id: str, destination_id: str) -> None:
 def rotate_secret(obj: Any, tenant_id: str, overlap_seconds: int, destination_id: str) -> None:
     """New webhook signing secret (printed once); the old one signs too
     during the overlap."""
-    new = Destinations(obj.log()).rotate_secret(tenant_id, destination_id, overlap_seconds)
+    new = sink_settings.destinations(obj.log()).rotate_secret(
+        tenant_id, destination_id, overlap_seconds
+    )
     click.echo(f"signing_secret (shown once, store it now): {new}")
 
 
@@ -204,7 +207,7 @@ def rotate_secret(obj: Any, tenant_id: str, overlap_seconds: int, destination_id
 @click.pass_obj
 def delete(obj: Any, tenant_id: str, destination_id: str) -> None:
     """Remove a destination and its delivery state."""
-    Destinations(obj.log()).delete(tenant_id, destination_id)
+    sink_settings.destinations(obj.log()).delete(tenant_id, destination_id)
     click.echo(f"deleted {destination_id}")
 
 

@@ -58,3 +58,17 @@ def test_localhost_resolves_and_is_refused() -> None:
     """The system resolver is used for names: localhost is loopback."""
     with pytest.raises(ssrf.DestinationRefused, match="loopback"):
         ssrf.check_host("localhost", 80)
+
+
+def test_hosts_only_resolution_makes_no_dns_query(tmp_path) -> None:
+    """KIMONAUDIT_DESTINATION_RESOLVE=hosts: names come from the hosts file
+    alone; anything else is an error, not a DNS lookup."""
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost receiver.test # comment\n8.8.8.8 public.test\n")
+    assert ssrf.hosts_resolver("Receiver.TEST", 80, str(hosts)) == ["127.0.0.1"]
+    with pytest.raises(InvalidInput, match="not in"):
+        ssrf.hosts_resolver("example.com", 443, str(hosts))
+    from kimonaudit.sinks import settings
+
+    assert settings.resolver("hosts") is ssrf.hosts_resolver
+    assert settings.resolver("dns") is ssrf.system_resolver

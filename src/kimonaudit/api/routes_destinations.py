@@ -23,7 +23,6 @@ from kimonaudit.api.deps import SCOPE_ADMIN, Principal, api_state, require, resp
 from kimonaudit.api.errors import error_response, validation_fields
 from kimonaudit.destinations import Destinations
 from kimonaudit.sinks import settings as sink_settings
-from kimonaudit.sinks import ssrf
 
 router = APIRouter(tags=["destinations"])
 
@@ -97,8 +96,8 @@ class SecretOut(BaseModel):
 def destinations_of(request: Request) -> Destinations:
     dests: Destinations | None = getattr(request.app.state, "destinations", None)
     if dests is None:
-        allow = ssrf.parse_allowlist(sink_settings.DESTINATION_ALLOWLIST.get())
-        dests = request.app.state.destinations = Destinations(api_state(request).log, allow)
+        dests = sink_settings.destinations(api_state(request).log)
+        request.app.state.destinations = dests
     return dests
 
 
@@ -289,8 +288,7 @@ def install(app: FastAPI) -> None:
     from kimonaudit.sinks.job import DeliveryJob, DestinationMetrics
 
     st = app.state.api
-    allow = ssrf.parse_allowlist(sink_settings.DESTINATION_ALLOWLIST.get())
-    dests = app.state.destinations = Destinations(st.log, allow)
+    dests = app.state.destinations = sink_settings.destinations(st.log)
     st.metrics.collector(DestinationMetrics(dests))
     if st.settings.run_jobs:
         interval = float(sink_settings.DELIVERY_INTERVAL.get())

@@ -22,7 +22,6 @@ from kimonaudit.core.destination_records import FORMATS, KINDS
 from kimonaudit.destinations import Destinations
 from kimonaudit.errors import InvalidInput
 from kimonaudit.sinks import settings as sink_settings
-from kimonaudit.sinks import ssrf
 
 DONE = {
     "paused": "The destination was paused. Entries wait for it; nothing is lost.",
@@ -34,8 +33,7 @@ DAY_US = 24 * 3600 * 1_000_000
 
 
 def _dests(request: Request) -> Destinations:
-    allow = ssrf.parse_allowlist(sink_settings.DESTINATION_ALLOWLIST.get())
-    return Destinations(state(request).log, allow)
+    return sink_settings.destinations(state(request).log)
 
 
 def lag_points(samples: list[tuple[int, int, float]], now_us: int) -> str:

@@ -89,6 +89,25 @@ def system_resolver(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
+def hosts_resolver(host: str, port: int, path: str = "/etc/hosts") -> list[str]:
+    """Addresses of `host` from the hosts file only (no DNS query)."""
+    found: list[str] = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                fields = line.split("#", 1)[0].split()
+                if len(fields) >= 2 and host.lower() in (n.lower() for n in fields[1:]):
+                    found.append(fields[0])
+    except OSError:
+        pass
+    if not found:
+        raise InvalidInput(
+            f"cannot resolve {host!r}: not in {path} (KIMONAUDIT_DESTINATION_RESOLVE=hosts)",
+            field="url",
+        )
+    return list(dict.fromkeys(found))
+
+
 def check_host(
     host: str,
     port: int,
