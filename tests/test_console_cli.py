@@ -85,7 +85,7 @@ def test_create_user_refuses_bad_input_with_exit_2(
         (["--tenant", tenant, "a@acme.test"], "short\n", 2, "at least 10 characters"),
         (["--tenant", tenant, "a@acme.test"], f"{PASSWORD}\n", 0, ""),
         (["--tenant", tenant, "a@acme.test"], f"{PASSWORD}\n", 2, "already exists"),
-        (["--tenant", "t_missing", "b@acme.test"], f"{PASSWORD}\n", 3, "no tenant"),
+        (["--tenant", "t_missing", "b@acme.test"], f"{PASSWORD}\n", 2, "no tenant"),
     ]
     for args, stdin, code, message in cases:
         monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
@@ -103,7 +103,7 @@ def test_demo_prints_a_console_owner_who_can_sign_in(cli_db: list[str]) -> None:
         cli, [*cli_db, "demo", "--events", "1000", "--months", "1", "--json"]
     )
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)  # progress and "created ..." lines go to stderr
     owner = data["console_owner"]
     assert owner["tenant"] == data["tenants"][0]["id"]
     with _open(cli_db) as log:

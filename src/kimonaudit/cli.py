@@ -9,15 +9,16 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from kimonaudit import keys as keyfile
 from kimonaudit import settings
@@ -142,6 +143,33 @@ def progress_bar(label: str, total: int | None, plain: bool = False) -> Iterator
         yield update
 
 
+def fitted_table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], keep: Collection[str] = ()
+) -> Table:
+    """A table that fits the terminal (80 columns too): the `keep` columns
+    (ids, actions, numbers people copy) are never cut or wrapped; the others
+    wrap, or shrink and fold, to make room."""
+    columns = [
+        Column(
+            h,
+            no_wrap=True,
+            min_width=max([len(h), *(len(r[i]) for r in rows)]),
+        )
+        if h in keep
+        else Column(h, overflow="fold")
+        for i, h in enumerate(headers)
+    ]
+    table = Table(*columns, box=box.SIMPLE_HEAD, pad_edge=False)
+    for r in rows:
+        table.add_row(*r)
+    return table
+
+
+def _when(us: int) -> str:
+    """A time for a table cell, to the minute (--json gives it exactly)."""
+    return format_ts(us).replace("T", " ")[:16]
+
+
 def _setting(flag: str, setting: settings.Setting, kind: Any = str) -> Any:
     """A click option read from a declared Setting: flag, env var, default, help."""
     cast = (
@@ -239,12 +267,23 @@ def tenants_list(obj: Ctx, as_json: bool) -> None:
     if as_json:
         _emit_json([{**t.to_json(), "tree_size": n} for t, n in rows])
         return
-    table = Table("id", "name", "plan", "retention", "entries", "created")
-    for t, n in rows:
-        table.add_row(
-            t.id, t.name, t.plan, f"{t.retention_months} months", str(n), format_ts(t.created_at)
+    out.print(
+        fitted_table(
+            ("id", "name", "plan", "retention", "entries", "created"),
+            [
+                (
+                    t.id,
+                    t.name,
+                    t.plan,
+                    f"{t.retention_months} months",
+                    f"{n:,}",
+                    _when(t.created_at),
+                )
+                for t, n in rows
+            ],
+            keep=("id", "entries"),
         )
-    out.print(table)
+    )
 
 
 # -- ingest ------------------------------------------------------------------
@@ -679,17 +718,19 @@ def apikeys_list(obj: Ctx, tenant_id: str, as_json: bool) -> None:
     if as_json:
         _emit_json([k.to_json() for k in keys_])
         return
-    table = Table("id", "name", "scopes", "created", "last used", "revoked")
-    for k in keys_:
-        table.add_row(
+    rows = [
+        (
             k.prefix,
             k.name,
             " ".join(k.scopes),
-            format_ts(k.created_at),
-            format_ts(k.last_used_at) if k.last_used_at else "-",
-            format_ts(k.revoked_at) if k.revoked_at else "-",
+            _when(k.created_at),
+            _when(k.last_used_at) if k.last_used_at else "-",
+            _when(k.revoked_at) if k.revoked_at else "-",
         )
-    out.print(table)
+        for k in keys_
+    ]
+    headers = ("id", "name", "scopes", "created", "last used", "revoked")
+    out.print(fitted_table(headers, rows, keep=("id",)))
 
 
 @apikeys.command("revoke")
@@ -901,20 +942,16 @@ def search(
     if as_json:
         _emit_json(body)
         return
-    table = Table("seq", "recorded", "action", "actor", "target", "outcome")
+    rows = []
     for e in body["events"]:
         a = e["actor"] or {}
         t = e["target"] or {}
         who = a.get("id") or a.get("name") or (a.get("hash") or "")[:12]
-        table.add_row(
-            str(e["seq"]),
-            e["recorded_at"],
-            e["action"],
-            who,
-            f"{t.get('type')}:{t.get('id')}" if t else "",
-            e["outcome"],
-        )
-    out.print(table)
+        recorded = e["recorded_at"].replace("T", " ")[:19]  # to the second; --json has it all
+        target = f"{t.get('type')}:{t.get('id')}" if t else ""
+        rows.append((str(e["seq"]), recorded, e["action"], who, target, e["outcome"]))
+    headers = ("seq", "recorded", "action", "actor", "target", "outcome")
+    out.print(fitted_table(headers, rows, keep=("seq", "action")))
     if page.next_cursor:
         click.echo(f"more: --cursor {page.next_cursor}", err=True)
 
