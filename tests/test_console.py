@@ -420,6 +420,10 @@ def test_verify_now_reports_tampering(console: Console) -> None:
             break
         time.sleep(0.1)
     assert "Problems found." in html and f"First bad sequence number: {seq}" in html
+    # the same exact report as `kimonaudit verify`: the entry, and nothing untouched
+    assert f"<li>missing entries: {seq}</li>" in html
+    assert f"<li>missing: entry {seq} is missing</li>" in html
+    assert "tampered" not in html
 
 
 # -- API keys and users ----------------------------------------------------------

@@ -504,51 +504,7 @@ def plural(n: int, word: str, many: str | None = None) -> str:
 
 def verify_lines(r: VerifyReport) -> list[str]:
     """The text form of one tenant's verify report."""
-    if r.ok:
-        return [
-            f"ok {r.tenant_id}: {plural(r.checked, 'entry', 'entries')} ({r.redacted:,} redacted"
-            + (f", {r.purged:,} before them purged by policy" if r.purged else "")
-            + "), "
-            f"{plural(r.checkpoints_checked, 'checkpoint')} verified, tree size {r.tree_size:,}"
-        ]
-    failed = len(r.checkpoints_failed) + r.checkpoints_failed_omitted
-    counts = [
-        f"{n:,} {kind}"
-        for kind, n in (
-            ("tampered", r.tampered),
-            ("inserted", r.inserted),
-            ("reordered", r.reordered),
-            ("missing", r.missing),
-        )
-        if n
-    ]
-    if failed:
-        counts.append(f"{plural(failed, 'checkpoint')} no longer match")
-    first = "unknown" if r.first_bad_seq is None else str(r.first_bad_seq)
-    lines = [f"FAILED {r.tenant_id}: first bad seq {first}; {', '.join(counts) or 'see below'}"]
-    for kind, listed in r.entries.items():
-        if listed:
-            text = ", ".join(f"{lo}" if lo == hi else f"{lo}..{hi}" for lo, hi in listed)
-            more = r.ranges_omitted.get(kind, 0)
-            lines.append(
-                f"  {kind} entries: {text}" + (f" (and {more} more ranges)" if more else "")
-            )
-    if r.checkpoints_checked:
-        matched = r.checkpoints_checked - failed - r.checkpoints_unchecked
-        line = f"  checkpoints: {matched:,} of {r.checkpoints_checked:,} match"
-        if failed:
-            sizes = ", ".join(str(c.size) for c in r.checkpoints_failed[:5])
-            line += f"; {failed:,} no longer match (sizes {sizes}{', …' if failed > 5 else ''})"
-        if r.checkpoints_unchecked:
-            line += f"; {r.checkpoints_unchecked:,} could not be checked"
-        lines.append(line)
-    for p in r.problems[:TEXT_PROBLEMS]:
-        lines.append(f"  - {p.kind}: {p.message}")
-    total = len(r.problems) + r.problems_omitted
-    if total > TEXT_PROBLEMS:
-        where = "--json lists 100" if total > 100 else "--json lists them all"
-        lines.append(f"  … and {total - TEXT_PROBLEMS:,} more problems ({where})")
-    return lines
+    return r.lines(TEXT_PROBLEMS)
 
 
 @cli.group()

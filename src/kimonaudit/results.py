@@ -173,3 +173,60 @@ class VerifyReport:
             ],
             "more_problems": self.problems_omitted,
         }
+
+    def lines(self, max_problems: int = 20) -> list[str]:
+        """The report as text: a summary line, the entries and checkpoints
+        found, then up to `max_problems` problems and how many more."""
+        r = self
+        if r.ok:
+            entries = _plural(r.checked, "entry", "entries")
+            checkpoints = _plural(r.checkpoints_checked, "checkpoint")
+            purged = f", {r.purged:,} before them purged by policy" if r.purged else ""
+            return [
+                f"ok {r.tenant_id}: {entries} ({r.redacted:,} redacted{purged}), "
+                f"{checkpoints} verified, tree size {r.tree_size:,}"
+            ]
+        failed = len(r.checkpoints_failed) + r.checkpoints_failed_omitted
+        counts = [
+            f"{n:,} {kind}"
+            for kind, n in (
+                ("tampered", r.tampered),
+                ("inserted", r.inserted),
+                ("reordered", r.reordered),
+                ("missing", r.missing),
+            )
+            if n
+        ]
+        if failed:
+            counts.append(f"{_plural(failed, 'checkpoint')} no longer match")
+        first = "unknown" if r.first_bad_seq is None else str(r.first_bad_seq)
+        found = ", ".join(counts) or "see below"
+        lines = [f"FAILED {r.tenant_id}: first bad seq {first}; {found}"]
+        for kind, listed in r.entries.items():
+            if listed:
+                text = ", ".join(f"{lo}" if lo == hi else f"{lo}..{hi}" for lo, hi in listed)
+                more = r.ranges_omitted.get(kind, 0)
+                lines.append(
+                    f"  {kind} entries: {text}" + (f" (and {more} more ranges)" if more else "")
+                )
+        if r.checkpoints_checked:
+            matched = r.checkpoints_checked - failed - r.checkpoints_unchecked
+            line = f"  checkpoints: {matched:,} of {r.checkpoints_checked:,} match"
+            if failed:
+                sizes = ", ".join(str(c.size) for c in r.checkpoints_failed[:5])
+                sizes += ", …" if failed > 5 else ""
+                line += f"; {failed:,} no longer match (sizes {sizes})"
+            if r.checkpoints_unchecked:
+                line += f"; {r.checkpoints_unchecked:,} could not be checked"
+            lines.append(line)
+        for p in r.problems[:max_problems]:
+            lines.append(f"  - {p.kind}: {p.message}")
+        total = len(r.problems) + r.problems_omitted
+        if total > max_problems:
+            where = "--json lists 100" if total > 100 else "--json lists them all"
+            lines.append(f"  … and {total - max_problems:,} more problems ({where})")
+        return lines
+
+
+def _plural(n: int, word: str, many: str | None = None) -> str:
+    return f"{n:,} {word if n == 1 else many or word + 's'}"
