@@ -229,7 +229,10 @@ class _Classes:
     skip: set[int]  # indices whose row is not the entry signed at its seq
 
 
-def _classify(rows: Chunk, expected: int) -> _Classes:
+def _classify(rows: Chunk, expected: int, live: int) -> _Classes:
+    """`live` is the tree size read after the scan: intact rows below it
+    were appended while we read (a log verified while it is served) and are
+    left for the next run, not called inserted."""
     seqs = rows.seqs
     n = len(seqs)
 
@@ -254,7 +257,7 @@ def _classify(rows: Chunk, expected: int) -> _Classes:
         else:
             tampered.add(i)
     for i, seq in enumerate(seqs) if expected <= (seqs[-1] if n else -1) else ():
-        if seq >= expected and i not in inserted and i not in rows.moved:
+        if seq >= live and i not in inserted and i not in rows.moved:
             inserted[i] = f"seq {seq} lies beyond the signed tree size {expected} (inserted)"
     tampered.update(i for i in rows.payload_bad if i not in inserted)
     return _Classes(moved_to, inserted, tampered, set(rows.moved) | set(inserted))
@@ -371,7 +374,8 @@ def verify_tenant(
         if progress is not None:
             progress(len(rows.seqs), expected - purged)
     _partner_search(rows)
-    cls = _classify(rows, expected)
+    live = max(expected, store.tree_state(tenant_id).size)
+    cls = _classify(rows, expected, live)
 
     # Rebuild the signed sequence of leaf hashes and check the checkpoints.
     seqs, hashes = rows.seqs, rows.hashes
