@@ -160,6 +160,7 @@ READ_ONLY = [
     ("prove", "--tenant", "t_x", "--seq", "0"),
     ("verify",),
     ("keys", "show"),
+    ("keys", "rotate"),
     ("apikeys", "list", "--tenant", "t_x"),
     ("actors", "erase", "--tenant", "t_x", "a1"),
 ]

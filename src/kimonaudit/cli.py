@@ -551,6 +551,11 @@ def keys_generate(obj: Ctx, force: bool) -> None:
 def keys_rotate(obj: Ctx) -> None:
     """Start signing with a new key; the old public key is kept so earlier
     checkpoints still verify."""
+    if not Path(obj.key_file).exists():
+        raise InvalidInput(
+            f"no key file at {Path(obj.key_file).absolute()}; there is nothing to rotate "
+            "(create one with `kimonaudit keys generate`, or point --key-file at yours)"
+        )
     ring = keyfile.rotate(obj.key_file)
     click.echo(ring.verifier_keys()[0])
 
