@@ -333,6 +333,18 @@ class _TreeCheck:
         self.last_good = size
 
 
+def _fold_intact(tree: _TreeCheck, hashes: bytearray, count: int) -> None:
+    """The common case, fast: every row in place with its own leaf hash."""
+    view = memoryview(hashes)
+    a, pending = tree.a, tree.pending
+    nxt = pending[0] if pending else -1
+    for i in range(count):
+        a.append(bytes(view[i * _H : (i + 1) * _H]))
+        if a.size == nxt:
+            tree._check(pending.pop(0))
+            nxt = pending[0] if pending else -1
+
+
 def verify_tenant(
     store: Store,
     tenant_id: str,
@@ -383,21 +395,26 @@ def verify_tenant(
     tree = _TreeCheck(checkpoints, sorted(s for s in checkpoints if s > purged), a=start)
     tree.last_good = purged
     missing: list[int] = []
-    ptr = 0
-    for pos in range(purged, expected):
-        i = cls.moved_to.get(pos)
-        if i is None:
-            while ptr < n and seqs[ptr] < pos:
-                ptr += 1
-            if ptr < n and seqs[ptr] == pos and ptr not in cls.skip:
-                i = ptr
-        if i is None:
-            missing.append(pos)
-            continue
-        if missing:
-            continue  # a leaf is gone: the tree past it cannot be rebuilt
-        ha = bytes(hashes[i * _H : (i + 1) * _H])
-        tree.append(i, ha, rows.altered.get(i, ha))
+    intact = not rows.altered and not rows.moved and (n == 0 or seqs[-1] - seqs[0] == n - 1)
+    if intact and (n == 0 or seqs[0] == purged):
+        _fold_intact(tree, hashes, min(n, expected - purged))
+        missing = list(range(purged + n, expected))
+    else:
+        ptr = 0
+        for pos in range(purged, expected):
+            i = cls.moved_to.get(pos)
+            if i is None:
+                while ptr < n and seqs[ptr] < pos:
+                    ptr += 1
+                if ptr < n and seqs[ptr] == pos and ptr not in cls.skip:
+                    i = ptr
+            if i is None:
+                missing.append(pos)
+                continue
+            if missing:
+                continue  # a leaf is gone: the tree past it cannot be rebuilt
+            ha = bytes(hashes[i * _H : (i + 1) * _H])
+            tree.append(i, ha, rows.altered.get(i, ha))
 
     problems = _problems(rows, cls, tree, missing, expected, n)
     problems.extend(notes)
