@@ -160,7 +160,7 @@ def test_an_export_holds_what_search_finds_oldest_first(log, clock, monkeypatch,
     """For each query the export's rows are the search's matches in seq
     order, across many store pages."""
     monkeypatch.setattr("kimonaudit.store.sqlite_search._PAGE", 7)
-    monkeypatch.setattr("kimonaudit.store.postgres._SEARCH_PAGE", 7)
+    monkeypatch.setattr("kimonaudit.store.postgres_search._SEARCH_PAGE", 7)
     t = log.create_tenant("acme")
     other = log.create_tenant("other")
     for start in range(0, 90, 15):

@@ -114,18 +114,20 @@ STRATEGIES = {
         "sqlite_search._WALK_BUDGET": 10**9,
         "sqlite_search._TEXT_BUDGET": 10**9,
         "sqlite_search._SORT_LIMIT": -1,
-        "postgres._FILTER_BUDGET_MS": "100s",
-        "postgres._TEXT_PLANNER_BUDGET_MS": None,
-        "postgres._TEXT_BUDGET_MS": "100s",
+        "postgres_search._SORT_LIMIT": -1,
+        "postgres_search._FILTER_BUDGET_MS": "100s",
+        "postgres_search._TEXT_PLANNER_BUDGET_MS": None,
+        "postgres_search._TEXT_BUDGET_MS": "100s",
     },
     # Only the last resort (the planner's choice of index, then a sort).
     "lookup": {
         "sqlite_search._WALK_BUDGET": -1,
         "sqlite_search._TEXT_BUDGET": -1,
         "sqlite_search._SORT_LIMIT": 10**9,
-        "postgres._FILTER_BUDGET_MS": None,
-        "postgres._TEXT_PLANNER_BUDGET_MS": None,
-        "postgres._TEXT_BUDGET_MS": None,
+        "postgres_search._SORT_LIMIT": 10**9,
+        "postgres_search._FILTER_BUDGET_MS": None,
+        "postgres_search._TEXT_PLANNER_BUDGET_MS": None,
+        "postgres_search._TEXT_BUDGET_MS": None,
     },
 }
 

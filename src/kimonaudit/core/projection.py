@@ -101,3 +101,21 @@ def entry_text(row: EntryRow) -> str:
         changes=changes,
         metadata=metadata,
     )
+
+
+Phrase = tuple[tuple[str, ...], bool]  # (words, negated), as querysql.text_phrases gives them
+
+
+def _phrase_in(words: list[str], phrase: tuple[str, ...]) -> bool:
+    n, first = len(phrase), phrase[0]
+    return any(w == first and tuple(words[i : i + n]) == phrase for i, w in enumerate(words))
+
+
+def text_matches(texts: tuple[Phrase, ...], row: EntryRow) -> bool:
+    """Whether `row`'s document satisfies the free-text phrases, as the
+    full-text indexes would (FTS5 phrases, PostgreSQL's phraseto_tsquery):
+    how search matches entries the indexer has not reached yet."""
+    if not texts:
+        return True
+    words = entry_text(row).split()
+    return all(_phrase_in(words, phrase) != negated for phrase, negated in texts)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -32,7 +32,6 @@ from psycopg_pool import ConnectionPool
 
 from kimonaudit.apikeys import ApiKeyRecord
 from kimonaudit.core.merkle import CompactRange
-from kimonaudit.core.projection import entry_text
 from kimonaudit.core.records import (
     ENTRY_COLUMNS,
     ActorRecord,
@@ -44,9 +43,19 @@ from kimonaudit.core.records import (
     TreeState,
 )
 from kimonaudit.errors import ConfigError, Conflict, NotFound, StoreError
-from kimonaudit.store.base import PlanBuilder, SearchSql
+from kimonaudit.store.base import PlanBuilder
 from kimonaudit.store.postgres_console import PostgresConsoleStore
 from kimonaudit.store.postgres_destinations import PostgresDestinationStore
+from kimonaudit.store.postgres_index import (
+    Indexer,
+    check_projection,
+    lock_mark,
+    pending,
+    read_rows,
+    remove_rows,
+    wait_until_indexed,
+    write_rows,
+)
 from kimonaudit.store.postgres_retention import PostgresRetentionStore
 from kimonaudit.store.postgres_schema import (
     LOCK_MIGRATE,
@@ -57,20 +66,20 @@ from kimonaudit.store.postgres_schema import (
     next_month,
     partition_name,
 )
+from kimonaudit.store.postgres_search import PostgresSearch
 from kimonaudit.store.writer import GroupCommitWriter
 
 log = logging.getLogger(__name__)
 
 Month = tuple[int, int]
 
-# The stored document for full text follows the EntryRow columns.
-_COLS = ", ".join((*ENTRY_COLUMNS, "search_text"))
+_COLS = ", ".join(ENTRY_COLUMNS)
 # Column names come from EntryRow; nothing outside the code is interpolated.
 _SELECT_ENTRY = f"SELECT {', '.join('e.' + c for c in ENTRY_COLUMNS)} FROM entries e"  # noqa: S608
 # Binary COPY needs every column's type spelled out, in column order.
 _ENTRY_TYPES = [
     "text", "int8", "text", "int8", "text", "text", "int4", "bool", "text", "text",
-    "text", "text", "text", "int8", "bytea", "bytea", "bytea", "bytea", "bytea", "text",
+    "text", "text", "text", "int8", "bytea", "bytea", "bytea", "bytea", "bytea",
 ]  # fmt: skip
 _COPY_ENTRIES = f"COPY entries ({_COLS}) FROM STDIN (FORMAT BINARY)"
 _COPY_EVENT_IDS = (
@@ -105,14 +114,6 @@ _UPDATE_STATE = (
 )
 _PARTITION_RE = re.compile(r"entries_p(\d{4})(\d{2})")
 _PAGE = 5_000
-# Search (see the search section at the end): rows per export page; planner
-# settings that leave only plans which read in seq order; and how long each
-# strategy may take before the next is tried.
-_SEARCH_PAGE = 1_000
-_ORDERED = {"enable_sort": "off", "enable_bitmapscan": "off", "enable_seqscan": "off"}
-_FILTER_BUDGET_MS: str | None = "15ms"
-_TEXT_PLANNER_BUDGET_MS: str | None = "40ms"
-_TEXT_BUDGET_MS: str | None = "120ms"
 # A partition is created under an ACCESS EXCLUSIVE lock on `entries`; give
 # up (and fail that append) rather than queue behind a stuck transaction.
 _DDL_LOCK_TIMEOUT = "60s"
@@ -282,7 +283,7 @@ class _WriteSession:
                         cp.set_types(_ENTRY_TYPES)
                         for p in plans:
                             for row in p.rows:
-                                cp.write_row((*row, entry_text(row)))
+                                cp.write_row(row)
                     with cur.copy(_COPY_EVENT_IDS) as cp:
                         cp.set_types(_EVENT_ID_TYPES)
                         for p in plans:
@@ -327,10 +328,14 @@ class _WriteSession:
 
 
 # -- the store ---------------------------------------------------------------
-class PostgresStore(PostgresConsoleStore, PostgresRetentionStore, PostgresDestinationStore):
+class PostgresStore(
+    PostgresSearch, PostgresConsoleStore, PostgresRetentionStore, PostgresDestinationStore
+):
     dialect = "postgres"
 
-    def __init__(self, url: str, pool_size: int = 4, connect_timeout: int = 10) -> None:
+    def __init__(
+        self, url: str, pool_size: int = 4, connect_timeout: int = 10, indexer: bool = True
+    ) -> None:
         if not isinstance(pool_size, int) or pool_size < 1:
             raise ConfigError(f"pool_size must be a positive integer, got {pool_size!r}")
         self.url = url
@@ -378,6 +383,9 @@ class PostgresStore(PostgresConsoleStore, PostgresRetentionStore, PostgresDestin
             ) from exc
         self._writer = GroupCommitWriter(_WriteSession(self, wconn))
         self._closed = False
+        # The projection's writer, on its own connection. indexer=False leaves
+        # it to other processes on the same database (and to tests of the tail).
+        self._indexer: Indexer | None = Indexer(self._connect) if indexer else None
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.where!r})"
@@ -501,6 +509,15 @@ class PostgresStore(PostgresConsoleStore, PostgresRetentionStore, PostgresDestin
                 f"{what} in PostgreSQL at {self.where} failed: {_reason(exc, self._secret)}"
             ) from exc
 
+    @contextmanager
+    def _planned(self, what: str, settings: Mapping[str, str]) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection in a transaction with planner `settings`
+        (SET LOCAL: they end with the transaction)."""
+        with self._read(what) as conn, conn.transaction():
+            for name, value in settings.items():
+                conn.execute(f"SET LOCAL {name} = '{value}'")  # constants of the search module
+            yield conn
+
     def _exec(self, what: str, sql: str, params: Sequence[object] = ()) -> int:
         """One autocommit statement; returns the number of rows it touched."""
         with self._read(what) as conn:
@@ -514,6 +531,8 @@ class PostgresStore(PostgresConsoleStore, PostgresRetentionStore, PostgresDestin
             return
         self._closed = True
         self._writer.close()
+        if self._indexer is not None:
+            self._indexer.close()
         self._pool.close()
 
     # -- tenants -----------------------------------------------------------
@@ -563,7 +582,10 @@ class PostgresStore(PostgresConsoleStore, PostgresRetentionStore, PostgresDestin
 
     # -- appends -----------------------------------------------------------
     def append(self, tenant_id: str, event_ids: Sequence[str], build: PlanBuilder) -> AppendPlan:
-        return self._writer.submit(tenant_id, event_ids, build)
+        plan = self._writer.submit(tenant_id, event_ids, build)
+        if self._indexer is not None:
+            self._indexer.notify()
+        return plan
 
     # -- entries and tree --------------------------------------------------
     def tree_state(self, tenant_id: str) -> TreeState:
@@ -676,40 +698,80 @@ class PostgresStore(PostgresConsoleStore, PostgresRetentionStore, PostgresDestin
         merged = {(level, idx): h for level, idx, h in nodes}
         self._exec("storing tree nodes", _PUT_NODES, _node_params(tenant_id, merged))
 
-    def search(
-        self,
-        tenant_id: str,
-        where: str,
-        params: Sequence[object],
-        limit: int,
-        before_seq: int | None = None,
-    ) -> list[EntryRow]:
-        sql = f"{_SELECT_ENTRY} WHERE e.tenant_id = %s AND ({where})"
-        args: list[object] = [tenant_id, *params]
-        if before_seq is not None:
-            sql += " AND e.seq < %s"
-            args.append(before_seq)
-        sql += " ORDER BY e.seq DESC LIMIT %s"
-        args.append(limit)
-        with self._read("searching") as conn:
-            rows = conn.execute(sql, args).fetchall()
-        return [EntryRow._make(r) for r in rows]
-
-    def count(self, tenant_id: str, where: str, params: Sequence[object]) -> int:
-        # `where` is compiled SQL with %s placeholders; values travel as params.
-        sql = f"SELECT count(*) FROM entries e WHERE e.tenant_id = %s AND ({where})"  # noqa: S608
-        with self._read("counting") as conn:
-            row = conn.execute(sql, [tenant_id, *params]).fetchone()
-        return int(row[0]) if row else 0
-
     def redact(self, tenant_id: str, seq: int) -> bool:
-        n = self._exec(
-            "redacting an entry",
-            "UPDATE entries SET payload = NULL, salt = NULL, ip = NULL, occurred_at = NULL,"
-            " search_text = '' WHERE tenant_id = %s AND seq = %s",
-            (tenant_id, seq),
-        )
-        return n > 0
+        with self._read("redacting an entry") as conn, conn.transaction():
+            # The tenant's append lock first, as every write to `entries`
+            # must (see _ensure_partitions); then its index mark, which an
+            # indexer batch holds while it works: a batch that read the
+            # entry before the redaction cannot write its text back after.
+            if conn.execute(_LOCK_STATE, (tenant_id,)).fetchone() is None:
+                return False
+            mark = lock_mark(conn, tenant_id, wait=True)
+            before = read_rows(conn, tenant_id, seq, seq + 1)
+            if not before:
+                return False
+            conn.execute(
+                "UPDATE entries SET payload = NULL, salt = NULL, ip = NULL, occurred_at = NULL"
+                " WHERE tenant_id = %s AND seq = %s",
+                (tenant_id, seq),
+            )
+            if mark is not None and seq < mark:
+                # Indexed: its projection becomes that of the redacted row
+                # (header terms stay, the IP and the payload's words go), the
+                # same as an indexer reaching it now would write.
+                remove_rows(conn, tenant_id, before)
+                write_rows(conn, tenant_id, read_rows(conn, tenant_id, seq, seq + 1))
+        return True
+
+    # -- the projection's bookkeeping -----------------------------------------
+    def indexed_upto(self, tenant_id: str) -> int:
+        """The tenant's index high-water mark: entries below it are in the
+        projection; entries at or above it are matched from the ledger."""
+        with self._read("reading the index mark") as conn:
+            r = conn.execute(
+                "SELECT next_seq FROM search_marks WHERE tenant_id = %s", (tenant_id,)
+            ).fetchone()
+        return 0 if r is None else int(r[0])
+
+    def _behind(self) -> list[tuple[str, int, int]]:
+        with self._read("reading the index marks") as conn:
+            return pending(conn)
+
+    def _nudge(self) -> None:
+        if self._indexer is not None:
+            self._indexer.notify()
+
+    def wait_indexed(self, timeout: float = 60.0) -> bool:
+        """Block until the projection covers every committed entry (this
+        process's indexer or another's); False on timeout."""
+        return wait_until_indexed(self._behind, self._nudge, timeout)
+
+    def check_index(self, tenant_id: str) -> tuple[int, list[str]]:
+        """(entries checked, problems): the projection against the ledger."""
+
+        def rows(start: int, end: int) -> list[EntryRow]:
+            with self._read("reading entries") as conn:
+                return read_rows(conn, tenant_id, start, end)
+
+        with self._read("checking the search index") as conn:
+            return check_projection(conn, tenant_id, rows)
+
+    def rebuild_index(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Start the projection over from the ledger and wait until it has
+        caught up (this process's indexer or another's); `progress(done,
+        total)` as it goes. Returns entries indexed."""
+        with self._read("clearing the search index") as conn, conn.transaction():
+            # TRUNCATE waits for indexer batches in flight and makes the
+            # others wait; search meanwhile answers from the ledger.
+            conn.execute("TRUNCATE search_postings, search_docs, search_terms, search_marks")
+        total = sum(size - start for _, start, size in self._behind())
+
+        def report(left: int) -> None:
+            if progress is not None:
+                progress(total - left, total)
+
+        wait_until_indexed(self._behind, self._nudge, float("inf"), report)
+        return total
 
     # -- checkpoints -------------------------------------------------------
     def add_checkpoint(self, cp: CheckpointRecord) -> None:
@@ -839,103 +901,3 @@ class PostgresStore(PostgresConsoleStore, PostgresRetentionStore, PostgresDestin
             "UPDATE api_keys SET last_used_at = %s WHERE key_id = %s",
             (used_at, key_id),
         )
-
-    # == search, export and histogram (owned by the search work) ==========
-    # `where` and `rest_where` are compiled by kimonaudit.store.querysql from
-    # constants only; every user value arrives as a bound parameter.
-    @contextmanager
-    def _planned(self, what: str, settings: Mapping[str, str]) -> Iterator[psycopg.Connection[Any]]:
-        """A pooled connection in a transaction with planner `settings`
-        (SET LOCAL: they end with the transaction)."""
-        with self._read(what) as conn, conn.transaction():
-            for name, value in settings.items():
-                conn.execute(f"SET LOCAL {name} = '{value}'")  # constants of this module
-            yield conn
-
-    def search_page(
-        self, tenant_id: str, sql: SearchSql, limit: int, before_seq: int | None = None
-    ) -> list[EntryRow]:
-        bound = "" if before_seq is None else " AND e.seq < %s"
-        q = (
-            f"{_SELECT_ENTRY} WHERE e.tenant_id = %s AND ({sql.where}){bound} "
-            "ORDER BY e.seq DESC LIMIT %s"
-        )
-        args = [tenant_id, *sql.params, *([] if before_seq is None else [before_seq]), limit]
-        # Never prepared (psycopg prepares a query run five times): a generic
-        # plan, blind to the values, cannot pick between these strategies.
-        #
-        # Filters: walk (tenant_id, seq) newest first and stop at `limit`
-        # matches, instant when matches are common, hopeless when they are
-        # rare; so on a time budget, then the planner's own choice.
-        # Free text: the planner first (a GIN bitmap is right for rare words),
-        # on a budget, because for a phrase it misjudges (every candidate of
-        # the words is rechecked, seconds for common ones); then the ordered
-        # walk, on a budget; then the planner with no limit.
-        if "to_tsvector" in sql.where:
-            steps = [({}, _TEXT_PLANNER_BUDGET_MS), (_ORDERED, _TEXT_BUDGET_MS)]
-        else:
-            steps = [(_ORDERED, _FILTER_BUDGET_MS)]
-        for settings, budget in steps:
-            if budget is None:
-                continue
-            try:
-                with self._planned("searching", {**settings, "statement_timeout": budget}) as c:
-                    return [EntryRow._make(r) for r in c.execute(q, args, prepare=False)]
-            except StoreError as exc:
-                if not isinstance(exc.__cause__, pgerrors.QueryCanceled):
-                    raise
-        with self._read("searching") as conn:
-            return [EntryRow._make(r) for r in conn.execute(q, args, prepare=False)]
-
-    def iter_search(
-        self, tenant_id: str, sql: SearchSql, after_seq: int = -1, before_seq: int | None = None
-    ) -> Iterator[EntryRow]:
-        hi = (1 << 62) if before_seq is None else before_seq
-        q = (
-            f"{_SELECT_ENTRY} WHERE e.tenant_id = %s AND ({sql.where}) "
-            "AND e.seq > %s AND e.seq < %s ORDER BY e.seq LIMIT %s"
-        )
-        lo = after_seq
-        # The planner's choice for each page: measured at 1M entries it beats
-        # a forced walk in seq order for every kind of query (the walk costs
-        # a tsvector per entry: 13 s to export one rare word, against
-        # milliseconds by the GIN index). A pooled connection per page: a
-        # slow consumer holds no snapshot.
-        while True:
-            with self._read("exporting") as conn:
-                args = [tenant_id, *sql.params, lo, hi, _SEARCH_PAGE]
-                rows = conn.execute(q, args, prepare=False).fetchall()
-            for r in rows:
-                yield EntryRow._make(r)
-            if len(rows) < _SEARCH_PAGE:
-                return
-            lo = rows[-1][1]
-
-    def histogram(
-        self, tenant_id: str, sql: SearchSql, width_us: int, origin_us: int
-    ) -> list[tuple[int, int]]:
-        q = (
-            "SELECT (e.recorded_at - %s::bigint) / %s::bigint AS b, count(*) "  # noqa: S608
-            f"FROM entries e WHERE e.tenant_id = %s AND ({sql.where}) GROUP BY b ORDER BY b"
-        )
-        with self._read("counting") as conn:
-            args = [origin_us, width_us, tenant_id, *sql.params]
-            rows = conn.execute(q, args, prepare=False).fetchall()
-        return [(int(b), int(n)) for b, n in rows]
-
-    def count_matches(self, tenant_id: str, sql: SearchSql, before_seq: int | None = None) -> int:
-        bound = "" if before_seq is None else " AND e.seq < %s"
-        q = f"SELECT count(*) FROM entries e WHERE e.tenant_id = %s AND ({sql.where}){bound}"  # noqa: S608
-        args = [tenant_id, *sql.params, *([] if before_seq is None else [before_seq])]
-        with self._read("counting") as conn:
-            row = conn.execute(q, args).fetchone()
-        return int(row[0]) if row else 0
-
-    def seq_at(self, tenant_id: str, recorded_at: int) -> int | None:
-        with self._read("searching") as conn:
-            r = conn.execute(
-                "SELECT seq FROM entries WHERE tenant_id = %s AND recorded_at >= %s "
-                "ORDER BY recorded_at, seq LIMIT 1",  # one probe of entries_recorded_seq
-                (tenant_id, recorded_at),
-            ).fetchone()
-        return None if r is None else int(r[0])

@@ -187,6 +187,66 @@ MIGRATIONS: list[tuple[int, str]] = [
         DROP INDEX entries_recorded;
         """,
     ),
+    # == The write path (issue 7): `entries` becomes a lean ledger. The
+    # acknowledging transaction keeps only its primary key; the search
+    # indexes and the stored document go, replaced by a projection that the
+    # indexer (store/postgres_index.py) writes in large sorted batches:
+    # - search_terms: a tenant's posting terms (field number, value; see
+    #   kimonaudit.core.projection) numbered, with how many entries hold each,
+    #   so a 64-hex actor hash or a long target id is stored once, not per entry;
+    # - search_postings: (term, seq) per entry and term. recorded_at rides
+    #   along (in the index too) so the join back to `entries` prunes to one
+    #   monthly partition;
+    # - search_docs: each entry's free-text document as a stored tsvector
+    #   with a GIN index: a phrase is rechecked on the stored vector instead
+    #   of re-parsing text for every candidate;
+    # - search_marks: per tenant, the seq below which everything is indexed
+    #   (the high-water mark, written in each batch's transaction; its row
+    #   lock is what makes one indexer at a time work on a tenant).
+    # Every key starts with tenant_id, as everywhere else (Citus co-location).
+    # An upgraded database starts with no marks: the indexer builds it all.
+    (
+        5,
+        """
+        DROP INDEX IF EXISTS entries_action_pattern;
+        DROP INDEX IF EXISTS entries_actor;
+        DROP INDEX IF EXISTS entries_target;
+        DROP INDEX IF EXISTS entries_security;
+        DROP INDEX IF EXISTS entries_search;
+        DROP INDEX IF EXISTS entries_outcome;
+        DROP INDEX IF EXISTS entries_ip;
+        DROP INDEX IF EXISTS entries_recorded_seq;
+        ALTER TABLE entries DROP COLUMN search_text;
+        CREATE TABLE search_terms (
+            tenant_id TEXT NOT NULL,
+            term BIGINT GENERATED ALWAYS AS IDENTITY,
+            field SMALLINT NOT NULL,
+            value TEXT NOT NULL,
+            n BIGINT NOT NULL DEFAULT 0,
+            PRIMARY KEY (tenant_id, term),
+            UNIQUE (tenant_id, field, value)
+        );
+        CREATE TABLE search_postings (
+            tenant_id TEXT NOT NULL,
+            term BIGINT NOT NULL,
+            seq BIGINT NOT NULL,
+            recorded_at BIGINT NOT NULL,
+            PRIMARY KEY (tenant_id, term, seq) INCLUDE (recorded_at)
+        );
+        CREATE TABLE search_docs (
+            tenant_id TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            recorded_at BIGINT NOT NULL,
+            doc TSVECTOR NOT NULL,
+            PRIMARY KEY (tenant_id, seq)
+        );
+        CREATE INDEX search_docs_doc ON search_docs USING gin (doc);
+        CREATE TABLE search_marks (
+            tenant_id TEXT PRIMARY KEY,
+            next_seq BIGINT NOT NULL
+        );
+        """,
+    ),
     # == Retention, erasure, redaction (owned by the retention work, issue 8);
     # see sqlite_schema.py for what each is for.
     (

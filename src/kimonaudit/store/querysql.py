@@ -45,7 +45,13 @@ _COLUMNS = {
 # LIKE's escape character. Not a backslash: PostgreSQL reads backslashes in
 # string literals differently depending on standard_conforming_strings.
 _LIKE_ESCAPE = "!"
-_PG_DOCUMENT = "to_tsvector('simple', e.search_text)"  # the GIN index's expression
+# PostgreSQL: the entry's stored tsvector in the search projection (GIN
+# indexed; written by store/postgres_index.py). Only entries below the
+# index's mark have one: the store matches the rest from the ledger.
+_PG_DOCUMENT = (
+    "EXISTS (SELECT 1 FROM search_docs d WHERE d.tenant_id = e.tenant_id AND d.seq = e.seq"
+    " AND d.doc @@ phraseto_tsquery('simple', {}))"
+)
 
 
 @dataclass(frozen=True)
@@ -295,8 +301,8 @@ def _fts5(sql: _Sql, texts: list[Text]) -> list[str]:
 
 
 def _tsquery(sql: _Sql, t: Text) -> str:
-    condition = f"{_PG_DOCUMENT} @@ phraseto_tsquery('simple', {sql.p(' '.join(_words(t)))})"
-    return _negate(condition) if t.negated else condition
+    condition = _PG_DOCUMENT.format(sql.p(" ".join(_words(t))))
+    return f"NOT {condition}" if t.negated else condition
 
 
 # Posting drivers: which projection terms an indexed search can start from.

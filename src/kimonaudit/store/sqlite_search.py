@@ -19,7 +19,7 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from kimonaudit.core.projection import entry_text
+from kimonaudit.core.projection import text_matches
 from kimonaudit.core.records import ENTRY_COLUMNS, EntryRow
 from kimonaudit.store.base import Driver, SearchSql
 from kimonaudit.store.sqlite_index import SEQ_BITS, SEQ_MASK
@@ -40,17 +40,9 @@ def _row(tenant_id: str, r: Sequence[Any]) -> EntryRow:
     return EntryRow(tenant_id, *r[1:7], bool(r[7]), *r[8:])
 
 
-def _phrase_in(words: list[str], phrase: tuple[str, ...]) -> bool:
-    n, first = len(phrase), phrase[0]
-    return any(w == first and tuple(words[i : i + n]) == phrase for i, w in enumerate(words))
-
-
 def text_ok(sql: SearchSql, row: EntryRow) -> bool:
     """Whether `row` satisfies the query's free text, as FTS5 phrases would."""
-    if not sql.texts:
-        return True
-    words = entry_text(row).split()
-    return all(_phrase_in(words, phrase) != negated for phrase, negated in sql.texts)
+    return text_matches(sql.texts, row)
 
 
 class SQLiteSearch:
