@@ -126,8 +126,8 @@ def test_rows_of_a_month_already_in_the_default_partition_stay_there(pg_url, key
         _sql(
             pg_url,
             "INSERT INTO entries (tenant_id, seq, event_id, recorded_at, action, category,"
-            " severity, security, outcome, payload_commitment, leaf_hash, search_text)"
-            " VALUES ('other', 0, 'x', %s, 'a.b', 'c', 0, false, 'success', '\\x00', '\\x00', '')",
+            " severity, security, outcome, payload_commitment, leaf_hash)"
+            " VALUES ('other', 0, 'x', %s, 'a.b', 'c', 0, false, 'success', '\\x00', '\\x00')",
             (_us(2026, 5, 2),),
         )
         receipts = log.append(t.id, [event(i) for i in range(4)])
