@@ -1,14 +1,16 @@
-"""The SQLite write path: a lean ledger acknowledged on its own, and a search
-projection (postings + full text) built from it by the indexer, checked by
-`verify --index`, rebuilt by `reindex`, and never hiding an acknowledged
-entry from search."""
+"""The write path on both stores: a lean ledger acknowledged on its own, and
+a search projection (postings + full text) built from it by the indexer,
+checked by `verify --index`, rebuilt by `reindex`, and never hiding an
+acknowledged entry from search."""
 
 from __future__ import annotations
 
 import os
+import secrets
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,8 @@ import pytest
 import kimonaudit
 from kimonaudit.core.ledger import plan_append
 from kimonaudit.core.records import TreeState
+from kimonaudit.search import compile_query
+from kimonaudit.store import postgres_index
 from kimonaudit.store.sqlite import SQLiteStore
 from kimonaudit.store.sqlite_index import Indexer
 from kimonaudit.store.sqlite_schema import MIGRATIONS
@@ -56,18 +60,49 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'audit.db'}"
 
 
-def test_search_finds_entries_the_indexer_has_not_reached(sqlite_url, key_file, monkeypatch):
+def _stop_indexers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Indexers that never index (on either store): only the tail remains."""
+    monkeypatch.setattr(Indexer, "step", lambda self: 0)
+    monkeypatch.setattr(postgres_index.Indexer, "step", lambda self: 0)
+
+
+def _other_db(db_url: str, request: pytest.FixtureRequest) -> str:
+    """A second, empty database of the same kind."""
+    if db_url.startswith("sqlite:"):
+        return db_url.replace("audit.db", "tail.db")
+    return str(request.getfixturevalue("pg_url_2"))
+
+
+@pytest.fixture
+def pg_url_2(pg_admin_url: str) -> Iterator[str]:
+    import psycopg
+
+    from tests.conftest import _with_schema
+
+    schema = "kt_" + secrets.token_hex(6)
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield _with_schema(pg_admin_url, schema)
+    finally:
+        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def test_search_finds_entries_the_indexer_has_not_reached(db_url, key_file, monkeypatch, request):
     """With the indexer stopped, every query answers from the ledger tail;
     once it catches up, through the projection, with the same results."""
-    with kimonaudit.open(sqlite_url, key_file=key_file) as log:
+    with kimonaudit.open(db_url, key_file=key_file) as log:
         tid = log.create_tenant("acme").id
         _fill(log, tid)
         assert log.store.wait_indexed()
         indexed = {q: _seqs(log, tid, q) for q in QUERIES}
+        counts = {q: log.store.count_matches(tid, compile_query(log, tid, q).sql) for q in QUERIES}
     assert indexed["refund"] and indexed["is:failure"] and indexed["actor:agent_42"]
+    assert counts == {q: len(v) for q, v in indexed.items()}
     # The same history in a fresh log whose indexer never runs.
-    monkeypatch.setattr(Indexer, "step", lambda self: 0)
-    other = sqlite_url.replace("audit.db", "tail.db")
+    _stop_indexers(monkeypatch)
+    other = _other_db(db_url, request)
     with kimonaudit.open(other, key_file=key_file) as log:
         tid2 = log.create_tenant("acme").id
         _fill(log, tid2)
@@ -75,15 +110,16 @@ def test_search_finds_entries_the_indexer_has_not_reached(sqlite_url, key_file, 
         for q in QUERIES:
             assert _seqs(log, tid2, q) == indexed[q], q
             assert log.histogram(tid2, q).total == len(indexed[q]), q
+            assert log.store.count_matches(tid2, compile_query(log, tid2, q).sql) == counts[q], q
 
 
-def test_a_search_spanning_index_and_tail_pages_through_both(sqlite_url, key_file, monkeypatch):
+def test_a_search_spanning_index_and_tail_pages_through_both(db_url, key_file, monkeypatch):
     """Half indexed, half not: pages and exports cover both, each entry once."""
-    with kimonaudit.open(sqlite_url, key_file=key_file) as log:
+    with kimonaudit.open(db_url, key_file=key_file) as log:
         tid = log.create_tenant("acme").id
         _fill(log, tid, 30)
         assert log.store.wait_indexed()
-        monkeypatch.setattr(Indexer, "step", lambda self: 0)
+        _stop_indexers(monkeypatch)
         _fill(log, tid, 30)
         assert log.store.indexed_upto(tid) == 30
         seen, cursor = [], None
@@ -102,18 +138,18 @@ def test_a_search_spanning_index_and_tail_pages_through_both(sqlite_url, key_fil
         assert exported.count(b"\n") == len(want)
 
 
-def test_the_indexer_resumes_from_its_mark_after_a_restart(sqlite_url, key_file, monkeypatch):
+def test_the_indexer_resumes_from_its_mark_after_a_restart(db_url, key_file, monkeypatch):
     """The mark is stored with each batch: a reopened store indexes only what is left."""
-    with kimonaudit.open(sqlite_url, key_file=key_file) as log:
+    with kimonaudit.open(db_url, key_file=key_file) as log:
         tid = log.create_tenant("acme").id
         _fill(log, tid, 40)
         assert log.store.wait_indexed()
-    monkeypatch.setattr(Indexer, "step", lambda self: 0)
-    with kimonaudit.open(sqlite_url, key_file=key_file) as log:
+    _stop_indexers(monkeypatch)
+    with kimonaudit.open(db_url, key_file=key_file) as log:
         _fill(log, tid, 25)
         assert log.store.indexed_upto(tid) == 40
     monkeypatch.undo()
-    with kimonaudit.open(sqlite_url, key_file=key_file) as log:
+    with kimonaudit.open(db_url, key_file=key_file) as log:
         assert log.store.wait_indexed()
         assert log.store.indexed_upto(tid) == 65
         assert log.verify_index(tid) == (65, [])
@@ -242,25 +278,9 @@ def test_an_old_database_is_migrated_to_the_ledger(tmp_path, key_file):
     for i in range(5):
         payload = b'{"changes":[],"context":{},"metadata":{"note":"migrated %d"}}' % i
         salt = bytes([i]) * 32
-        prepared.append(
-            Prepared(
-                f"ev-{i}",
-                "ticket.viewed",
-                "ticket",
-                0,
-                False,
-                None,
-                None,
-                "ticket",
-                str(i),
-                "success",
-                None,
-                None,
-                payload,
-                salt,
-                payload_commitment(salt, payload),
-            )
-        )
+        fields = ("ticket.viewed", "ticket", 0, False, None, None, "ticket", str(i))
+        rest = ("success", None, None, payload, salt, payload_commitment(salt, payload))
+        prepared.append(Prepared(f"ev-{i}", *fields, *rest))
     plan = plan_append(TreeState("t_old"), prepared, {}, 1_700_000_000_000_000)
     for row in plan.rows:
         conn.execute(
@@ -282,3 +302,193 @@ def test_an_old_database_is_migrated_to_the_ledger(tmp_path, key_file):
         assert log.store.wait_indexed()
         assert [r.seq for r in log.search("t_old", '"migrated 3"')] == [3]
         assert log.verify_index("t_old") == (5, [])
+
+
+# -- PostgreSQL ------------------------------------------------------------------
+
+
+def _pg(url: str, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        cur = conn.execute(sql, params)  # type: ignore[arg-type]
+        return cur.fetchall() if cur.description else []
+
+
+PG_TAMPERS = {
+    "untouched": ("SELECT 1", None),
+    "posting deleted": (
+        "DELETE FROM search_postings WHERE seq = (SELECT max(seq) FROM search_postings)",
+        "seq 59",
+    ),
+    "posting moved to an unknown term": (
+        "UPDATE search_postings SET term = term + 1000000 WHERE seq = 3"
+        " AND term = (SELECT min(term) FROM search_postings WHERE seq = 3)",
+        "seq 3",
+    ),
+    "posting planted": (
+        "INSERT INTO search_postings SELECT tenant_id, term, 4, recorded_at FROM search_postings"
+        " WHERE seq = 5 AND term NOT IN (SELECT term FROM search_postings WHERE seq = 4) LIMIT 1",
+        "seq 4",
+    ),
+    "term renamed": (
+        "UPDATE search_terms SET value = 'ticket.deleted' WHERE value = 'ticket.viewed'",
+        "search postings differ",
+    ),
+    "document deleted": ("DELETE FROM search_docs WHERE seq = 3", "seq 3"),
+    "document altered": (
+        "UPDATE search_docs SET doc = to_tsvector('simple', 'planted words') WHERE seq = 3",
+        "seq 3",
+    ),
+    "document planted": (
+        "INSERT INTO search_docs SELECT tenant_id, 1003, recorded_at, doc FROM search_docs"
+        " WHERE seq = 3",
+        "seq 1003",
+    ),
+}
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("case", list(PG_TAMPERS))
+def test_verify_index_catches_a_changed_postgres_projection(pg_url, key_file, case):
+    """A deleted, altered or planted projection row is named by seq; an
+    untouched projection passes."""
+    sql, named = PG_TAMPERS[case]
+    with kimonaudit.open(pg_url, key_file=key_file) as log:
+        tid = log.create_tenant("acme").id
+        _fill(log, tid)
+        assert log.store.wait_indexed()
+    _pg(pg_url, sql)
+    proc = _verify_index(pg_url, key_file)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    if named is None:
+        assert proc.returncode == 0, proc.stdout
+        assert "search index matches the ledger (60 entries)" in proc.stdout
+    else:
+        assert proc.returncode == 1, proc.stdout
+        assert named in proc.stdout
+
+
+@pytest.mark.postgres
+def test_reindex_rebuilds_a_damaged_postgres_projection(pg_url, key_file):
+    """`kimonaudit reindex` starts the index over; verify --index then passes."""
+    with kimonaudit.open(pg_url, key_file=key_file) as log:
+        tid = log.create_tenant("acme").id
+        _fill(log, tid)
+        assert log.store.wait_indexed()
+    _pg(pg_url, "DELETE FROM search_postings")
+    assert _verify_index(pg_url, key_file).returncode == 1
+    env = {**os.environ, "KIMONAUDIT_DATABASE_URL": pg_url, "KIMONAUDIT_SIGNING_KEY_FILE": key_file}
+    proc = subprocess.run(
+        [sys.executable, "-m", "kimonaudit", "reindex"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "reindexed 60 entries" in proc.stdout
+    assert _verify_index(pg_url, key_file).returncode == 0
+    with kimonaudit.open(pg_url, key_file=key_file) as log:
+        assert _seqs(log, tid, "refund") == [55, 50, 45, 40, 35, 30, 25, 20, 15, 10, 5, 0]
+
+
+@pytest.mark.postgres
+def test_several_processes_index_one_postgres_database(pg_url, key_file, monkeypatch):
+    """Two stores (as two processes would) with indexers on one database:
+    the tenant lock lets one of them index each batch, and the projection
+    comes out exactly once."""
+    monkeypatch.setattr(postgres_index, "INDEX_BATCH", 7)
+    with (
+        kimonaudit.open(pg_url, key_file=key_file) as a,
+        kimonaudit.open(pg_url, key_file=key_file) as b,
+    ):
+        a.store._indexer._batch = b.store._indexer._batch = 7
+        tid = a.create_tenant("acme").id
+        for i in range(6):
+            (a if i % 2 else b).append(tid, [event(j) for j in range(i * 10, i * 10 + 10)])
+        assert a.store.wait_indexed() and b.store.wait_indexed()
+        assert a.store._indexer.batches + b.store._indexer.batches >= 60 // 7
+        assert a.verify_index(tid) == (60, [])
+    assert _pg(pg_url, "SELECT count(*) FROM search_docs") == [(60,)]
+
+
+@pytest.mark.postgres
+def test_redaction_takes_the_payload_out_of_the_postgres_projection(pg_url, key_file):
+    """A redacted entry is no longer found by its payload's words, is still
+    found by its header, and the projection still matches the ledger."""
+    with kimonaudit.open(pg_url, key_file=key_file) as log:
+        tid = log.create_tenant("acme").id
+        _fill(log, tid)
+        assert log.store.wait_indexed()
+        assert 5 in _seqs(log, tid, '"refund requested"')
+        action = log.get_entry(tid, 5).action
+        log.redact(tid, 5, "legal request")
+        assert 5 not in _seqs(log, tid, '"refund requested"')
+        assert 5 in _seqs(log, tid, f"action:{action}")
+        assert log.store.wait_indexed()
+        assert log.verify_index(tid) == (log.store.tree_state(tid).size, [])
+
+
+@pytest.mark.postgres
+def test_an_old_postgres_database_is_migrated_to_the_ledger(pg_url, key_file):
+    """A database made before migration 5 (search_text and seven indexes on
+    `entries`) opens with them gone, verifying, and searchable once the
+    indexer has built the projection."""
+    import psycopg
+
+    from kimonaudit.core.leaf import payload_commitment
+    from kimonaudit.core.projection import entry_text
+    from kimonaudit.core.records import Prepared
+    from kimonaudit.store.postgres_schema import MIGRATIONS as PG_MIGRATIONS
+    from kimonaudit.store.postgres_schema import create_partition_sql, month_of
+
+    prepared = []
+    for i in range(5):
+        payload = b'{"changes":[],"context":{},"metadata":{"note":"migrated %d"}}' % i
+        salt = bytes([i]) * 32
+        fields = ("ticket.viewed", "ticket", 0, False, None, None, "ticket", str(i))
+        rest = ("success", None, None, payload, salt, payload_commitment(salt, payload))
+        prepared.append(Prepared(f"ev-{i}", *fields, *rest))
+    plan = plan_append(TreeState("t_old"), prepared, {}, 1_700_000_000_000_000)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT)"
+        )
+        for version, sql in PG_MIGRATIONS:
+            if version >= 5 and version != 6:
+                continue
+            conn.execute(sql)
+            conn.execute("INSERT INTO schema_migrations VALUES (%s, 0)", (version,))
+        conn.execute(create_partition_sql(month_of(plan.rows[0].recorded_at)))
+        conn.execute("INSERT INTO tenants VALUES ('t_old', 'old', 'free', 0, 12, false)")
+        for row in plan.rows:
+            conn.execute(
+                f"INSERT INTO entries ({', '.join(row._fields)}, search_text) "
+                f"VALUES ({', '.join(['%s'] * (len(row) + 1))})",
+                (*row, entry_text(row)),
+            )
+        for level, idx, h in plan.nodes:
+            conn.execute("INSERT INTO tree_nodes VALUES ('t_old', %s, %s, %s)", (level, idx, h))
+        st = plan.state
+        conn.execute(
+            "INSERT INTO tree_state VALUES ('t_old', %s, %s, %s, 0)",
+            (st.size, st.tree.to_bytes(), st.last_recorded_at),
+        )
+    with kimonaudit.open(pg_url, key_file=key_file) as log:
+        assert log.verify("t_old").ok
+        assert log.store.wait_indexed()
+        assert [r.seq for r in log.search("t_old", '"migrated 3"')] == [3]
+        assert log.verify_index("t_old") == (5, [])
+    indexes = _pg(
+        pg_url,
+        "SELECT indexname FROM pg_indexes"
+        " WHERE tablename = 'entries' AND schemaname = current_schema()",
+    )
+    assert indexes == [("entries_pkey",)]
+    columns = _pg(
+        pg_url,
+        "SELECT column_name FROM information_schema.columns"
+        " WHERE table_name = 'entries' AND table_schema = current_schema()",
+    )
+    assert ("search_text",) not in columns
