@@ -334,10 +334,16 @@ class PostgresStore(
     dialect = "postgres"
 
     def __init__(
-        self, url: str, pool_size: int = 4, connect_timeout: int = 10, indexer: bool = True
+        self,
+        url: str,
+        pool_size: int = 4,
+        connect_timeout: int = 10,
+        indexer: bool | str = True,
     ) -> None:
         if not isinstance(pool_size, int) or pool_size < 1:
             raise ConfigError(f"pool_size must be a positive integer, got {pool_size!r}")
+        if indexer not in (True, False, "thread", "process", "off"):
+            raise ConfigError(f"indexer must be 'thread', 'process' or 'off', not {indexer!r}")
         self.url = url
         self.where = describe(url)
         self._secret = _password(url)
@@ -383,9 +389,13 @@ class PostgresStore(
             ) from exc
         self._writer = GroupCommitWriter(_WriteSession(self, wconn))
         self._closed = False
-        # The projection's writer, on its own connection. indexer=False leaves
-        # it to other processes on the same database (and to tests of the tail).
-        self._indexer: Indexer | None = Indexer(self._connect) if indexer else None
+        # The projection's writer: a thread on its own connection (its work
+        # is mostly the server's). indexer=False or "off" leaves it to other
+        # processes on the same database (short-lived readers such as
+        # verify's workers); "thread" and "process", the SQLite settings,
+        # both mean the thread here.
+        run = indexer not in (False, "off")
+        self._indexer: Indexer | None = Indexer(self._connect) if run else None
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.where!r})"

@@ -51,10 +51,13 @@ _SELECT_ROWS = (
     f"SELECT {', '.join(ENTRY_COLUMNS)} FROM entries "  # noqa: S608 (column names from EntryRow)
     "WHERE tenant_id = %s AND seq >= %s AND seq < %s ORDER BY seq"
 )
+# Tenants with entries to index, or a purge whose projection rows remain
+# (reported as (tenant, size, size) then: nothing to index, something to do).
 _PENDING = (
-    "SELECT s.tenant_id, greatest(coalesce(m.next_seq, 0), s.purged), s.size"
+    "SELECT s.tenant_id, least(greatest(coalesce(m.next_seq, 0), s.purged), s.size), s.size"
     " FROM tree_state s LEFT JOIN search_marks m ON m.tenant_id = s.tenant_id"
     " WHERE s.size > greatest(coalesce(m.next_seq, 0), s.purged)"
+    " OR s.purged > coalesce(m.purged, 0)"
 )
 _UPSERT_TERMS = (
     "INSERT INTO search_terms (tenant_id, field, value, n) "
@@ -91,16 +94,38 @@ def read_rows(
 def lock_mark(conn: psycopg.Connection[Any], tenant_id: str, wait: bool) -> int | None:
     """Inside the caller's transaction: lock the tenant's mark row and return
     the mark, or None (wait=False) when another transaction holds it."""
+    r = _lock_mark(conn, tenant_id, wait)
+    return None if r is None else r[0]
+
+
+def _lock_mark(conn: psycopg.Connection[Any], tenant_id: str, wait: bool) -> tuple[int, int] | None:
+    """(mark, purged) of the locked mark row; None if skipped."""
     conn.execute(
         "INSERT INTO search_marks (tenant_id, next_seq) VALUES (%s, 0) ON CONFLICT DO NOTHING",
         (tenant_id,),
     )
     skip = "" if wait else " SKIP LOCKED"
     r = conn.execute(
-        f"SELECT next_seq FROM search_marks WHERE tenant_id = %s FOR UPDATE{skip}",  # noqa: S608
+        f"SELECT next_seq, purged FROM search_marks WHERE tenant_id = %s FOR UPDATE{skip}",  # noqa: S608
         (tenant_id,),
     ).fetchone()
-    return None if r is None else int(r[0])
+    return None if r is None else (int(r[0]), int(r[1]))
+
+
+def drop_purged(conn: psycopg.Connection[Any], tenant_id: str, upto: int) -> None:
+    """Remove the projection of seqs below `upto` (purged from the ledger by
+    retention), counts included, inside the caller's transaction (which
+    holds the mark row). Purges are rare; this reads the tenant's postings
+    once per purge."""
+    conn.execute(
+        "WITH gone AS (DELETE FROM search_postings WHERE tenant_id = %s AND seq < %s"
+        " RETURNING term), c AS (SELECT term, count(*) AS k FROM gone GROUP BY term)"
+        " UPDATE search_terms t SET n = t.n - c.k FROM c"
+        " WHERE t.tenant_id = %s AND t.term = c.term",
+        (tenant_id, upto, tenant_id),
+    )
+    conn.execute("DELETE FROM search_docs WHERE tenant_id = %s AND seq < %s", (tenant_id, upto))
+    conn.execute("UPDATE search_marks SET purged = %s WHERE tenant_id = %s", (upto, tenant_id))
 
 
 def _term_ids(
@@ -182,19 +207,22 @@ def index_batch(conn: psycopg.Connection[Any], tenant_id: str, batch: int = INDE
     returns how many seqs the mark moved (0 if another indexer holds the
     tenant or nothing is left)."""
     with conn.transaction():
-        mark = lock_mark(conn, tenant_id, wait=False)
-        if mark is None:
+        locked = _lock_mark(conn, tenant_id, wait=False)
+        if locked is None:
             return 0
+        mark, cleaned = locked
         r = conn.execute(
             "SELECT size, purged FROM tree_state WHERE tenant_id = %s", (tenant_id,)
         ).fetchone()
         if r is None:
             return 0
         size, purged = int(r[0]), int(r[1])
+        if purged > cleaned:
+            drop_purged(conn, tenant_id, purged)
         start = max(mark, purged)
         end = min(size, start + batch)
         if end <= start:
-            return 0
+            return 1 if purged > cleaned else 0
         # A gap (rows purged, or removed by tampering) still moves the mark:
         # verify reports it, and indexing must not stall on it.
         write_rows(conn, tenant_id, read_rows(conn, tenant_id, start, end))
@@ -322,6 +350,10 @@ def check_projection(
     the comparison is exact without reimplementing the server's parser."""
     r = conn.execute("SELECT next_seq FROM search_marks WHERE tenant_id = %s", (tenant_id,))
     mark = int((r.fetchone() or (0,))[0])
+    r = conn.execute("SELECT purged FROM tree_state WHERE tenant_id = %s", (tenant_id,))
+    # Below the purge point the ledger is gone on purpose; projection rows
+    # the indexer has not removed yet point at nothing and hide nothing.
+    purged = int((r.fetchone() or (0,))[0])
     problems: list[tuple[int, str]] = []
 
     def stray(seq: int) -> None:
@@ -333,12 +365,12 @@ def check_projection(
         cur.execute(
             "SELECT p.seq, t.field, t.value FROM search_postings p"
             " LEFT JOIN search_terms t ON t.tenant_id = p.tenant_id AND t.term = p.term"
-            " WHERE p.tenant_id = %s ORDER BY p.seq",
-            (tenant_id,),
+            " WHERE p.tenant_id = %s AND p.seq >= %s ORDER BY p.seq",
+            (tenant_id, purged),
         )
         posted = _merge_postings(iter(cur))
         nxt = next(posted, None)
-        start = 0
+        start = purged
         while start < mark:
             end = min(mark, start + batch)
             ledger = {row.seq: row for row in rows(start, end)}

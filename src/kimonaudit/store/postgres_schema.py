@@ -241,9 +241,12 @@ MIGRATIONS: list[tuple[int, str]] = [
             PRIMARY KEY (tenant_id, seq)
         );
         CREATE INDEX search_docs_doc ON search_docs USING gin (doc);
+        -- purged: the projection holds nothing below it (the indexer removes
+        -- what a retention purge left behind).
         CREATE TABLE search_marks (
             tenant_id TEXT PRIMARY KEY,
-            next_seq BIGINT NOT NULL
+            next_seq BIGINT NOT NULL,
+            purged BIGINT NOT NULL DEFAULT 0
         );
         """,
     ),
