@@ -520,3 +520,15 @@ def test_a_purged_prefix_leaves_the_postgres_projection(pg_url, key_file):
         assert counts == [(0,)]
         assert log.verify_index(tid) == (41, [])
         assert _seqs(log, tid, "refund") == [s for s in before if s >= 20]
+
+
+@pytest.mark.postgres
+def test_the_postgres_indexer_runs_as_a_child_process(pg_url, key_file):
+    """KIMONAUDIT_INDEXER=process: another process builds the projection."""
+    with kimonaudit.open(pg_url, key_file=key_file, indexer="process") as log:
+        tid = log.create_tenant("acme").id
+        _fill(log, tid)
+        assert log.store.wait_indexed(timeout=60)
+        assert log.store.indexed_upto(tid) == 60
+        assert _seqs(log, tid, "refund")
+        assert log.verify_index(tid) == (60, [])

@@ -45,8 +45,7 @@ def open(
         settings.KEY_FILE.get(key_file), name=settings.DEPLOYMENT_NAME.get(name)
     )
     db_url = settings.DATABASE_URL.get(url)
-    if db_url.startswith("sqlite:"):
-        store_options.setdefault("indexer", settings.INDEXER.get())
+    store_options.setdefault("indexer", settings.INDEXER.get())
     store = open_store(db_url, **store_options)
     return AuditLog(store, ring, clock=clock)
 

@@ -50,8 +50,8 @@ INDEXER = Setting(
     "indexer",
     "KIMONAUDIT_INDEXER",
     "process",
-    "Where the SQLite search indexer runs: process (a child process, so it "
-    "uses the second core) or thread (in-process; what the tests use).",
+    "Where the search indexer runs (SQLite and PostgreSQL): process (a child "
+    "process, so it uses the second core) or thread (in-process; what the tests use).",
 )
 
 ALL: tuple[Setting, ...] = (DATABASE_URL, KEY_FILE, DEPLOYMENT_NAME)

@@ -48,6 +48,7 @@ from kimonaudit.store.postgres_console import PostgresConsoleStore
 from kimonaudit.store.postgres_destinations import PostgresDestinationStore
 from kimonaudit.store.postgres_index import (
     Indexer,
+    IndexerProcess,
     check_projection,
     lock_mark,
     pending,
@@ -389,13 +390,16 @@ class PostgresStore(
             ) from exc
         self._writer = GroupCommitWriter(_WriteSession(self, wconn))
         self._closed = False
-        # The projection's writer: a thread on its own connection (its work
-        # is mostly the server's). indexer=False or "off" leaves it to other
-        # processes on the same database (short-lived readers such as
-        # verify's workers); "thread" and "process", the SQLite settings,
-        # both mean the thread here.
-        run = indexer not in (False, "off")
-        self._indexer: Indexer | None = Indexer(self._connect) if run else None
+        # The projection's writer, on its own connection: a thread (True,
+        # "thread"), or a child process ("process", KIMONAUDIT_INDEXER's
+        # default) whose Python work then runs on another core. False or
+        # "off" leaves it to other processes on the same database
+        # (short-lived readers such as verify's workers).
+        self._indexer: Indexer | IndexerProcess | None = None
+        if indexer == "process":
+            self._indexer = IndexerProcess(url, self._kwargs)
+        elif indexer not in (False, "off"):
+            self._indexer = Indexer(self._connect)
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.where!r})"
@@ -754,6 +758,8 @@ class PostgresStore(
     def wait_indexed(self, timeout: float = 60.0) -> bool:
         """Block until the projection covers every committed entry (this
         process's indexer or another's); False on timeout."""
+        if isinstance(self._indexer, IndexerProcess) and not self._indexer.alive():
+            raise StoreError("the indexer process has stopped")
         return wait_until_indexed(self._behind, self._nudge, timeout)
 
     def check_index(self, tenant_id: str) -> tuple[int, list[str]]:
