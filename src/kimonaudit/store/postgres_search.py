@@ -39,6 +39,7 @@ from kimonaudit.store.base import Driver, SearchSql
 _COLS = ", ".join("e." + c for c in ENTRY_COLUMNS)
 _SELECT_COLS = f"SELECT {_COLS}"
 _SELECT_ENTRY = f"{_SELECT_COLS} FROM entries e"
+_SELECT_LEDGER = f"SELECT {', '.join('x.' + c for c in ENTRY_COLUMNS)} FROM entries x"  # noqa: S608
 # The join from a projection row to its ledger row. recorded_at is the
 # partition key: with it the probe goes to one monthly partition.
 _JOIN = (
@@ -214,13 +215,16 @@ class PostgresSearch:
             )
         if walk_common and total > _SORT_LIMIT:
             return walk
-        # IN, not a join: an entry may hold several of the terms.
+        # The candidates once each (an entry may hold several of the terms),
+        # each probed in its own partition: LIMIT 1 keeps the probe a nested
+        # loop, where a join would let the planner hash the whole ledger.
         return (
-            "entries e WHERE e.tenant_id = %s AND (e.seq, e.recorded_at) IN "  # noqa: S608
-            "(SELECT p.seq, p.recorded_at FROM search_postings p WHERE p.tenant_id = %s "
-            f"AND p.term = ANY(%s) AND p.seq >= %s AND p.seq < %s) AND ({sql.where})",
-            [tenant_id, tenant_id, ids, lo, hi, *sql.params],
-            "e.seq",
+            "(SELECT DISTINCT p.seq, p.recorded_at FROM search_postings p"  # noqa: S608
+            " WHERE p.tenant_id = %s AND p.term = ANY(%s) AND p.seq >= %s AND p.seq < %s) c"
+            f" CROSS JOIN LATERAL ({_SELECT_LEDGER} WHERE x.tenant_id = %s AND x.seq = c.seq"
+            f" AND x.recorded_at = c.recorded_at LIMIT 1) e WHERE ({sql.where})",
+            [tenant_id, ids, lo, hi, tenant_id, *sql.params],
+            "c.seq",
             "many",
         )
 
@@ -423,41 +427,37 @@ class PostgresSearch:
         return int(row[0]) if row else 0
 
     def seq_at(self, tenant_id: str, recorded_at: int) -> int | None:
-        """Binary search on the ledger: recorded_at never decreases along seq,
-        so a time needs no index of its own (about 25 primary-key probes at
-        10M entries, on one connection)."""
+        """Binary search on the ledger's primary key: recorded_at never
+        decreases along seq, so a time needs no index of its own. The whole
+        bisection (about 25 probes at 10M entries) runs in one statement."""
         with self._read("searching") as conn:
+            r = conn.execute(_SEQ_AT, {"t": tenant_id, "at": recorded_at}).fetchone()
+        if r is None or int(r[1]) < recorded_at:
+            return None
+        return int(r[0])
 
-            def at(seq: int) -> tuple[int, int] | None:
-                r = conn.execute(
-                    "SELECT seq, recorded_at FROM entries WHERE tenant_id = %s AND seq >= %s"
-                    " ORDER BY seq LIMIT 1",
-                    (tenant_id, seq),
-                ).fetchone()
-                return None if r is None else (int(r[0]), int(r[1]))
 
-            first = at(0)
-            if first is None:
-                return None
-            last = conn.execute(
-                "SELECT seq, recorded_at FROM entries WHERE tenant_id = %s"
-                " ORDER BY seq DESC LIMIT 1",
-                (tenant_id,),
-            ).fetchone()
-            if last is None or int(last[1]) < recorded_at:
-                return None
-            # The smallest seq x whose first entry at or after it was recorded
-            # at or after `recorded_at`: monotone in x, so bisect.
-            lo, hi = first[0], int(last[0])
-            while lo < hi:
-                mid = (lo + hi) // 2
-                probe = at(mid)
-                if probe is not None and probe[1] >= recorded_at:
-                    hi = mid
-                else:
-                    lo = mid + 1
-            found = at(lo)
-        return None if found is None else found[0]
+# [lo, hi] narrows to the smallest seq x whose first entry at or after it was
+# recorded at or after %(at)s (monotone in x), then that entry is read.
+_SEQ_AT = """
+WITH RECURSIVE b(lo, hi) AS (
+    SELECT (SELECT seq FROM entries WHERE tenant_id = %(t)s ORDER BY seq LIMIT 1),
+           (SELECT seq FROM entries WHERE tenant_id = %(t)s ORDER BY seq DESC LIMIT 1)
+  UNION ALL
+    SELECT CASE WHEN p.r >= %(at)s THEN b.lo ELSE (b.lo + b.hi) / 2 + 1 END,
+           CASE WHEN p.r >= %(at)s THEN (b.lo + b.hi) / 2 ELSE b.hi END
+    FROM b CROSS JOIN LATERAL (
+        SELECT recorded_at AS r FROM entries
+        WHERE tenant_id = %(t)s AND seq >= (b.lo + b.hi) / 2 ORDER BY seq LIMIT 1
+    ) p
+    WHERE b.lo < b.hi
+)
+SELECT f.seq, f.recorded_at FROM (SELECT lo FROM b WHERE lo >= hi) z
+CROSS JOIN LATERAL (
+    SELECT seq, recorded_at FROM entries WHERE tenant_id = %(t)s AND seq >= z.lo
+    ORDER BY seq LIMIT 1
+) f
+"""
 
 
 def _glob_to_like(pattern: str) -> str:
