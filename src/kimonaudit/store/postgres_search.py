@@ -58,6 +58,10 @@ _TEXT_BUDGET_MS: str | None = "120ms"
 # A driver with more postings than this and several terms is not worth
 # sorting: walking the ledger newest first finds common matches sooner.
 _SORT_LIMIT = 50_000
+# Free text with a filter whose postings are at most this many: start from
+# the postings (checking each candidate's document) rather than the words,
+# which may match a large part of the log ("pending actor:agent_42").
+_TEXT_DRIVER_LIMIT = 20_000
 
 
 def _rows(rows: Sequence[Sequence[Any]]) -> list[EntryRow]:
@@ -160,8 +164,8 @@ class PostgresSearch:
 
     def _best_driver(self, tenant_id: str, sql: SearchSql) -> tuple[list[int], int] | None:
         """The driver with the fewest postings, as (term numbers, postings);
-        None when the query has no driver (or its free text leads)."""
-        if not sql.drivers or any(not negated for _, negated in sql.texts):
+        None when the query has none."""
+        if not sql.drivers:
             return None
         best: tuple[list[int], int] | None = None
         with self._read("searching") as conn:
@@ -185,7 +189,12 @@ class PostgresSearch:
         or None when nothing can match. Kinds: "text" (the documents), "one"
         (one posting list, read in seq order), "many" (several posting
         lists, looked up), "walk" (the ledger in seq order)."""
-        if any(not negated for _, negated in sql.texts):
+        text_first = any(not negated for _, negated in sql.texts)
+        if text_first and best is not None and best[1] <= _TEXT_DRIVER_LIMIT:
+            # A rare enough posting list beats the words: its candidates are
+            # few, each document checked on the way (`where` reads it).
+            text_first = False
+        if text_first:
             text, text_params = _text_conditions(sql)
             return (
                 f"search_docs d {_JOIN.format(a='d')} WHERE d.tenant_id = %s "
