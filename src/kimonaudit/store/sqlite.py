@@ -39,6 +39,7 @@ from kimonaudit.store.sqlite_index import (
     Indexer,
     IndexerProcess,
     NoIndexer,
+    add_rows,
     check_projection,
     index_path,
     ledger_pending,
@@ -544,8 +545,13 @@ class SQLiteStore(SQLiteSearch, SQLiteConsoleStore, SQLiteRetentionStore, SQLite
         # holds text the ledger has dropped.
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if rid_indexed(conn, self.tenant_no(tenant_id), seq):
-                remove_rows(conn, self.tenant_no(tenant_id), [row], schema="idx.")
+            tno = self.tenant_no(tenant_id)
+            if rid_indexed(conn, tno, seq):
+                # Out with the payload's words, back with the header's: a
+                # redacted entry is still found by its action, actor, target.
+                remove_rows(conn, tno, [row], schema="idx.")
+                kept = row._replace(payload=None, salt=None, ip=None, occurred_at=None)
+                add_rows(conn, tno, [kept], schema="idx.")
             conn.execute(
                 "UPDATE ledger SET payload = NULL, salt = NULL, ip = NULL, occurred_at = NULL"
                 " WHERE rid = ?",

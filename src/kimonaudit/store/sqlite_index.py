@@ -306,6 +306,69 @@ class NoIndexer:
         pass
 
 
+def add_rows(
+    conn: sqlite3.Connection, tenant_no: int, rows: Sequence[EntryRow], schema: str = "idx."
+) -> None:
+    """Put entries into the projection inside the caller's transaction (a
+    redacted entry goes back with its header terms and header words)."""
+    for row in rows:
+        rid = rid_of(tenant_no, row.seq)
+        for field, value in entry_terms(row):
+            conn.execute(
+                f"INSERT OR IGNORE INTO {schema}terms (tenant_no, field, value) VALUES (?, ?, ?)",  # noqa: S608
+                (tenant_no, field, value),
+            )
+            (term,) = conn.execute(
+                f"SELECT term FROM {schema}terms WHERE tenant_no = ? AND field = ? AND value = ?",  # noqa: S608
+                (tenant_no, field, value),
+            ).fetchone()
+            n = conn.execute(
+                f"INSERT OR IGNORE INTO {schema}postings (term, rid) VALUES (?, ?)",  # noqa: S608
+                (term, rid),
+            ).rowcount
+            conn.execute(f"UPDATE {schema}terms SET n = n + ? WHERE term = ?", (n, term))  # noqa: S608
+        conn.execute(
+            f"INSERT INTO {schema}entries_fts (rowid, text) VALUES (?, ?)",  # noqa: S608
+            (rid, entry_text(row)),
+        )
+
+
+def drop_rows(
+    conn: sqlite3.Connection, tenant_no: int, rows: Sequence[EntryRow], schema: str = "idx."
+) -> None:
+    """Take a run of consecutive entries out of the projection (a purge):
+    one ranged delete per term instead of one per posting."""
+    if not rows:
+        return
+    lo, hi = rid_of(tenant_no, rows[0].seq), rid_of(tenant_no, rows[-1].seq)
+    keys = {key for row in rows for key in entry_terms(row)}
+    for field, value in keys:
+        r = conn.execute(
+            f"SELECT term FROM {schema}terms WHERE tenant_no = ? AND field = ? AND value = ?",  # noqa: S608
+            (tenant_no, field, value),
+        ).fetchone()
+        if r is None:
+            continue
+        n = conn.execute(
+            f"DELETE FROM {schema}postings WHERE term = ? AND rid >= ? AND rid <= ?",  # noqa: S608
+            (r[0], lo, hi),
+        ).rowcount
+        conn.execute(f"UPDATE {schema}terms SET n = n - ? WHERE term = ?", (n, r[0]))  # noqa: S608
+    for row in rows:
+        rid = rid_of(tenant_no, row.seq)
+        # A contentless index must be told exactly what it holds: only
+        # documents that are there are deleted.
+        if conn.execute(
+            f"SELECT 1 FROM {schema}entries_fts WHERE rowid = ?",  # noqa: S608
+            (rid,),
+        ).fetchone():
+            conn.execute(
+                f"INSERT INTO {schema}entries_fts (entries_fts, rowid, text)"  # noqa: S608
+                " VALUES ('delete', ?, ?)",
+                (rid, entry_text(row)),
+            )
+
+
 class IndexerProcess:
     """Runs `run_process` in a spawned child and stops it on close."""
 

@@ -209,24 +209,33 @@ class SQLiteRetentionStore:
             raise
 
     def delete_purged(self, tenant_id: str, upto: int, batch: int) -> int:
-        """Delete up to `batch` entries with seq < `upto` (and their search
-        text) in one short transaction; returns how many went."""
+        """Delete up to `batch` entries with seq < `upto` from the ledger and
+        the search projection, in one short transaction; returns how many
+        went. The projection first, while the rows still give the documents
+        its contentless full-text index needs to delete them."""
+        from kimonaudit.store.sqlite_index import drop_rows, ledger_rows
+
+        # Nothing committed is left half-indexed: an indexer batch that read
+        # these rows cannot land after they are gone.
+        self.wait_indexed()  # type: ignore[attr-defined]
+        tno = self.tenant_no(tenant_id)  # type: ignore[attr-defined]
+        lo, _ = self._span(tenant_id, 0, upto)  # type: ignore[attr-defined]
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            rows = conn.execute(
-                "SELECT rid, search_text, seq FROM entries WHERE tenant_id = ? AND seq < ?"
-                " ORDER BY seq LIMIT ?",
-                (tenant_id, upto, batch),
-            ).fetchall()
+            first = conn.execute(
+                "SELECT rid FROM ledger WHERE rid >= ? AND rid < ? ORDER BY rid LIMIT 1",
+                (lo, lo + upto),
+            ).fetchone()
+            rows = []
+            if first is not None:
+                start = first[0] - lo
+                rows = ledger_rows(conn, tno, start, min(upto, start + batch))
             if rows:
-                conn.executemany(
-                    "INSERT INTO entries_fts (entries_fts, rowid, text) VALUES ('delete', ?, ?)",
-                    [r[:2] for r in rows if r[1]],
-                )
+                drop_rows(conn, tno, rows, schema="idx.")
                 conn.execute(
-                    "DELETE FROM entries WHERE tenant_id = ? AND seq >= ? AND seq <= ?",
-                    (tenant_id, rows[0][2], rows[-1][2]),
+                    "DELETE FROM ledger WHERE rid >= ? AND rid <= ?",
+                    (lo + rows[0].seq, lo + rows[-1].seq),
                 )
             conn.execute("COMMIT")
         except BaseException:
@@ -273,14 +282,16 @@ class SQLiteRetentionStore:
         """(recorded_at of the oldest retained entry or None, entries, bytes)
         where bytes estimates the ledger space the tenant's entries use."""
         conn = self._conn()
+        lo, hi = self._span(tenant_id, 0, None)  # type: ignore[attr-defined]
         first = conn.execute(
-            "SELECT recorded_at FROM entries WHERE tenant_id = ? ORDER BY seq LIMIT 1",
-            (tenant_id,),
+            "SELECT recorded_at FROM ledger WHERE rid >= ? AND rid < ? ORDER BY rid LIMIT 1",
+            (lo, hi),
         ).fetchone()
         n, size = conn.execute(
-            "SELECT count(*), coalesce(sum(coalesce(length(payload), 0) + length(search_text)"
-            " + length(event_id) + length(action) + 160), 0) FROM entries WHERE tenant_id = ?",
-            (tenant_id,),
+            "SELECT count(*), coalesce(sum(coalesce(length(payload), 0)"
+            " + length(event_id) + length(action) + 160), 0) FROM ledger"
+            " WHERE rid >= ? AND rid < ?",
+            (lo, hi),
         ).fetchone()
         return (None if first is None else int(first[0])), int(n), int(size)
 
