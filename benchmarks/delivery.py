@@ -11,9 +11,10 @@ For each backend:
 - `syslog`: the same to Debian's rsyslog over TCP (CEF in RFC 5424,
   octet-counted) when rsyslogd is installed, else to a plain TCP sink; the
   baseline writes pre-rendered frames to the same receiver.
-- `lag`: a writer appends `--rate` events/s (default 5,000, in 20 ms
-  slices) for `--seconds` while the delivery loop runs; the receiver
-  records when each entry arrived; lag = arrival - recorded_at.
+- `lag`: a writer process appends `--rate` events/s (default 5,000, in
+  100 ms slices) for `--seconds` while this process runs the delivery loop;
+  the receiver (its own process, as in the throughput runs) records when
+  each entry arrived; lag = arrival - recorded_at.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import subprocess
 import tempfile
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -42,44 +42,68 @@ from kimonaudit.sinks.delivery import Deliverer
 LOOPBACK = ssrf.parse_allowlist("127.0.0.0/8")
 
 
+RECEIVER_CODE = r"""
+import json, sys, threading, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+arrivals = {}
+count = [0]
+lock = threading.Lock()
+class H(BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("content-length") or 0))
+        now = time.time()
+        try:
+            events = json.loads(body)["data"]["events"]
+        except Exception:
+            events = []
+        with lock:
+            for e in events:
+                if e.get("type") == "audit.event":
+                    count[0] += 1
+                    arrivals.setdefault(e["seq"], now)
+        self.send_response(200); self.send_header("content-length", "0"); self.end_headers()
+    def do_GET(self):
+        with lock:
+            data = json.dumps({"count": count[0],
+                               "arrivals": arrivals if self.path == "/arrivals" else {}}).encode()
+        self.send_response(200); self.send_header("content-length", str(len(data)))
+        self.end_headers(); self.wfile.write(data)
+    def log_message(self, *a):
+        pass
+srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+srv.daemon_threads = True
+print(srv.server_address[1], flush=True)
+srv.serve_forever()
+"""
+
+
 class Receiver:
-    """Counts delivered entries and when each seq arrived."""
+    """A webhook receiver in its own process (it must not share our GIL):
+    counts delivered entries and when each seq arrived."""
 
     def __init__(self) -> None:
-        self.count = 0
-        self.arrivals: dict[int, float] = {}
-        self.lock = threading.Lock()
-        outer = self
+        import sys
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                n = int(self.headers.get("content-length") or 0)
-                body = self.rfile.read(n)
-                now = time.time()
-                try:
-                    events = json.loads(body)["data"]["events"]
-                except (ValueError, KeyError, TypeError):
-                    events = []
-                with outer.lock:
-                    for e in events:
-                        if e.get("type") == "audit.event":
-                            outer.count += 1
-                            outer.arrivals.setdefault(e["seq"], now)
-                self.send_response(200)
-                self.send_header("content-length", "0")
-                self.end_headers()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", RECEIVER_CODE], stdout=subprocess.PIPE, text=True
+        )
+        assert self.proc.stdout is not None
+        port = int(self.proc.stdout.readline())
+        self.base = f"http://127.0.0.1:{port}"
+        self.url = f"{self.base}/hook"
 
-            def log_message(self, *args: object) -> None:
-                pass
+    @property
+    def count(self) -> int:
+        return int(httpx.get(f"{self.base}/count").json()["count"])
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    @property
+    def arrivals(self) -> dict[int, float]:
+        raw = httpx.get(f"{self.base}/arrivals", timeout=60).json()["arrivals"]
+        return {int(k): float(v) for k, v in raw.items()}
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
 
 
 class TcpSink:
@@ -228,50 +252,68 @@ def syslog_throughput(url: str, n: int, key_file: str, workdir: Path) -> dict[st
         log.close()
 
 
+WRITER_CODE = r"""
+import sys, time
+import kimonaudit
+from benchmarks.delivery import make_events
+url, key_file, tid = sys.argv[1:4]
+rate, seconds = int(sys.argv[4]), float(sys.argv[5])
+log = kimonaudit.open(url, key_file=key_file)
+slice_s = 0.1
+per = max(1, int(rate * slice_s))
+pool = make_events(per * 20)
+t0 = time.monotonic(); k = 0; sent = 0
+while time.monotonic() - t0 < seconds:
+    delay = t0 + k * slice_s - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)
+    sent += len(log.append(tid, pool[(k % 20) * per:(k % 20 + 1) * per]))
+    k += 1
+print(sent, time.monotonic() - t0, flush=True)
+log.close()
+"""
+
+
 def lag_under_ingest(url: str, rate: int, seconds: float, key_file: str) -> dict[str, Any]:
+    """Ingest at `rate` in a writer process (its own GIL) while this process
+    delivers to the receiver process; lag = arrival - recorded_at."""
+    import sys
+
     log = kimonaudit.open(url, key_file=key_file)
     tid = log.create_tenant("lag").id
     rx = Receiver()
     dests = Destinations(log, LOOPBACK)
     dests.create(tid, name="lag", kind="webhook", url=rx.url,
                  batch={"max_events": 1000, "max_wait_ms": 0, "max_bytes": 10_000_000})  # fmt: skip
+    first = log.store.tree_state(tid).size
     d = Deliverer(dests, time_budget_s=1)
     stop = threading.Event()
     loop = threading.Thread(target=d.run, args=(stop, 0.01), daemon=True)
     loop.start()
-    slice_s = 0.02
-    per_slice = max(1, int(rate * slice_s))
-    pool = make_events(per_slice * 50)
-    recorded: dict[int, float] = {}
-    t_start = time.monotonic()
-    sent = 0
-    k = 0
-    while time.monotonic() - t_start < seconds:
-        target = t_start + k * slice_s
-        delay = target - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        batch = pool[(k % 50) * per_slice : (k % 50 + 1) * per_slice]
-        receipts = log.append(tid, batch)
-        for r in receipts:
-            recorded[r.seq] = r.recorded_at / 1e6
-        sent += len(receipts)
-        k += 1
-    ingest_s = time.monotonic() - t_start
-    end = time.monotonic() + 60
-    while time.monotonic() < end and not all(s in rx.arrivals for s in recorded):
+    root = str(Path(__file__).resolve().parent.parent)
+    done = subprocess.run(
+        [sys.executable, "-c", WRITER_CODE, url, key_file, tid, str(rate), str(seconds)],
+        capture_output=True, text=True, check=True, cwd=root,
+        env={**os.environ, "PYTHONPATH": root},
+    )  # fmt: skip
+    sent, ingest_s = done.stdout.split()
+    size = log.store.tree_state(tid).size
+    end = time.monotonic() + 120
+    while time.monotonic() < end and dests.list(tid)[0].health.lag_events:
         time.sleep(0.05)
     stop.set()
     loop.join(timeout=30)
     d.close()
-    lags = sorted(rx.arrivals[s] - t for s, t in recorded.items() if s in rx.arrivals)
+    arrivals = rx.arrivals
+    recorded = {r.seq: r.recorded_at / 1e6 for r in log.store.iter_entries(tid, first + 1, size)}
+    lags = sorted(arrivals[s] - t for s, t in recorded.items() if s in arrivals)
     rx.close()
     log.close()
     q = statistics.quantiles(lags, n=100) if len(lags) >= 100 else [max(lags or [0])] * 99
     return {
         "target_rate": rate,
-        "achieved_ingest_per_s": round(sent / ingest_s),
-        "events": sent,
+        "achieved_ingest_per_s": round(int(sent) / float(ingest_s)),
+        "events": int(sent),
         "delivered": len(lags),
         "lag_p50_ms": round(statistics.median(lags) * 1000, 1) if lags else None,
         "lag_p99_ms": round(q[98] * 1000, 1),
