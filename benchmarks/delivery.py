@@ -305,7 +305,7 @@ def lag_under_ingest(url: str, rate: int, seconds: float, key_file: str) -> dict
     loop.join(timeout=30)
     d.close()
     arrivals = rx.arrivals
-    recorded = {r.seq: r.recorded_at / 1e6 for r in log.store.iter_entries(tid, first + 1, size)}
+    recorded = {r.seq: r.recorded_at / 1e6 for r in log.store.iter_entries(tid, first, size)}
     lags = sorted(arrivals[s] - t for s, t in recorded.items() if s in arrivals)
     rx.close()
     log.close()
