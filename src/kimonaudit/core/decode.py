@@ -411,7 +411,7 @@ _new: Callable[[type[Any]], Any] = object.__new__
 _set = object.__setattr__
 _astuple = msgspec.structs.astuple
 _CONTAINERS = (dict, list)
-_CACHE_LIMIT = 50_000
+_CACHE_LIMIT = 10_000
 # Frozen, validated parts that repeat from event to event, shared.
 _actors: dict[tuple[Any, ...], tuple[ev.Actor, int]] = {}
 _targets: dict[tuple[str, str], ev.Target] = {}
