@@ -464,3 +464,23 @@ def test_timestamps_match_parse_ts(moment: datetime, digits: str, sep: str, zone
             decode._timestamp(text)
         return
     assert decode._timestamp(text) == (us, format_ts(us))
+
+
+def test_decode_body_is_complete() -> None:
+    """decode_body (the core's own entry point) decodes both body shapes and
+    names problems: malformed JSON as InvalidInput, bad events by path."""
+    one = decode.decode_body(b'{"action":"ticket.viewed"}')
+    assert [e.action for e in one] == ["ticket.viewed"]
+    two = decode.decode_body(b'{"events":[{"action":"ticket.viewed"},{"action":"auth.logout"}]}')
+    assert [e.action for e in two] == ["ticket.viewed", "auth.logout"]
+    with pytest.raises(InvalidEvent) as info:
+        decode.decode_body(b'{"events":[{"action":"ticket.viewed"},{"action":"x"}]}')
+    assert info.value.field == "events[1].action"
+    with pytest.raises(InvalidEvent) as info:
+        decode.decode_body(b'{"events":[{"action":"ticket.viewed"}],"extra":1}')
+    assert info.value.field == "extra"
+    with pytest.raises(decode.DuplicateKey) as dup:
+        decode.decode_body(b'{"events":[{"action":"ticket.viewed","id":"a","id":"b"}]}')
+    assert dup.value.field == "events[0].id" and dup.value.key == "id"
+    with pytest.raises(InvalidInput, match="not JSON"):
+        decode.decode_body(b'{"events":[')
