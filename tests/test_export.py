@@ -82,7 +82,7 @@ def test_records_read_back_with_the_csv_module(values):
 
 # -- the CSV export ------------------------------------------------------------------
 HOSTILE = {
-    "id": "=cmd|' /C calc'!A0",
+    "id": "=cmd|' -C calc'!A0",
     "target": {"type": "ticket", "id": "+1-555-0100"},
     "actor": {"id": "@agent", "type": "agent", "name": '-Ann "Lee"', "email": "=x@y.test"},
     "context": {"ip": "198.51.100.7", "user_agent": "\tEvil, Agent\r\n2", "request_id": "-r1"},
@@ -121,7 +121,7 @@ def test_csv_is_rfc4180_with_the_documented_columns(log):
         assert rec["actor_hash"] == e["actor"]["hash"]
     hostile = by_col[-1]
     assert hostile["occurred_at"] == "2026-01-05T08:00:00.000000Z"
-    assert hostile["id"] == "'=cmd|' /C calc'!A0"
+    assert hostile["id"] == "'=cmd|' -C calc'!A0"
     assert hostile["target_id"] == "'+1-555-0100"
     assert hostile["actor_id"] == "'@agent"
     assert hostile["actor_name"] == '\'-Ann "Lee"'
