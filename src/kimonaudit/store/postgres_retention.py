@@ -4,6 +4,7 @@ sqlite_retention.py for what each method promises."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any
@@ -227,16 +228,20 @@ class PostgresRetentionStore:
                 empty = conn.execute(f"SELECT 1 FROM {name} LIMIT 1").fetchone() is None  # noqa: S608
             if live is not None or empty:
                 continue
-            try:
-                with self._read("dropping a purged partition") as conn, conn.transaction():
-                    # Parent first, as every reader locks them: no deadlock; and
-                    # never wait long behind a busy writer (next run retries).
-                    conn.execute("SET LOCAL lock_timeout = '2s'")
-                    conn.execute("LOCK TABLE entries IN ACCESS EXCLUSIVE MODE")
-                    conn.execute(f"DROP TABLE {name}")
-            except StoreError:
-                continue
-            dropped.append(name)
+            # Parent first, as every reader locks them: no deadlock. While we
+            # wait for the parent's lock, appends queue behind us, so wait
+            # briefly and retry rather than stall ingest (the next run retries too).
+            for attempt in range(20):
+                try:
+                    with self._read("dropping a purged partition") as conn, conn.transaction():
+                        conn.execute("SET LOCAL lock_timeout = '100ms'")
+                        conn.execute("LOCK TABLE entries IN ACCESS EXCLUSIVE MODE")
+                        conn.execute(f"DROP TABLE {name}")
+                except StoreError:
+                    time.sleep(0.05 * (attempt + 1))
+                    continue
+                dropped.append(name)
+                break
         if dropped:
             self._partitions = set()  # type: ignore[attr-defined]  # re-read on next append
         return dropped
