@@ -82,7 +82,7 @@ def get_retention(request: Request, principal: Admin) -> JSONResponse:
         "its own retention). Appends `audit.retention.changed`."
     ),
     response_model=None,
-    responses={**_OUT, **responses(401, 403, 422, 429)},
+    responses={**_OUT, **responses(400, 401, 403, 413, 415, 422, 429)},
 )
 def put_plan(request: Request, body: PlanIn, principal: Admin) -> JSONResponse:
     log = api_state(request).log
@@ -98,7 +98,7 @@ def put_plan(request: Request, body: PlanIn, principal: Admin) -> JSONResponse:
         "Appends `audit.retention.changed`."
     ),
     response_model=None,
-    responses={**_OUT, **responses(401, 403, 422, 429)},
+    responses={**_OUT, **responses(400, 401, 403, 413, 415, 422, 429)},
 )
 def put_retention(request: Request, body: RetentionIn, principal: Admin) -> JSONResponse:
     log = api_state(request).log
@@ -111,7 +111,7 @@ def put_retention(request: Request, body: RetentionIn, principal: Admin) -> JSON
     summary="Put on or lift a legal hold",
     description="While on, nothing is purged. Appends `audit.retention.changed`.",
     response_model=None,
-    responses={**_OUT, **responses(401, 403, 422, 429)},
+    responses={**_OUT, **responses(400, 401, 403, 413, 415, 422, 429)},
 )
 def put_legal_hold(request: Request, body: LegalHoldIn, principal: Admin) -> JSONResponse:
     log = api_state(request).log
@@ -127,7 +127,10 @@ def put_legal_hold(request: Request, body: LegalHoldIn, principal: Admin) -> JSO
         "and the reason. Appends `audit_log.redacted`. `redacted` is false if it already was."
     ),
     response_model=None,
-    responses={200: {"description": "Redacted"}, **responses(401, 403, 404, 422, 429)},
+    responses={
+        200: {"description": "Redacted"},
+        **responses(400, 401, 403, 404, 413, 415, 422, 429),
+    },
 )
 async def post_redaction(request: Request, body: RedactionIn, principal: Admin) -> JSONResponse:
     log = api_state(request).log
@@ -146,7 +149,7 @@ async def post_redaction(request: Request, body: RedactionIn, principal: Admin) 
         "does not name the person. `found` is false if the directory did not know them."
     ),
     response_model=None,
-    responses={200: {"description": "Erased"}, **responses(401, 403, 422, 429)},
+    responses={200: {"description": "Erased"}, **responses(400, 401, 403, 413, 415, 422, 429)},
 )
 async def post_erasure(request: Request, body: ErasureIn, principal: Admin) -> JSONResponse:
     log = api_state(request).log
