@@ -199,18 +199,17 @@ def purge_tenant(
     if callable(reclaim) and deleted:
         while reclaim(1_000) >= 1_000:  # SQLite: give pages back in small steps
             pass
-    if upto <= cur and purged_now:
-        record = last_purge_record(audit.store, tenant_id)
-        if record is None or (record[1] is not None and record[1] != purged_now):
-            # An earlier run moved the purge point and stopped before recording
-            # it: record it now, so the log says what happened.
-            cur, upto = (0 if record is None or record[1] is None else record[1]), purged_now
+    if upto <= cur and purged_now and recorded_purge(audit.store, tenant_id, purged_now) is False:
+        # An earlier run moved the purge point and stopped before recording
+        # it: record it now, so the log says what happened.
+        cur, upto = 0, purged_now
     if upto > cur:
         store.delete_purged_nodes(tenant_id, upto, prefix_nodes(upto), batch)
         audit.append(
             tenant_id,
             [
                 {
+                    "id": purge_record_id(tenant_id, upto),
                     "action": "audit_log.purged",
                     "actor": dict(PURGE_ACTOR),
                     "target": {"type": "audit_log", "id": tenant_id},
@@ -299,28 +298,25 @@ def status(audit: AuditLog, tenant_id: str | None = None) -> list[TenantRetentio
     return out
 
 
-def last_purge_record(store: object, tenant_id: str) -> tuple[int, int | None] | None:
-    """(seq, first_retained_seq) of the tenant's newest `audit_log.purged`
-    entry, None if there is none (first_retained_seq None if redacted)."""
+def purge_record_id(tenant_id: str, purge_point: int) -> str:
+    """The event id of the `audit_log.purged` entry recording a purge up to
+    `purge_point`: fixed, so a retry appends it once and verify finds it."""
+    return f"purge-{tenant_id}-{purge_point}"
+
+
+def recorded_purge(store: object, tenant_id: str, purge_point: int) -> bool | None:
+    """Whether an `audit_log.purged` entry records this purge point (None:
+    its payload was redacted, so it cannot say)."""
     import json
 
-    from kimonaudit.core.query import parse
-    from kimonaudit.store.base import SearchSql
-    from kimonaudit.store.querysql import CompileContext, compile_where
-
     s: Any = store
-    where, params = compile_where(
-        parse("action:audit_log.purged"), CompileContext(s.dialect, 0, lambda _: [])
-    )
-    rows = s.search_page(tenant_id, SearchSql(where, tuple(params)), 1)
-    if not rows:
-        return None
-    row = rows[0]
+    row = s.get_entry_by_event_id(tenant_id, purge_record_id(tenant_id, purge_point))
+    if row is None or row.action != "audit_log.purged" or row.seq < purge_point:
+        return False
     if row.payload is None:
-        return row.seq, None
+        return None
     meta = json.loads(row.payload).get("metadata", {})
-    first = meta.get("first_retained_seq")
-    return row.seq, first if isinstance(first, int) else None
+    return bool(meta.get("first_retained_seq") == purge_point)
 
 
 # -- verification after a purge --------------------------------------------------------
@@ -357,19 +353,13 @@ def check_purged_prefix(
         )
         return CompactRange(purged, [bytes(32)] * len(keys))
     prefix = prefix_range(purged, nodes)
-    record = last_purge_record(store, tenant_id)
-    if record is None or (record[1] is not None and record[1] != purged):
-        said = (
-            "no audit_log.purged entry"
-            if record is None
-            else (f"the last audit_log.purged entry (seq {record[0]}) says {record[1]}")
-        )
+    if recorded_purge(store, tenant_id, purged) is False:
         add(
             Problem(
                 None,
                 "purge",
-                f"entries [0, {purged}) are gone as purged, but {said}: more (or less) was "
-                "removed than any recorded purge",
+                f"entries [0, {purged}) are gone as purged, but no audit_log.purged entry "
+                "records a purge up to there: more (or less) was removed than any recorded purge",
             )
         )
     try:
