@@ -531,3 +531,31 @@ def test_the_postgres_indexer_runs_as_a_child_process(pg_url, key_file):
         assert log.store.indexed_upto(tid) == 60
         assert _seqs(log, tid, "refund")
         assert log.verify_index(tid) == (60, [])
+
+
+def test_a_script_without_a_main_guard_can_use_the_child_indexer(tmp_path, key_file):
+    """The child is a fresh interpreter, not multiprocessing's spawn, so a
+    plain script that opens the log at top level works, and leaves no
+    process behind."""
+    script = tmp_path / "plain.py"
+    script.write_text(
+        "import kimonaudit\n"
+        f"log = kimonaudit.open('sqlite:///{tmp_path / 'plain.db'}', key_file={key_file!r},"
+        " indexer='process')\n"
+        "t = log.create_tenant('acme')\n"
+        "log.append(t.id, [{'action': 'ticket.viewed', 'metadata': {'note': 'refund'}}])\n"
+        "assert log.store.wait_indexed(timeout=60)\n"
+        "print(log.store.indexed_upto(t.id), len(log.search(t.id, 'refund')))\n"
+        "log.close()\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["1", "1"]
+    for status in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            env = status.read_bytes()
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+        assert str(tmp_path / "plain.db").encode() not in env, "an indexer child outlived its log"

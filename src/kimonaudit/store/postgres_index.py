@@ -284,15 +284,13 @@ class Indexer:
                 self._wake.clear()
 
 
-def run_process(url: str, kwargs: dict[str, Any], parent_pid: int, stop: Any) -> None:
+def run_process(url: str, kwargs: dict[str, Any], stop: Any) -> None:
     """The indexer as a child process (KIMONAUDIT_INDEXER=process): its
     Python work (decoding payloads, making documents) then runs on another
     core instead of taking turns with the appends for one interpreter lock.
     Polls for work every 10 ms and exits with its parent."""
-    import os
-
     conn: psycopg.Connection[Any] | None = None
-    while not stop.is_set() and os.getppid() == parent_pid:
+    while not stop.is_set():
         try:
             if conn is None or conn.closed or conn.broken:
                 conn = psycopg.connect(url, **kwargs)
@@ -310,35 +308,22 @@ def run_process(url: str, kwargs: dict[str, Any], parent_pid: int, stop: Any) ->
 
 
 class IndexerProcess:
-    """Runs `run_process` in a spawned child and stops it on close."""
+    """`run_process` in a child interpreter (kimonaudit.store.indexer_child)."""
 
     def __init__(self, url: str, kwargs: dict[str, Any]) -> None:
-        import multiprocessing
-        import os
+        from kimonaudit.store.indexer_child import ChildIndexer
 
-        ctx = multiprocessing.get_context("spawn")
-        self._stop = ctx.Event()
-        self._proc = ctx.Process(
-            target=run_process,
-            args=(url, kwargs, os.getpid(), self._stop),
-            name="kimonaudit-indexer",
-            daemon=True,
-        )
-        self._proc.start()
+        self._child = ChildIndexer("postgres", {"url": url, "kwargs": kwargs})
         self.batches = 0
 
     def notify(self) -> None:
         pass  # the child polls
 
     def alive(self) -> bool:
-        return self._proc.is_alive()
+        return self._child.alive()
 
     def close(self) -> None:
-        self._stop.set()
-        self._proc.join(5)
-        if self._proc.is_alive():
-            self._proc.terminate()
-            self._proc.join(5)
+        self._child.close()
 
 
 def wait_until_indexed(

@@ -16,7 +16,6 @@ rebuilt on the next open), and `verify --index` compares it with the ledger.
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
 import threading
 import time
@@ -262,7 +261,7 @@ def _open_ledger(path: str) -> sqlite3.Connection:
     return conn
 
 
-def run_process(ledger_path: str, index_file: str, parent_pid: int, stop: Any) -> None:
+def run_process(ledger_path: str, index_file: str, stop: Any) -> None:
     """The indexer as a child process (KIMONAUDIT_INDEXER=process): its
     Python work then runs on the other core instead of taking turns with
     the appends for one interpreter lock. Polls the ledger every 10 ms and
@@ -270,7 +269,7 @@ def run_process(ledger_path: str, index_file: str, parent_pid: int, stop: Any) -
     ledger = _open_ledger(ledger_path)
     index = open_index(index_file)
     terms = TermCache()
-    while not stop.is_set() and os.getppid() == parent_pid:
+    while not stop.is_set():
         try:
             n = 0
             for tno, start, size in ledger_pending(ledger, index):
@@ -370,21 +369,13 @@ def drop_rows(
 
 
 class IndexerProcess:
-    """Runs `run_process` in a spawned child and stops it on close."""
+    """`run_process` in a child interpreter (kimonaudit.store.indexer_child)."""
 
     def __init__(self, ledger_path: str, index_file: str) -> None:
-        import multiprocessing
+        from kimonaudit.store.indexer_child import ChildIndexer
 
         open_index(index_file).close()  # created (or migrated) before the child starts
-        ctx = multiprocessing.get_context("spawn")
-        self._stop = ctx.Event()
-        self._proc = ctx.Process(
-            target=run_process,
-            args=(ledger_path, index_file, os.getpid(), self._stop),
-            name="kimonaudit-indexer",
-            daemon=True,
-        )
-        self._proc.start()
+        self._child = ChildIndexer("sqlite", {"ledger": ledger_path, "index": index_file})
         self._index = open_index(index_file)
         self._ledger = _open_ledger(ledger_path)
         self._lock = threading.Lock()
@@ -399,17 +390,13 @@ class IndexerProcess:
             with self._lock:
                 if not ledger_pending(self._ledger, self._index):
                     return True
-            if not self._proc.is_alive():
+            if not self._child.alive():
                 raise RuntimeError("the indexer process has stopped")
             time.sleep(0.005)
         return False
 
     def close(self) -> None:
-        self._stop.set()
-        self._proc.join(5)
-        if self._proc.is_alive():
-            self._proc.terminate()
-            self._proc.join(5)
+        self._child.close()
         self._index.close()
         self._ledger.close()
 

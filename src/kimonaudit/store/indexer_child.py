@@ -1,0 +1,81 @@
+"""The search indexer as a child process: a fresh interpreter started with
+``python -m kimonaudit.store.indexer_child``.
+
+Not multiprocessing's "spawn": that re-imports the parent's main module in
+the child, so a script that calls `kimonaudit.open()` at top level without
+an ``if __name__ == "__main__"`` guard would fail. A plain subprocess runs
+only this module. The child stops when its stdin closes: the parent closes
+it on `close()`, and the kernel closes it if the parent dies, so a child is
+never left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from typing import Any
+
+_CONFIG_ENV = "KIMONAUDIT_INDEXER_CONFIG"
+
+
+class ChildIndexer:
+    """Starts the child for one backend and stops it on close."""
+
+    def __init__(self, backend: str, config: dict[str, Any]) -> None:
+        env = dict(os.environ)
+        # The child imports kimonaudit the way this process did, installed or not.
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        # The environment, not argv: a database URL may hold a password, and
+        # any local user can read another process's command line.
+        env[_CONFIG_ENV] = json.dumps(config)
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "kimonaudit.store.indexer_child", backend],
+            stdin=subprocess.PIPE,
+            env=env,
+            close_fds=True,
+        )
+        self.error: BaseException | None = None
+
+    def notify(self) -> None:
+        pass  # the child polls every 10 ms
+
+    def alive(self) -> bool:
+        return self._proc.poll() is None
+
+    def close(self) -> None:
+        if self._proc.stdin is not None:
+            self._proc.stdin.close()
+        try:
+            self._proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait(5)
+
+
+def _main(argv: list[str]) -> None:
+    backend = argv[0]
+    config = json.loads(os.environ.pop(_CONFIG_ENV))
+    stop = threading.Event()
+
+    def watch_parent() -> None:
+        sys.stdin.buffer.read()  # returns at EOF: the parent closed it or died
+        stop.set()
+
+    threading.Thread(target=watch_parent, daemon=True).start()
+    if backend == "sqlite":
+        from kimonaudit.store.sqlite_index import run_process
+
+        run_process(config["ledger"], config["index"], stop)
+    elif backend == "postgres":
+        from kimonaudit.store.postgres_index import run_process as run_pg
+
+        run_pg(config["url"], config["kwargs"], stop)
+    else:
+        raise SystemExit(f"unknown backend {backend!r}")
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])
