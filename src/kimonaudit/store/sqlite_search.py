@@ -141,7 +141,10 @@ class SQLiteSearch:
             f"ORDER BY e.rid {order}"
         )
         found = 0
-        for r in self._conn().execute(q, (lo, hi, *sql.scan_params)).fetchall():
+        # Row by row, never fetchall: after an upgrade or a long indexer
+        # outage the tail can be millions of entries, and a page needs only
+        # its first `limit` matches.
+        for r in self._conn().execute(q, (lo, hi, *sql.scan_params)):
             row = _row(tenant_id, r)
             if text_ok(sql, row):
                 yield row
