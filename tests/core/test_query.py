@@ -269,7 +269,9 @@ addresses = st.ip_addresses().map(lambda a: canonical_ip(str(a)))
 networks = st.one_of(
     st.tuples(st.ip_addresses(v=4), st.integers(0, 32)),
     st.tuples(st.ip_addresses(v=6), st.integers(0, 128)),
-).map(lambda t: str(ipaddress.ip_network(f"{t[0]}/{t[1]}", strict=False)))
+).map(lambda t: canonical_ip(str(ipaddress.ip_network(f"{t[0]}/{t[1]}", strict=False))))
+# (parse() keeps networks in their canonical spelling, e.g. ::ffff:0:0/96 as 0.0.0.0/0, so the
+# generated ASTs use it too.)
 relative = st.builds(RelativeTime, st.integers(0, 9_999_999), st.sampled_from("mhdw"))
 moments = st.datetimes(timezones=st.just(UTC)).map(lambda d: d.replace(fold=0))
 instants = st.one_of(st.dates(), moments, relative)
