@@ -573,8 +573,9 @@ class SQLiteStore(SQLiteSearch, SQLiteConsoleStore, SQLiteRetentionStore, SQLite
     def check_index(self, tenant_id: str) -> tuple[int, list[str]]:
         """(entries checked, problems): the projection against the ledger."""
         tno = self.tenant_no(tenant_id)
+        purged = self.tree_state(tenant_id).purged
         return check_projection(
-            self._conn(), tno, lambda a, b: ledger_rows(self._conn(), tno, a, b)
+            self._conn(), tno, lambda a, b: ledger_rows(self._conn(), tno, a, b), purged
         )
 
     def rebuild_index(self, progress: Callable[[int, int], None] | None = None) -> int:

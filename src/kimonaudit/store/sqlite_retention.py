@@ -215,9 +215,6 @@ class SQLiteRetentionStore:
         its contentless full-text index needs to delete them."""
         from kimonaudit.store.sqlite_index import drop_rows, ledger_rows
 
-        # Nothing committed is left half-indexed: an indexer batch that read
-        # these rows cannot land after they are gone.
-        self.wait_indexed()  # type: ignore[attr-defined]
         tno = self.tenant_no(tenant_id)  # type: ignore[attr-defined]
         lo, _ = self._span(tenant_id, 0, upto)  # type: ignore[attr-defined]
         conn = self._conn()
