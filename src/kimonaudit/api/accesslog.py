@@ -15,9 +15,10 @@ Requests that match no route are logged as `(unmatched)`.
 from __future__ import annotations
 
 import logging
-import time
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
+
+from kimonaudit.api.observe import ResponseObserver
 
 logger = logging.getLogger("kimonaudit.access")
 
@@ -35,32 +36,10 @@ def route_template(scope: Scope) -> str:
     return prefix + path
 
 
-class AccessLog:
+class AccessLog(ResponseObserver):
     """ASGI middleware writing the access log described above."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            logger.info(
-                "%s %s %d %.1fms",
-                scope["method"],
-                route_template(scope),
-                status,
-                (time.perf_counter() - started) * 1000,
-            )
+    def finished(self, scope: Scope, status: int, seconds: float) -> None:
+        logger.info(
+            "%s %s %d %.1fms", scope["method"], route_template(scope), status, seconds * 1000
+        )

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Scope
 
 import kimonaudit
 from kimonaudit.api import errors, models
@@ -34,6 +33,7 @@ from kimonaudit.api.body import BodyLimit
 from kimonaudit.api.errors import CLIENT_CLOSED
 from kimonaudit.api.jobs import Checkpointer, Job
 from kimonaudit.api.metrics import ServerMetrics
+from kimonaudit.api.observe import ResponseObserver
 from kimonaudit.api.ratelimit import make_limiter
 from kimonaudit.api.settings import ApiSettings
 from kimonaudit.service import AuditLog
@@ -175,33 +175,18 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return schema
 
 
-class RequestMetrics:
+class RequestMetrics(ResponseObserver):
     """ASGI middleware: count requests and time them, by route template."""
 
     def __init__(self, app: ASGIApp, metrics: ServerMetrics) -> None:
-        self.app = app
+        super().__init__(app)
         self.metrics = metrics
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            route = scope.get("route")
-            path = getattr(route, "path", None) or "unmatched"
-            if status == CLIENT_CLOSED:
-                self.metrics.client_disconnects.inc(method=scope["method"], route=path)
-            else:
-                self.metrics.requests.inc(method=scope["method"], route=path, status=str(status))
-                self.metrics.request_seconds.observe(time.perf_counter() - started, route=path)
+    def finished(self, scope: Scope, status: int, seconds: float) -> None:
+        route = scope.get("route")
+        path = getattr(route, "path", None) or "unmatched"
+        if status == CLIENT_CLOSED:
+            self.metrics.client_disconnects.inc(method=scope["method"], route=path)
+        else:
+            self.metrics.requests.inc(method=scope["method"], route=path, status=str(status))
+            self.metrics.request_seconds.observe(seconds, route=path)
