@@ -28,8 +28,9 @@ the entries they cover: a checkpoint of tree size N goes out once every
 entry below N has.
 
 Entries purged by retention before they were delivered are skipped and
-the gap is reported as the destination's last error (retention waits for
-destinations that are within their retry window; see docs/streaming.md).
+the gap is reported as the destination's last error; an in-flight batch
+whose entries were purged is dropped (retention waits for destinations
+that are within their retry window; see docs/streaming.md).
 """
 
 from __future__ import annotations
@@ -198,12 +199,18 @@ class Deliverer:
         transport: Transport | None = None
         try:
             deadline = time.monotonic() + self.budget_s
-            cfg = json.loads(rec.config)
+            opened_for: tuple[str, bytes] | None = None
             while time.monotonic() < deadline:
                 state = self.store.get_delivery(tid, did)
                 current = self.store.get_destination(tid, did)
                 if state is None or current is None or current.state != "active":
                     break
+                # Settings are read again before each batch: a change (URL,
+                # format, filter, secrets) applies from the next one.
+                cfg = json.loads(current.config)
+                if transport is not None and opened_for != (current.config, current.sealed):
+                    transport.close()
+                    transport = None
                 now = self.log.now_us()
                 if state.next_attempt_at > now:
                     break
@@ -225,6 +232,7 @@ class Deliverer:
                         transport = self.open_transport(
                             current.kind, target, self.dest.secrets(current), self.timeout_s
                         )
+                        opened_for = (current.config, current.sealed)
                     if current.kind == "s3":
                         batch = replace(batch, covering=self._covering(tid, batch.end))
                     try:
@@ -253,16 +261,29 @@ class Deliverer:
         self, rec: DestinationRecord, cfg: dict[str, Any], state: DeliveryState, now: int
     ) -> tuple[Batch | None, DeliveryState]:
         """The in-flight batch again, or the next one (saved as in flight)."""
-        render = text_renderer(rec.format)
+        tree = self.store.tree_state(rec.tenant_id)
         if state.inflight:
             fl = json.loads(state.inflight)
-            events = list(self._events(rec, cfg, fl["first"], fl["end"], fl["cp_high"], state))
-            return (
-                Batch(fl["msg_id"], fl["first"], fl["end"], events,
-                      [render(e) for e in events], fl["created_at"]),
-                state,
-            )  # fmt: skip
-        tree = self.store.tree_state(rec.tenant_id)
+            if fl["first"] >= tree.purged:
+                # The saved batch again, as it was formed: its own format and
+                # filter (a later change applies from the next batch), so its
+                # bytes and id are those of every earlier attempt.
+                fmt = fl.get("format", rec.format)
+                fcfg = {**cfg, "filter": fl.get("filter", cfg["filter"])}
+                render = text_renderer(fmt)
+                again = list(self._events(rec, fcfg, fl["first"], fl["end"], fl["cp_high"],
+                                           state))  # fmt: skip
+                return (
+                    Batch(fl["msg_id"], fl["first"], fl["end"], again,
+                          [render(e) for e in again], fl["created_at"], format=fmt),
+                    state,
+                )  # fmt: skip
+            # Retention purged (some of) the batch while the destination was
+            # past its retry window: those bytes cannot be formed again. The
+            # batch is dropped and the gap reported below, as for any entry
+            # purged before delivery.
+            state = replace(state, inflight=None)
+        render = text_renderer(rec.format)
         first = state.next_seq
         if first < tree.purged:
             state = replace(
@@ -315,12 +336,15 @@ class Deliverer:
             self.store.save_delivery(moved, self.owner)
             return self._batch(rec, cfg, moved, now) if end < tree.size else (None, moved)
         msg_id = f"msg_{rec.destination_id}_{first}_{end}_{cp_high}"
+        # Format and filter are saved with the batch: a retry re-forms exactly
+        # these bytes even if the destination was changed meanwhile.
         inflight = {"first": first, "end": end, "cp_high": cp_high, "msg_id": msg_id,
-                    "created_at": now}  # fmt: skip
+                    "created_at": now, "format": rec.format,
+                    "filter": cfg["filter"]}  # fmt: skip
         state = replace(state, inflight=json.dumps(inflight))
         if not self.store.save_delivery(state, self.owner):
             return None, state
-        return Batch(msg_id, first, end, events, rendered, now), state
+        return Batch(msg_id, first, end, events, rendered, now, format=rec.format), state
 
     def _rows(
         self, rec: DestinationRecord, cfg: dict[str, Any], first: int, end: int

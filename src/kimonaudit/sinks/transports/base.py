@@ -46,6 +46,9 @@ class Batch:
     attempt: int = 0
     # The first checkpoint whose tree covers every entry of the batch (S3 manifests).
     covering: Any = None
+    # The format it was rendered in ("" = the destination's): a batch saved
+    # for retry keeps the format it was formed in after a change.
+    format: str = ""
 
     @property
     def last(self) -> int:

@@ -51,7 +51,7 @@ def stacked(target: Target, batch: Batch) -> bytes:
             "host": s.get("host") or "kimonaudit",
             "source": s.get("source") or f"kimonaudit:{ev.tenant_id}",
             "sourcetype": s.get("sourcetype")
-            or {"json": "_json", "ocsf": "ocsf", "cef": "cef"}[target.format],
+            or {"json": "_json", "ocsf": "ocsf", "cef": "cef"}[batch.format or target.format],
             "fields": {
                 "tenant_id": ev.tenant_id,
                 "seq": ev.seq,
