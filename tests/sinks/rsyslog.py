@@ -40,8 +40,8 @@ def _pem_key(k: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def make_pki(d: Path) -> dict[str, str]:
-    """A CA and a server certificate for localhost / 127.0.0.1 (PEM texts)."""
+def make_pki(d: Path, ips: tuple[str, ...] = ("127.0.0.1",)) -> dict[str, str]:
+    """A CA and a server certificate for localhost and `ips` (PEM texts)."""
     now = dt.datetime.now(dt.UTC)
     ca_key = _key()
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kimonaudit test CA")])
@@ -62,7 +62,8 @@ def make_pki(d: Path) -> dict[str, str]:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                       x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+                       *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips)]),
+                       critical=False)
         .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
                        critical=False)
         .sign(ca_key, hashes.SHA256())

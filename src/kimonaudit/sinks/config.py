@@ -11,8 +11,8 @@ Every kind has a URL (or, for S3, a bucket), a format, an optional filter
   client_key_pem
 - datadog: url from the site (https://http-intake.logs.<site>); settings
   site, service, ddsource, ddtags; secrets api_key
-- s3: url the endpoint (optional); settings bucket, prefix, region;
-  secrets access_key_id, secret_access_key
+- s3: url the endpoint (optional); settings bucket, prefix, region,
+  ca_pem; secrets access_key_id, secret_access_key
 
 Plain ``http://`` and ``tcp://`` are accepted only to addresses the
 operator allow-listed (KIMONAUDIT_DESTINATION_ALLOWLIST), e.g. a receiver
@@ -42,7 +42,7 @@ SETTINGS: dict[str, tuple[str, ...]] = {
     "splunk_hec": ("index", "source", "sourcetype", "host", "ack"),
     "syslog": ("app_name", "hostname", "facility", "ca_pem", "server_name"),
     "datadog": ("site", "service", "ddsource", "ddtags"),
-    "s3": ("bucket", "prefix", "region"),
+    "s3": ("bucket", "prefix", "region", "ca_pem"),
 }
 SECRETS: dict[str, tuple[str, ...]] = {
     "webhook": ("signing_secret",),
@@ -110,6 +110,25 @@ def parse_endpoint(kind: str, url: str) -> Endpoint:
     return Endpoint(parts.scheme, parts.hostname, port or DEFAULT_PORTS[parts.scheme], url)
 
 
+def default_url(kind: str, settings: Mapping[str, Any]) -> str | None:
+    """The URL a kind derives from its settings when none is given."""
+    if kind == "datadog":
+        return f"https://http-intake.logs.{settings.get('site', 'datadoghq.com')}/api/v2/logs"
+    if kind == "s3":
+        return f"https://s3.{settings.get('region', 'us-east-1')}.amazonaws.com"
+    return None
+
+
+def check_ca_pem(pem: str) -> None:
+    """InvalidInput unless `pem` holds at least one CA certificate."""
+    import ssl
+
+    try:
+        ssl.create_default_context(cadata=pem)
+    except (ssl.SSLError, ValueError):
+        raise InvalidInput("is not a PEM CA certificate", field="settings.ca_pem") from None
+
+
 def _batching(kind: str, raw: Mapping[str, Any] | None) -> Batching:
     raw = dict(raw or {})
     unknown = set(raw) - {"max_events", "max_bytes", "max_wait_ms"}
@@ -168,6 +187,8 @@ def normalize(
                 raise InvalidInput("must be an integer from 0 to 23", field="settings.facility")
         elif not isinstance(value, str) or len(value) > 20_000:
             raise InvalidInput("must be a string", field=f"settings.{key}")
+        elif key == "ca_pem":
+            check_ca_pem(value)
     secrets = dict(secrets or {})
     for key, value in secrets.items():
         if key not in SECRETS[kind]:
@@ -188,11 +209,9 @@ def normalize(
         site = settings.get("site", "datadoghq.com")
         if site not in DATADOG_SITES:
             raise InvalidInput(f"one of {', '.join(DATADOG_SITES)}", field="settings.site")
-        url = url or f"https://http-intake.logs.{site}/api/v2/logs"
-    if kind == "s3":
-        if not settings.get("bucket"):
-            raise InvalidInput("an s3 destination needs a bucket", field="settings.bucket")
-        url = url or f"https://s3.{settings.get('region', 'us-east-1')}.amazonaws.com"
+    if kind == "s3" and not settings.get("bucket"):
+        raise InvalidInput("an s3 destination needs a bucket", field="settings.bucket")
+    url = url or default_url(kind, settings)
     if kind == "syslog" and "client_cert_pem" in secrets and "client_key_pem" not in secrets:
         raise InvalidInput("a client certificate needs its key", field="secrets.client_key_pem")
     endpoint = parse_endpoint(kind, url or "")

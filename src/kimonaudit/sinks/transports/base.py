@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import email.utils
 import ipaddress
+import ssl
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -71,22 +72,39 @@ class Transport(Protocol):
 
 class PinnedHttp:
     """An httpx client whose requests go to the checked address, with the
-    real host name in the Host header and as TLS SNI / certificate name."""
+    real host name in the Host header and as TLS SNI / certificate name.
+
+    The name is never resolved here: the connection is opened to
+    `target.address` (what the SSRF guard approved), so a DNS answer that
+    changed after the check is never used. Certificates are verified for the
+    name, against the system CAs or the destination's `ca_pem` setting."""
 
     def __init__(self, target: Target, timeout: float) -> None:
         self.target = target
+        ca_pem = target.settings.get("ca_pem")
+        verify: ssl.SSLContext | bool = (
+            ssl.create_default_context(cadata=ca_pem) if ca_pem else True
+        )
         self.client = httpx.Client(
-            timeout=httpx.Timeout(timeout), follow_redirects=False, trust_env=False
+            timeout=httpx.Timeout(timeout), follow_redirects=False, trust_env=False, verify=verify
         )
 
     def post(self, url: str, content: bytes, headers: Mapping[str, str]) -> httpx.Response:
+        return self.request("POST", url, content, headers)
+
+    def request(
+        self, method: str, url: str, content: bytes | None, headers: Mapping[str, str]
+    ) -> httpx.Response:
         u = httpx.URL(url)
-        address = self.target.address
-        ip = ipaddress.ip_address(address)
+        if u.host.lower() != self.target.host.lower():
+            # Only the checked host may be reached through this client.
+            raise httpx.InvalidURL(f"{u.host!r} is not the checked host {self.target.host!r}")
+        ip = ipaddress.ip_address(self.target.address)
         request = self.client.build_request(
-            "POST",
+            method,
             u.copy_with(host=str(ip)),
             content=content,
+            # httpx drops a default port from netloc, as signers (SigV4) do.
             headers={**headers, "Host": u.netloc.decode("ascii")},
             extensions={"sni_hostname": u.host},
         )

@@ -12,7 +12,9 @@ checkpoints included) under a deterministic key::
 entry of the object: origin, tree_size, root, note>}``. A retry writes the
 same keys; an object already there with the same SHA-256 is left alone, so
 nothing is duplicated. Path-style addressing, so any S3-compatible server
-works (MinIO, Ceph, moto).
+works (MinIO, Ceph, moto). The connection goes to the address the SSRF
+guard checked (TLS verified for the endpoint's name, against the system
+CAs or the `ca_pem` setting).
 """
 
 from __future__ import annotations
@@ -21,10 +23,13 @@ import base64
 import gzip
 import hashlib
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from kimonaudit.sinks.transports.base import Batch, Outcome, Target, transport_error
+import httpx
+
+from kimonaudit.sinks.transports.base import Batch, Outcome, PinnedHttp, Target, transport_error
 
 
 def object_key(prefix: str, tenant_id: str, first_time_us: int, first: int, last: int) -> str:
@@ -40,7 +45,24 @@ def ndjson_gz(batch: Batch) -> bytes:
     return gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0)
 
 
+class _Raw:
+    """The body of a response as botocore reads it (`stream()`)."""
+
+    def __init__(self, content: bytes) -> None:
+        self.content = content
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self.content
+
+
 class S3Transport:
+    """boto3 forms and signs the requests (SigV4, path-style); they are sent
+    by `PinnedHttp`, to the address the SSRF guard checked, through
+    botocore's documented ``before-send`` hook. botocore's own HTTP stack
+    (urllib3) would resolve the endpoint's name again at connect time, and
+    a DNS answer changed since the check (rebinding) would be obeyed; here
+    the name is only the Host header, the SNI and the certificate name."""
+
     def __init__(self, target: Target, secrets: dict[str, Any], timeout: float) -> None:
         import boto3
         from botocore.config import Config
@@ -49,6 +71,7 @@ class S3Transport:
         s = target.settings
         self.bucket = s["bucket"]
         self.prefix = s.get("prefix") or ""
+        self.http = PinnedHttp(target, timeout)
         self.client = boto3.client(
             "s3",
             endpoint_url=target.url,
@@ -60,8 +83,30 @@ class S3Transport:
                 connect_timeout=timeout,
                 read_timeout=timeout,
                 retries={"max_attempts": 1},
+                # A plain Content-Length body (no aws-chunked trailers), which
+                # every S3-compatible server takes.
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
             ),
         )
+        self.client.meta.events.register("before-send.s3", self._send_pinned)
+
+    def _send_pinned(self, request: Any, **_: Any) -> Any:
+        from botocore.awsrequest import AWSResponse
+
+        body = request.body
+        if hasattr(body, "read"):
+            body = body.read()
+        elif isinstance(body, str):
+            body = body.encode()
+        # Hop-by-hop headers are the client's business (none of them is signed).
+        headers = {
+            k: v.decode() if isinstance(v, bytes) else v
+            for k, v in request.headers.items()
+            if k.lower() not in ("host", "expect", "transfer-encoding", "connection")
+        }
+        resp = self.http.request(request.method, request.url, body or None, headers)
+        return AWSResponse(request.url, resp.status_code, dict(resp.headers), _Raw(resp.content))
 
     def send(self, batch: Batch) -> Outcome:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -94,7 +139,7 @@ class S3Transport:
                 Bucket=self.bucket, Key=key.removesuffix(".json.gz") + ".manifest.json",
                 Body=json.dumps(manifest, indent=1).encode(), ContentType="application/json",
             )  # fmt: skip
-        except (BotoCoreError, ClientError) as exc:
+        except (BotoCoreError, ClientError, httpx.HTTPError) as exc:
             return transport_error(exc)
         return Outcome(True)
 
@@ -109,3 +154,4 @@ class S3Transport:
 
     def close(self) -> None:
         self.client.close()
+        self.http.close()
