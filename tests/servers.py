@@ -20,6 +20,15 @@ import kimonaudit
 from kimonaudit.core.records import EntryRow
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def child_env() -> dict[str, str]:
+    """The environment for a child `python -m kimonaudit`: this checkout's
+    own src first (a git worktree beside the installed one tests itself),
+    and the repository root for `tests.*`."""
+    return {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
+
+
 KEY_EVENT = "auth.api_token.created"  # written by create_api_key itself
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
@@ -80,7 +89,7 @@ class ServeProcess:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
-                env={**os.environ, "PYTHONPATH": str(ROOT)},
+                env=child_env(),
             )  # fmt: skip
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:

@@ -4,7 +4,6 @@ acknowledged entry, and the log verifies after every restart."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -15,6 +14,7 @@ import time
 import pytest
 
 import kimonaudit
+from tests.servers import child_env
 
 CHILD = textwrap.dedent(
     """
@@ -46,7 +46,7 @@ def test_sigkill_loses_no_acknowledged_entry(db_url, key_file, tmp_path):
     script.write_text(CHILD)
     rnd = random.Random(1234)
     acked: dict[int, str] = {}
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    env = child_env()
     for round_no in range(12):
         proc = subprocess.Popen(
             [sys.executable, str(script), db_url, key_file, tid, str(round_no)],

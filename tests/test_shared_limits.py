@@ -80,3 +80,20 @@ def test_sign_in_throttle_is_one_across_processes(pg_url: str, tmp_path: Path) -
         with httpx.Client(base_url=b.url) as again:
             assert _sign_in(again, tenant, "wrong password!").status_code == 401
             assert _sign_in(again, tenant, PASSWORD).status_code == 429
+
+
+def test_rate_buckets_skip_the_wal_and_lockouts_do_not(pg_url: str, tmp_path: Path) -> None:
+    """Migration 11: the per-request bucket is UNLOGGED (a request never
+    waits for a WAL flush); the sign-in throttle stays crash-safe."""
+    import psycopg
+
+    with kimonaudit.open(pg_url, key_file=str(tmp_path / "k.key")):
+        pass
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        kinds = dict(
+            conn.execute(
+                "SELECT relname, relpersistence FROM pg_class"
+                " WHERE oid IN ('api_rate_buckets'::regclass, 'signin_throttle'::regclass)"
+            ).fetchall()
+        )
+    assert kinds == {"api_rate_buckets": "u", "signin_throttle": "p"}

@@ -4,7 +4,6 @@ serve`, `kimonaudit deliver` killed with SIGKILL mid-batch, and two
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ import pytest
 
 import kimonaudit
 from tests.helpers import event
-from tests.servers import ROOT, ServeProcess, bearer, make_tenant
+from tests.servers import ServeProcess, bearer, child_env, make_tenant
 from tests.sinks.receivers import HttpReceiver, webhook_checker, webhook_events
 from tests.sinks.test_delivery import _seqs
 
@@ -102,7 +101,7 @@ def _deliver_proc(db: str, kf: str, out: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             [sys.executable, "-m", "kimonaudit", "--db", db, "--key-file", kf, "deliver",
              "--interval", "0.05", "--lease-seconds", "4", "--timeout", "1.5", "--no-checkpoint"],
-            stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=f, stderr=subprocess.STDOUT, env=child_env(),
         )  # fmt: skip
 
 

@@ -3,8 +3,9 @@ database enforces one limit (and a restart forgets nothing): the per-API-key
 token buckets and the console's sign-in throttle. Tables from migration 8.
 
 Both use the database's clock (`now()`), never a process's, so processes
-agree on elapsed time. The token bucket is one UPSERT per request; the
-throttle's updates run under the row's lock.
+agree on elapsed time. The token bucket is one UPSERT per request, on an
+UNLOGGED table (migration 11) so that a request never waits for a WAL flush;
+the throttle's updates run under the row's lock, on a logged table.
 """
 
 from __future__ import annotations

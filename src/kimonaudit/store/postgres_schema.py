@@ -365,6 +365,19 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    # == The API rate buckets without WAL (issue 10): a logged bucket made
+    # every API request wait for a WAL flush and serialised one key's
+    # requests on that flush (about 500 requests/s per key, 2-3 ms each on
+    # the project's machine). Unlogged, a crash of PostgreSQL itself empties
+    # the buckets (full ones: a short burst allowance); a restart of `serve`
+    # or a clean restart of PostgreSQL keeps them. The sign-in throttle
+    # stays logged: lockouts must survive a database crash.
+    (
+        11,
+        """
+        ALTER TABLE api_rate_buckets SET UNLOGGED;
+        """,
+    ),
 ]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
