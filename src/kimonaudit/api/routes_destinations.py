@@ -1,7 +1,7 @@
 """SIEM destinations of the caller's tenant (admin scope).
 
-Creating, pausing, resuming, rotating a secret of and deleting a
-destination are entries in the tenant's log (``audit_stream.*``) with the
+Creating, changing, pausing, resuming, rotating a secret of and deleting
+a destination are entries in the tenant's log (``audit_stream.*``) with the
 calling key as the actor. Secrets go in once and never come out, except a
 secret generated here (the webhook signing secret), returned once.
 
@@ -49,6 +49,34 @@ class DestinationCreate(BaseModel):
     )
 
 
+class DestinationUpdate(BaseModel):
+    """A change to a destination: only the fields given change. `batch`
+    merges into the batching limits; `settings` and `secrets` merge key by
+    key, null removing a key. The kind and the cursor never change."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(None, min_length=1, max_length=200)
+    format: Literal["json", "ocsf", "cef"] | None = None
+    url: str | None = Field(None, max_length=2000, description="Checked by the SSRF guard again.")
+    filter: str | None = Field(
+        None, max_length=2000, description='A search query; "" delivers everything.'
+    )
+    batch: dict[str, int] | None = Field(
+        None, description="Batching limits to change: max_events, max_bytes, max_wait_ms."
+    )
+    settings: dict[str, Any] | None = Field(
+        None, description="Settings to set (null removes one), e.g. TLS: ca_pem, server_name."
+    )
+    secrets: dict[str, str | None] | None = Field(
+        None, description="Secrets to replace (null removes an optional one); never returned."
+    )
+    new_signing_secret: bool = Field(
+        False,
+        description="Webhooks: replace every signing secret with a generated one, "
+        "returned in `secrets` this once (rotate-secret keeps the old one for a while).",
+    )
+
+
 class PauseIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: str = Field("paused by an administrator", max_length=500)
@@ -77,6 +105,11 @@ class DestinationOut(BaseModel):
 
 
 class DestinationCreatedOut(DestinationOut):
+    secrets: dict[str, str] = Field(description="Secrets generated here, shown this once.")
+
+
+class DestinationUpdatedOut(DestinationOut):
+    changed: list[str] = Field(description="The fields that changed (secrets by name only).")
     secrets: dict[str, str] = Field(description="Secrets generated here, shown this once.")
 
 
@@ -187,6 +220,47 @@ def get_destination(
     request: Request, destination_id: Annotated[str, _ID], principal: Admin
 ) -> JSONResponse:
     return JSONResponse(destinations_of(request).get(principal.tenant_id, destination_id).to_json())
+
+
+@router.patch(
+    "/v1/destinations/{destination_id}",
+    summary="Change a destination",
+    description=(
+        "Changes name, format, filter, batching limits, URL (checked by the SSRF guard "
+        "again), settings (TLS included) or secrets. Applies from the next batch; a batch "
+        "saved for retry is sent as it was formed. Appends `audit_stream.updated` naming "
+        "the changed fields (never a secret's value); nothing changed, nothing appended."
+    ),
+    response_model=None,
+    responses={
+        200: {"model": DestinationUpdatedOut, "description": "Changed (or unchanged)"},
+        **responses(400, 401, 403, 404, 413, 415, 422, 429),
+    },
+    openapi_extra=_body_schema(DestinationUpdate, required=True),
+)
+async def update_destination(
+    request: Request, destination_id: Annotated[str, _ID], principal: Admin
+) -> JSONResponse:
+    body = await _body(request, DestinationUpdate)
+    if isinstance(body, JSONResponse):
+        return body
+    dests = destinations_of(request)
+    dest, changed, generated = await run_in_threadpool(
+        lambda: dests.update(
+            principal.tenant_id,
+            destination_id,
+            name=body.name,
+            format=body.format,
+            url=body.url,
+            filter=body.filter,
+            batch=body.batch,
+            settings=body.settings,
+            secrets=body.secrets,
+            new_signing_secret=body.new_signing_secret,
+            actor=principal.actor,
+        )
+    )
+    return JSONResponse({**dest.to_json(), "changed": changed, "secrets": generated})
 
 
 @router.post(

@@ -201,7 +201,10 @@ def normalize(
     generated: dict[str, str] = {}
     if kind == "webhook":
         if "signing_secret" in secrets:
-            webhooks.secret_bytes(secrets["signing_secret"])
+            try:
+                webhooks.secret_bytes(secrets["signing_secret"])
+            except InvalidInput as exc:  # named by the field it came in
+                raise InvalidInput(exc.reason, field="secrets.signing_secret") from None
         else:
             secrets["signing_secret"] = generated["signing_secret"] = webhooks.new_secret()
         secrets = {"signing_secrets": [{"secret": secrets["signing_secret"], "expires_at": None}]}

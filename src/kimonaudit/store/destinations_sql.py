@@ -106,6 +106,18 @@ class DestinationSQL:
             )
         )
 
+    def update_destination_config(self, dest: DestinationRecord) -> bool:
+        """Replace name, format, config and secrets, leaving the state alone
+        (delivery may pause the destination meanwhile)."""
+        d = dest
+        return bool(
+            self._d_write(
+                "UPDATE destinations SET name = ?, format = ?, config = ?, sealed = ?,"
+                " updated_at = ? WHERE tenant_id = ? AND destination_id = ?",
+                (d.name, d.format, d.config, d.sealed, d.updated_at, d.tenant_id, d.destination_id),
+            )
+        )
+
     def set_destination_state(
         self, tenant_id: str, destination_id: str, state: str, reason: str | None, at: int
     ) -> bool:
