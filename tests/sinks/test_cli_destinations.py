@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ from click.testing import CliRunner
 import kimonaudit
 from kimonaudit.cli import cli
 from tests.helpers import event
-from tests.servers import ROOT
+from tests.servers import child_env
 from tests.sinks.receivers import HttpReceiver, webhook_checker, webhook_events
 
 
@@ -125,7 +124,7 @@ def test_cli_update(tmp_path: Path) -> None:
         p = subprocess.run(
             [sys.executable, "-m", "kimonaudit", *base, "destinations", "update", "--tenant",
              other, hook["id"], "--name", "x"],
-            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+            capture_output=True, text=True, env=child_env(),
         )  # fmt: skip
         assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr
         assert "no destination" in p.stderr
