@@ -296,9 +296,7 @@ class Destinations:
         self.store.set_destination_state(
             tenant_id, destination_id, "active", None, self.log.now_us()
         )
-        d = self.store.get_delivery(tenant_id, destination_id)
-        if d is not None:
-            self.store.save_delivery(replace(d, attempts=0, next_attempt_at=0), None)
+        self.store.retry_now(tenant_id, destination_id, reset_attempts=True)
         self._entry(rec, "resumed", actor)
         return self.get(tenant_id, destination_id)
 
@@ -435,9 +433,9 @@ class Destinations:
         )
         self.store.update_destination_config(new_rec)
         if any(c == "url" or c.startswith(("settings.", "secrets.")) for c in changed):
-            d = self.store.get_delivery(tenant_id, destination_id)
-            if d is not None and d.attempts:
-                self.store.save_delivery(replace(d, next_attempt_at=0), None)
+            # What failed may be fixed now: try again at once (the attempt
+            # count toward pausing is kept).
+            self.store.retry_now(tenant_id, destination_id, reset_attempts=False)
         previous = {
             k: v
             for k, v in (

@@ -272,3 +272,47 @@ def test_change_applies_from_the_next_batch_and_a_saved_batch_keeps_its_bytes(
             e["metadata"]["sequence"] for e in entries
         )
         assert webhook_events(rx)[0]["seq"] == 0
+
+
+def test_fixing_the_url_of_a_failing_destination_retries_at_once(log: AuditLog) -> None:
+    """A destination failing on a dead URL, its next attempt an hour away:
+    a new URL makes it due now, and the waiting entries arrive in order."""
+    tid = log.create_tenant("acme").id
+    dests = Destinations(log, LOOPBACK)
+    with HttpReceiver() as dead, HttpReceiver() as live:
+        dead.plan.replies = [(503, {}, 0.0)] * 10
+        dest, gen = dests.create(tid, name="hook", kind="webhook", url=dead.url,
+                                 batch={"max_wait_ms": 0})  # fmt: skip
+        log.append(tid, [event(i) for i in range(5)])
+        d = Deliverer(dests, schedule=(3600,) * 3, lease_s=5, timeout_s=2)
+        try:
+            d.run_once()
+            assert dests.get(tid, dest.id).health.delivery.next_attempt_at > log.now_us()
+            _, changed, _ = dests.update(tid, dest.id, url=live.url)
+            assert changed == ["url"]
+            live.check = webhook_checker(gen["signing_secret"])
+            d.run_once()
+        finally:
+            d.close()
+        # The saved batch (seq 0-5), then the audit_stream.updated entry.
+        events = webhook_events(live)
+        assert [e["seq"] for e in events] == list(range(7))
+        assert events[6]["data"]["action"] == "audit_stream.updated"
+        h = dests.get(tid, dest.id).health
+        assert h.status == "ok" and h.lag_events == 0 and h.delivery.failed_attempts == 1
+
+
+def test_a_url_derived_from_a_setting_follows_it(log: AuditLog) -> None:
+    """Datadog's intake URL comes from its site: changing the site moves it
+    (checked by the guard; nothing is sent here), an explicit URL stays."""
+    tid = log.create_tenant("acme").id
+    dests = Destinations(log, (), resolve=lambda host, port: ["93.184.216.34"])
+    dest, _ = dests.create(tid, name="dd", kind="datadog", secrets={"api_key": "k"})
+    assert dest.to_json()["url"] == "https://http-intake.logs.datadoghq.com/api/v2/logs"
+    got, changed, _ = dests.update(tid, dest.id, settings={"site": "datadoghq.eu"})
+    assert changed == ["settings.site", "url"]
+    assert got.to_json()["url"] == "https://http-intake.logs.datadoghq.eu/api/v2/logs"
+    got, changed, _ = dests.update(tid, dest.id, url="https://dd-proxy.example/api/v2/logs")
+    got, changed, _ = dests.update(tid, dest.id, settings={"site": "us3.datadoghq.com"})
+    assert changed == ["settings.site"]
+    assert got.to_json()["url"] == "https://dd-proxy.example/api/v2/logs"

@@ -230,7 +230,9 @@ async def edit_destination(request: Request, viewer: Viewer) -> Response:
                 did,
                 name=values["name"],
                 format=values["format"] or None,
-                url=values["url"] or None,
+                # The URL as shown is no change: a URL derived from a setting
+                # (Datadog's site, S3's region) then follows that setting.
+                url=None if values["url"] == current["url"] else values["url"] or None,
                 filter=values["filter"],
                 batch=batch or None,
                 settings=settings or None,

@@ -171,6 +171,19 @@ class DestinationSQL:
             (tenant_id, destination_id, owner),
         )
 
+    def retry_now(self, tenant_id: str, destination_id: str, reset_attempts: bool) -> bool:
+        """Make a waiting retry due now (and restart the schedule if
+        `reset_attempts`), touching nothing else: a delivery that finishes
+        meanwhile keeps the cursor it wrote."""
+        sql = "UPDATE destination_delivery SET next_attempt_at = 0"
+        if reset_attempts:
+            sql += ", attempts = 0"
+        return bool(
+            self._d_write(
+                sql + " WHERE tenant_id = ? AND destination_id = ?", (tenant_id, destination_id)
+            )
+        )
+
     def save_delivery(self, state: DeliveryState, owner: str | None) -> bool:
         """Write the delivery state; with an `owner`, only while that owner
         holds the lease (False otherwise: another process took over)."""
