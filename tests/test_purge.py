@@ -7,6 +7,7 @@ is still caught."""
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -18,6 +19,7 @@ from kimonaudit.core.records import Receipt
 from kimonaudit.core.timefmt import to_us
 from kimonaudit.errors import InvalidInput, NotFound
 from kimonaudit.purge import months_before
+from tests.core.test_merkle import NaiveTree  # the word-for-word RFC 6962 reference
 from tests.helpers import event, raw_db
 
 
@@ -27,6 +29,39 @@ class History:
     tenants: dict[str, str]
     receipts: dict[str, list[Receipt]] = field(default_factory=dict)
     early_note: str = ""
+    # Every leaf hash ever appended, read before each purge: the full tree
+    # that the independent reference (NaiveTree) builds proofs from.
+    leaves: dict[str, list[bytes]] = field(default_factory=dict)
+    proofs_checked: int = 0
+
+
+def _snapshot(h: History) -> None:
+    for tid in h.tenants.values():
+        seen = h.leaves.setdefault(tid, [])
+        for row in h.log.store.iter_entries(tid, len(seen)):
+            assert row.seq == len(seen)
+            seen.append(bytes(row.leaf_hash))
+
+
+def _old_checkpoints_prove(h: History) -> None:
+    """Every checkpoint signed before the purge point gets a single RFC 9162
+    proof to the newest checkpoint, which the standard verifier accepts against
+    the old checkpoint's root and which equals the naive reference's."""
+    for tid in h.tenants.values():
+        purged = h.log.store.tree_state(tid).purged
+        if not purged:
+            continue
+        _snapshot(h)
+        latest = h.log.checkpoint(tid)
+        full = NaiveTree(h.leaves[tid][: latest.size])
+        for cp in h.log.list_checkpoints(tid):
+            if cp.size >= purged:
+                continue
+            c = h.log.prove_consistency(tid, cp.size, latest.size)
+            assert (c.old_root, c.new_root) == (cp.root, latest.root)
+            merkle.verify_consistency(cp.size, latest.size, cp.root, latest.root, c.proof)
+            assert list(c.proof) == full.consistency_proof(cp.size, latest.size)
+            h.proofs_checked += 1
 
 
 def simulate(log, clock, months: int = 40) -> History:
@@ -48,8 +83,12 @@ def simulate(log, clock, months: int = 40) -> History:
         if month == 2:
             h.early_note = log.checkpoint(h.tenants["free"]).note
         if month >= 12:
+            _snapshot(h)
             log.run_retention()  # the daily job, here monthly
+            _old_checkpoints_prove(h)
+    _snapshot(h)
     log.run_retention()
+    _old_checkpoints_prove(h)
     return h
 
 
@@ -114,15 +153,25 @@ def test_log_stays_provable_after_purges(history: History) -> None:
         for seq in range(state.purged, latest.size):
             p = h.log.prove_inclusion(tid, seq)
             merkle.verify_inclusion(p.leaf_hash, seq, p.tree_size, p.proof, p.root)
-        for cp in h.log.list_checkpoints(tid):
-            if cp.size >= state.purged:
-                c = h.log.prove_consistency(tid, cp.size, latest.size)
-                merkle.verify_consistency(c.old_size, c.new_size, cp.root, latest.root, c.proof)
+        cps = h.log.list_checkpoints(tid)
+        for cp in cps:  # before and after the purge point alike
+            c = h.log.prove_consistency(tid, cp.size, latest.size)
+            merkle.verify_consistency(c.old_size, c.new_size, cp.root, latest.root, c.proof)
+        # Between two checkpoints both signed before the purge, too.
+        old = [cp for cp in cps if 0 < cp.size < state.purged]
+        if len(old) >= 2:
+            c = h.log.prove_consistency(tid, old[0].size, old[-1].size)
+            merkle.verify_consistency(c.old_size, c.new_size, old[0].root, old[-1].root, c.proof)
+    # Each purge served every older checkpoint its proof (checked as it went).
+    assert h.proofs_checked > 100
     # A checkpoint saved outside the database in month 3 still checks out.
     free = h.tenants["free"]
     assert h.log.verify(free, against=h.early_note).ok
-    with pytest.raises(InvalidInput, match="purged by retention"):
-        h.log.prove_consistency(free, 5, h.log.checkpoint(free).size)
+    # Inside the purged prefix only checkpoint sizes can be proven.
+    sizes = {cp.size for cp in h.log.list_checkpoints(free)}
+    unsigned = next(m for m in range(5, 100) if m not in sizes)
+    with pytest.raises(InvalidInput, match="no checkpoint was signed at size"):
+        h.log.prove_consistency(free, unsigned, h.log.checkpoint(free).size)
 
 
 def test_bundle_of_a_purged_log_verifies(history: History) -> None:
@@ -199,6 +248,49 @@ def test_tampering_after_a_purge_is_caught(history: History) -> None:
         run("DELETE FROM entries WHERE tenant_id = ? AND seq < ?", (other, p + 10))
     assert not h.log.verify(other).ok
     assert purged > 0
+
+
+def test_tampered_kept_checkpoint_hash_is_caught(history: History) -> None:
+    """A hash kept only so that an old checkpoint can be proven (not part of the
+    prefix's compact range): changed, verify fails and so does `prove --from M`;
+    deleted, verify says the proof can no longer be served; put back, all is well."""
+    from kimonaudit.core.purged import checkpoint_nodes, prefix_nodes
+    from kimonaudit.errors import VerificationError
+
+    h = history
+    tid = h.tenants["ent"]
+    purged = h.log.store.tree_state(tid).purged
+    latest = h.log.checkpoint(tid).size
+    cp, key = next(
+        (cp, k)
+        for cp in h.log.list_checkpoints(tid)
+        if 0 < cp.size < purged
+        for k in checkpoint_nodes(cp.size, purged)
+        if k not in prefix_nodes(purged)
+    )
+    where = "tenant_id = ? AND level = ? AND idx = ?"
+    with raw_db(h.log.store.url) as run:
+        (orig,) = run(f"SELECT hash FROM tree_nodes WHERE {where}", (tid, *key))[0]
+        run(f"UPDATE tree_nodes SET hash = ? WHERE {where}", (bytes(32), tid, *key))
+    bad = h.log.verify(tid)
+    assert not bad.ok
+    assert any(p.kind == "purge" and f"checkpoint {cp.size}" in p.message for p in bad.problems)
+    with pytest.raises(VerificationError, match="run `kimonaudit verify`"):
+        h.log.prove_consistency(tid, cp.size, latest)
+    with raw_db(h.log.store.url) as run:
+        run(f"DELETE FROM tree_nodes WHERE {where}", (tid, *key))
+    bad = h.log.verify(tid)
+    assert any("cannot be served" in p.message for p in bad.problems), bad.problems
+    with pytest.raises(VerificationError):
+        h.log.prove_consistency(tid, cp.size, latest)
+    with raw_db(h.log.store.url) as run:
+        run(
+            "INSERT INTO tree_nodes (tenant_id, level, idx, hash) VALUES (?, ?, ?, ?)",
+            (tid, *key, bytes(orig)),
+        )
+    assert h.log.verify(tid).ok
+    c = h.log.prove_consistency(tid, cp.size, latest)
+    merkle.verify_consistency(cp.size, latest, cp.root, c.new_root, c.proof)
 
 
 def test_deleted_retained_row_is_missing_not_purged(db_url, key_file, clock) -> None:
@@ -317,6 +409,22 @@ def test_cli_retention_run_and_status(tmp_path) -> None:
     assert p.returncode == 0 and json.loads(p.stdout)[0]["purged"] == t["purged"]
     p = kimon(tmp_path, "verify", "--tenant", tid)
     assert p.returncode == 0 and f"{t['purged']:,} before them purged by policy" in p.stdout
+    # `prove --from M` for a checkpoint signed before the purge: one RFC 9162 proof.
+    p = kimon(tmp_path, "checkpoint", "--tenant", tid, "--json")
+    latest = json.loads(p.stdout)
+    p = kimon(tmp_path, "prove", "--tenant", tid, "--from", "30", "--to", str(latest["tree_size"]))
+    assert p.returncode == 0, p.stderr
+    proof = json.loads(p.stdout)
+    merkle.verify_consistency(
+        30,
+        latest["tree_size"],
+        base64.b64decode(proof["old_root"]),
+        base64.b64decode(latest["root"]),
+        [base64.b64decode(x) for x in proof["proof"]],
+    )
+    p = kimon(tmp_path, "prove", "--tenant", tid, "--from", "35", "--to", str(latest["tree_size"]))
+    assert p.returncode == 2 and "no checkpoint was signed at size 35" in p.stderr
+    assert "Traceback" not in p.stderr
 
 
 def test_serve_job_purges(tmp_path, key_file) -> None:

@@ -109,3 +109,47 @@ def test_api_redaction_and_erasure(api):
     r = client.get("/v1/events", params={"q": "actor:agent_1"}, headers=h)
     assert r.json()["events"] == []
     assert log.verify(tid).ok
+
+
+def test_api_consistency_from_a_checkpoint_before_the_purge(tmp_path, clock):
+    """GET /v1/proofs/consistency?from=M for a checkpoint signed before the purge is one
+    RFC 9162 proof that verifies against that checkpoint's root; a size inside the
+    purged prefix that was never signed is a 422 naming why."""
+    import base64
+
+    from kimonaudit.core.merkle import verify_consistency
+
+    log = kimonaudit.open(
+        f"sqlite:///{tmp_path / 'api.db'}", key_file=str(tmp_path / "k.key"), clock=clock
+    )
+    t = log.create_tenant("acme")
+    for _ in range(16):
+        log.append(t.id, [event(i) for i in range(7)])
+        log.checkpoint(t.id)
+        clock.advance(days=31)
+    log.run_retention()
+    purged = log.store.tree_state(t.id).purged
+    old = [cp for cp in log.list_checkpoints(t.id) if cp.size < purged]
+    assert purged > 0 and old
+    clock.advance(seconds=1)
+    reader = log.create_api_key(t.id, "reader", ["events:read"])[1]
+    h = {"Authorization": f"Bearer {reader}"}
+    app = create_app(log, settings=ApiSettings(run_jobs=False))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        latest = client.get("/v1/checkpoints/latest", headers=h).json()
+        for cp in old:
+            r = client.get("/v1/proofs/consistency", params={"from": cp.size}, headers=h)
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert body["new_size"] == latest["tree_size"]
+            verify_consistency(
+                cp.size,
+                body["new_size"],
+                cp.root,
+                base64.b64decode(latest["root"]),
+                [base64.b64decode(x) for x in body["proof"]],
+            )
+        r = client.get("/v1/proofs/consistency", params={"from": 3}, headers=h)
+        assert r.status_code == 422
+        assert "no checkpoint was signed at size 3" in r.json()["error"]["message"]
+    log.close()

@@ -396,7 +396,8 @@ def prove(
     as_json: bool,
 ) -> None:
     """Print an inclusion proof (--seq) or a consistency proof (--from, --to)
-    as JSON; hashes are base64."""
+    as JSON; hashes are base64. After a retention purge, --from/--to below the
+    purge point must be the size of a checkpoint signed before it."""
     del as_json  # accepted like everywhere else: the output is JSON either way
     inclusion = seq is not None and old is None and new is None
     consistency = seq is None and size is None and old is not None and new is not None

@@ -7,13 +7,15 @@ Per tenant, unless on legal hold:
    point P is the first seq recorded at or after it (never past what an
    active SIEM destination has yet to deliver);
 2. in one transaction the store keeps the compact range of [0, P) (O(log n)
-   hashes, kimonaudit.core.purged), the consistency proofs from every
-   checkpoint issued below P (and from the previous purge point) to P, and
-   moves `tree_state.purged` to P;
+   hashes, kimonaudit.core.purged), for every checkpoint issued below P the
+   O(log n) hashes its fresh consistency proofs need (`kept_nodes`), the
+   consistency proofs from those checkpoints issued since the last purge
+   (and from the previous purge point) to P, and moves `tree_state.purged`
+   to P;
 3. the rows go in small transactions (ingest continues between them): on
    PostgreSQL whole monthly partitions are dropped first where every row
    is purged, then the rest row by row; stored subtree hashes inside the
-   prefix go too;
+   prefix go too, except those kept in step 2;
 4. `audit_log.purged` is appended with the cut-off, the count and P.
 
 `verify` then reports [0, P) as purged by policy; every retained entry
@@ -31,11 +33,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from kimonaudit.core.merkle import CompactRange
+from kimonaudit.core.merkle import CompactRange, verify_consistency
 from kimonaudit.core.note import Checkpoint
-from kimonaudit.core.purged import PrefixProof, prefix_nodes, prefix_range, roots_before
+from kimonaudit.core.purged import (
+    PrefixProof,
+    checkpoint_nodes,
+    kept_nodes,
+    prefix_nodes,
+    prefix_range,
+    proof_within,
+    roots_before,
+)
 from kimonaudit.core.timefmt import format_ts, from_us, to_us
-from kimonaudit.errors import AuditLogError, Conflict, InvalidProof, NotFound
+from kimonaudit.errors import AuditLogError, Conflict, InvalidProof, NotFound, StoreError
 from kimonaudit.results import Problem
 from kimonaudit.store.retention import purge_store
 from kimonaudit.treeread import TreeReader
@@ -162,16 +172,13 @@ def purge_tenant(
     if dry_run:
         return p
     upto, cur = p.purge_point, p.purged_before
+    signed = sorted({c.size for c in audit.store.list_checkpoints(tenant_id)})
     if upto > cur:
         reader = TreeReader(audit.store, tenant_id)
-        keys = prefix_nodes(upto)
-        got = reader.node_hashes(keys)
-        nodes = [(lvl, idx, got[(lvl, idx)]) for lvl, idx in keys]
+        got = _kept_hashes(reader, tenant_id, upto, [m for m in signed if m < upto])
+        nodes = [(lvl, idx, h) for (lvl, idx), h in sorted(got.items())]
         proofs = []
-        sizes = sorted(
-            {c.size for c in audit.store.list_checkpoints(tenant_id) if cur < c.size < upto}
-            | ({cur} if cur else set())
-        )
+        sizes = sorted({m for m in signed if cur < m < upto} | ({cur} if cur else set()))
         for m in sizes:
             old_root, _, proof = reader.consistency(m, upto)
             proofs.append(PrefixProof(m, upto, old_root, tuple(proof)))
@@ -206,7 +213,8 @@ def purge_tenant(
         # it: record it now, so the log says what happened.
         cur, upto = 0, purged_now
     if upto > cur:
-        store.delete_purged_nodes(tenant_id, upto, prefix_nodes(upto), batch)
+        keep = kept_nodes(upto, [m for m in signed if m < upto])
+        store.delete_purged_nodes(tenant_id, upto, keep, batch)
         audit.append(
             tenant_id,
             [
@@ -231,6 +239,36 @@ def purge_tenant(
         partitions_dropped=dropped,
         seconds=time.perf_counter() - started,
     )
+
+
+def _kept_hashes(
+    reader: TreeReader, tenant_id: str, upto: int, sizes: list[int]
+) -> dict[tuple[int, int], bytes]:
+    """The hashes a purge up to `upto` keeps (kimonaudit.core.purged.kept_nodes):
+    the compact range of the prefix, and for each checkpoint size below it
+    the nodes its consistency proofs need. Those of a checkpoint below an
+    earlier purge point come from what that purge kept; if they cannot be
+    read (damaged, or kept by a version that did not keep them), that
+    checkpoint is left out rather than the purge stopped: `verify` reports
+    it, and it is still checked through the kept proof chain."""
+    try:
+        return reader.node_hashes(kept_nodes(upto, sizes))
+    except StoreError:
+        pass
+    got = reader.node_hashes(prefix_nodes(upto))  # without these nothing is provable: raise
+    for m in sizes:
+        try:
+            got.update(reader.node_hashes(checkpoint_nodes(m, upto)))
+        except StoreError as exc:
+            log.warning(
+                "tenant %s: checkpoint %d predates purge point %d and its kept hashes cannot "
+                "be read (%s); it can no longer be served a consistency proof",
+                tenant_id,
+                m,
+                upto,
+                exc.message,
+            )
+    return got
 
 
 def run_retention(
@@ -379,4 +417,57 @@ def check_purged_prefix(
                     "consistent with what the purge kept",
                 )
             )
+    _check_kept_for_checkpoints(store, tenant_id, prefix, nodes, checkpoints, add)
     return prefix
+
+
+def _check_kept_for_checkpoints(
+    store: object,
+    tenant_id: str,
+    prefix: CompactRange,
+    prefix_hashes: Mapping[tuple[int, int], bytes],
+    checkpoints: Mapping[int, Checkpoint],
+    add: Callable[[Problem], None],
+) -> None:
+    """Each checkpoint below the purge point must still get a fresh proof
+    (`prove --from M`): the hashes kept for it must give its signed root and
+    prove it consistent with the prefix's root, which the rebuild binds to
+    every later checkpoint. A changed or lost kept hash shows here, not only
+    when someone asks for that proof."""
+    purged = prefix.size
+    sizes = sorted(s for s in checkpoints if 0 < s < purged)
+    if not sizes:
+        return
+    s: Any = store
+    wanted = {k for m in sizes for k in checkpoint_nodes(m, purged)}
+    stored, _ = s.tree_hashes(tenant_id, wanted, [])
+    have = {**stored, **prefix_hashes}
+    for m in sizes:
+        try:
+            old_root, _, proof = proof_within(m, purged, have)
+        except KeyError:
+            add(
+                Problem(
+                    None,
+                    "purge",
+                    f"checkpoint {m}, issued before the purge at {purged}: some of the hashes "
+                    f"kept for its proofs are gone, so `prove --from {m}` cannot be served",
+                )
+            )
+            continue
+        root = checkpoints[m].root_hash
+        try:
+            if old_root != root:
+                raise InvalidProof(
+                    f"they give the root {old_root.hex()[:16]}..., not the signed one"
+                )
+            verify_consistency(m, purged, root, prefix.root(), proof)
+        except InvalidProof as exc:
+            add(
+                Problem(
+                    None,
+                    "purge",
+                    f"checkpoint {m}, issued before the purge at {purged}: the hashes kept for "
+                    f"its proofs do not prove it ({exc})",
+                )
+            )

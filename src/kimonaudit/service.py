@@ -42,6 +42,7 @@ from kimonaudit.errors import (
     ConfigError,
     InvalidInput,
     NotFound,
+    StoreError,
     VerificationError,
 )
 from kimonaudit.export import Export
@@ -433,17 +434,42 @@ class AuditLog:
             raise InvalidInput(
                 f"the tree has {state.size} entries; cannot prove up to {new_size}", field="to"
             )
-        if 0 < old_size < state.purged:
-            raise InvalidInput(
-                f"entries before {state.purged} were purged by retention: a proof from size "
-                f"{old_size} goes through the purge point ({state.purged}), and `kimonaudit "
-                "verify` checks that stored chain; ask from a size >= the purge point",
-                field="from",
+        signed: dict[int, bytes] = {}
+        for name, size in (("from", old_size), ("to", new_size)):
+            if 0 < size < state.purged:
+                # Below the purge point only a signed checkpoint's size can be
+                # proven: the purge kept the hashes its proofs need and
+                # nothing else of the prefix (kimonaudit.core.purged).
+                rec = self.store.get_checkpoint(tenant_id, size)
+                if rec is None:
+                    raise InvalidInput(
+                        f"entries before {state.purged} were purged by retention and no "
+                        f"checkpoint was signed at size {size}: inside the purged prefix, "
+                        "proofs are kept only for the sizes of signed checkpoints; give one "
+                        f"of those, or a size >= {state.purged}",
+                        field=name,
+                    )
+                signed[size] = rec.root
+        try:
+            old_root, new_root, proof = TreeReader(self.store, tenant_id).consistency(
+                old_size, new_size
             )
-        old_root, new_root, proof = TreeReader(self.store, tenant_id).consistency(
-            old_size, new_size
-        )
-        verify_consistency(old_size, new_size, old_root, new_root, proof)
+            for size, root in ((old_size, old_root), (new_size, new_root)):
+                if size in signed and signed[size] != root:
+                    raise VerificationError(
+                        f"the hashes kept for checkpoint {size} give another root than it signed"
+                    )
+            verify_consistency(old_size, new_size, old_root, new_root, proof)
+        except (StoreError, VerificationError) as exc:
+            if not signed:
+                raise
+            # Self-check, as for inclusion proofs: serving a proof that cannot
+            # verify would only move the failure to the client.
+            raise VerificationError(
+                f"tenant {tenant_id}: no consistency proof from {old_size} to {new_size} can be "
+                f"served from what the purge at {state.purged} kept ({exc.message}); run "
+                "`kimonaudit verify`"
+            ) from exc
         return ConsistencyProof(old_size, new_size, old_root, new_root, tuple(proof))
 
     # -- verification ------------------------------------------------------

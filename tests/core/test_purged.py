@@ -24,15 +24,19 @@ from kimonaudit.core.merkle import (
 )
 from kimonaudit.core.purged import (
     PrefixProof,
+    checkpoint_nodes,
     expand,
+    kept_nodes,
     prefix_nodes,
     prefix_range,
+    proof_within,
     resolve,
     roots_before,
     straddles,
     unreachable,
 )
 from kimonaudit.errors import InvalidProof
+from tests.core.test_merkle import NaiveTree  # the word-for-word RFC 6962 reference
 
 
 def leaves(n: int) -> list[bytes]:
@@ -157,3 +161,95 @@ def test_old_checkpoints_prove_through_the_kept_chain():
     tampered_prefix = CompactRange(p2, [lh[1], *prefix.hashes[1:]])
     with pytest.raises(InvalidProof):
         roots_before(tampered_prefix, proofs)
+
+
+def served_from(
+    lh: list[bytes], purged: int, kept: dict[tuple[int, int], bytes], ranges: list[tuple[int, int]]
+) -> list[bytes]:
+    """Subtree hashes as a purged store serves them from `kept` (nodes inside the
+    prefix, read as stored) and the full tree after it; straddlers resolved."""
+    out = []
+    for s, e in ranges:
+
+        def node(level: int, index: int) -> bytes:
+            got = {}
+            for k in expand((level, index), purged):
+                if (k[1] + 1) << k[0] <= purged:
+                    assert k in kept, (k, purged)  # the purge kept everything a proof reads
+                    got[k] = kept[k]
+                else:
+                    assert k[1] << k[0] >= purged
+                    got[k] = full_node(lh, *k)
+            return resolve((level, index), purged, got)
+
+        out.append(range_root(s, e, node))
+    return out
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.data())
+def test_consistency_from_checkpoints_before_the_purge(data):
+    """For random N, P <= N and a checkpoint M < P, the proof M -> N built from only
+    the nodes the purge keeps (plus what follows P) equals the full tree's, equals the
+    naive RFC 6962 reference's and verifies; so does M -> M2 for a kept M2 < P."""
+    n = data.draw(st.integers(2, 300))
+    purged = data.draw(st.integers(2, n))
+    old = data.draw(st.integers(1, purged - 1))
+    new = data.draw(st.integers(purged, n))
+    other = data.draw(st.integers(old, purged - 1))
+    lh = leaves(n)
+    keys = kept_nodes(purged, [old, other])
+    assert all((i + 1) << lvl <= purged for lvl, i in keys)
+    kept = {k: full_node(lh, *k) for k in keys}
+    for target in (new, other):
+        ranges = consistency_ranges(old, target)
+        proof = served_from(lh, purged, kept, ranges)
+        assert proof == [root_of(lh[s:e]) for s, e in ranges]
+        assert proof == NaiveTree(lh).consistency_proof(old, target)
+        old_root, new_root = served_from(lh, purged, kept, [(0, old), (0, target)])
+        assert (old_root, new_root) == (root_of(lh[:old]), root_of(lh[:target]))
+        verify_consistency(old, target, old_root, new_root, proof)
+    # verify's check: the proof to P from kept hashes alone.
+    old_root, p_root, proof = proof_within(old, purged, kept)
+    verify_consistency(old, purged, root_of(lh[:old]), root_of(lh[:purged]), proof)
+    assert (old_root, p_root) == (root_of(lh[:old]), root_of(lh[:purged]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_later_purges_keep_what_earlier_checkpoints_need(data):
+    """Purges at P1 < P2 < P3, each computing what it keeps from what the last one
+    kept plus the leaves still there: every checkpoint ever signed still gets its
+    proof to the newest tree, equal to the full tree's."""
+    n = data.draw(st.integers(4, 300))
+    cuts = sorted(data.draw(st.lists(st.integers(1, n), min_size=1, max_size=3, unique=True)))
+    sizes = data.draw(st.lists(st.integers(1, n), min_size=1, max_size=6, unique=True))
+    lh = leaves(n)
+    kept: dict[tuple[int, int], bytes] = {}
+    prev = 0
+    for cut in cuts:
+        below = [s for s in sizes if s < cut]
+        nxt = {}
+        for k in kept_nodes(cut, below):
+            # Computed as the purge does: from what the last purge kept (inside
+            # [0, prev)) and the nodes after prev.
+            (h,) = served_from(lh, prev, kept, [(k[1] << k[0], (k[1] + 1) << k[0])])
+            nxt[k] = h
+        kept, prev = nxt, cut
+    for old in sizes:
+        if old >= prev:
+            continue
+        ranges = consistency_ranges(old, n)
+        assert served_from(lh, prev, kept, ranges) == [root_of(lh[s:e]) for s, e in ranges]
+        assert served_from(lh, prev, kept, [(0, old)]) == [root_of(lh[:old])]
+
+
+def test_checkpoint_nodes_are_log_sized():
+    """At most two hashes per level: the compact range and the right siblings."""
+    for purged in (2, 3, 100, 1000, 4096, 10**6 + 7):
+        for size in {1, 2, purged // 3, purged // 2 + 1, purged - 1}:
+            keys = checkpoint_nodes(size, purged)
+            assert len(keys) <= 2 * purged.bit_length()
+            assert len(set(keys)) == len(keys)
+    assert checkpoint_nodes(5, 8) == [(2, 0), (0, 4), (0, 5), (1, 3)]
+    assert checkpoint_nodes(0, 8) == checkpoint_nodes(8, 8) == []

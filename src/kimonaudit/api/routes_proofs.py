@@ -56,7 +56,9 @@ def checkpoint_at(
     description=(
         "Proves that the tree of size `to` extends the tree of size `from` (RFC 9162 2.1.4). "
         "`to` defaults to the newest checkpoint. 404 if the caller's tree has fewer than "
-        "`to` entries. From size 0 the proof is empty by definition."
+        "`to` entries. From size 0 the proof is empty by definition. After a retention "
+        "purge, a size inside the purged prefix is served only if a checkpoint was signed "
+        "at it (422 otherwise): the purge keeps the hashes those proofs need."
     ),
     response_model=None,
     responses={200: {"model": ConsistencyOut}, **responses(401, 403, 404, 422, 429)},

@@ -16,15 +16,24 @@ maximal aligned perfect subtrees covering [0, P), one per set bit of P
   subtree of such a proof is a compact-range node of P, straddles P, or
   lies after it).
 
-A checkpoint issued before the purge at a size M < P cannot be served a
-fresh proof (it needs hashes inside the prefix). So the purge stores, for
-each such checkpoint, the consistency proof from M to P, computed while the
-leaves still existed, together with M's root; and, for an earlier purge
-point P0, the proof from P0 to P. `roots_before` then checks this chain
-back from the root the compact range gives for P: each proof binds the
-older root to the newer, so a stored root cannot be changed without
-breaking the chain, and the compact range itself is bound to every
-checkpoint after P by the rebuilt tree.
+A checkpoint issued before the purge at a size M < P needs hashes inside
+the prefix for a fresh proof. So the purge also keeps, for each such
+checkpoint, the nodes its proofs need (`checkpoint_nodes`): the compact
+range of [0, M) and the right siblings, lying wholly inside [0, P), of the
+path from M's last node up to the root. Every other node of an RFC 9162
+consistency proof from M to any size N >= P (or to another kept checkpoint
+below P) then straddles P, lies after it, or is a compact-range node of
+P, exactly as above; `proof_within` builds the proof M -> P from kept
+hashes alone, which is how `verify` checks them. O(log n) hashes per
+checkpoint, hashes only.
+
+The purge also stores, for each checkpoint M < P (and an earlier purge
+point P0), the consistency proof from M to P computed while the leaves
+still existed, with M's root. `roots_before` checks this chain back from
+the root the compact range gives for P: each proof binds the older root to
+the newer, so a stored root cannot be changed without breaking the chain,
+and the compact range itself is bound to every checkpoint after P by the
+rebuilt tree.
 """
 
 from __future__ import annotations
@@ -33,9 +42,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from kimonaudit.core.merkle import (
+    EMPTY_ROOT,
     CompactRange,
+    consistency_ranges,
     node_hash,
     perfect_nodes,
+    range_root,
     verify_consistency,
 )
 from kimonaudit.errors import InvalidProof
@@ -86,6 +98,52 @@ def unreachable(keys: Iterable[Key], purged: int) -> list[Key]:
     compact-range nodes: no proof a purged log serves needs one."""
     kept = set(prefix_nodes(purged))
     return [k for k in keys if _span(k)[1] <= purged and k not in kept]
+
+
+def checkpoint_nodes(size: int, purged: int) -> list[Key]:
+    """The nodes inside [0, purged) that consistency proofs from a checkpoint
+    at `size` (0 < size < purged) need once the prefix is gone: the compact
+    range of [0, size), then the right siblings, lowest first, of the
+    perfect nodes holding leaf size - 1 whose parent ends at or before
+    `purged`. A sibling whose parent ends later straddles the cut, or lies
+    after it, in every tree a proof can reach, so it is never kept."""
+    if not 0 < size < purged:
+        return []
+    keys = perfect_nodes(0, size)
+    level = 0
+    while True:
+        idx = (size - 1) >> level  # the node at `level` holding leaf size - 1
+        if ((idx >> 1) + 1) << (level + 1) > purged:  # its parent's end
+            return keys
+        if not idx & 1:  # a left child: its right sibling starts at or after size
+            keys.append((level, idx + 1))
+        level += 1
+
+
+def kept_nodes(purged: int, checkpoint_sizes: Iterable[int]) -> list[Key]:
+    """Everything a purge up to `purged` keeps, sorted: the prefix's compact
+    range and `checkpoint_nodes` of every checkpoint size below it."""
+    keys = set(prefix_nodes(purged))
+    for size in checkpoint_sizes:
+        keys.update(checkpoint_nodes(size, purged))
+    return sorted(keys)
+
+
+def proof_within(
+    old_size: int, new_size: int, hashes: Mapping[Key, bytes]
+) -> tuple[bytes, bytes, list[bytes]]:
+    """(old root, new root, consistency proof) from perfect-node hashes alone,
+    e.g. the nodes kept for a checkpoint at `old_size` and the compact range
+    of `new_size` (raises KeyError naming a node that is not in `hashes`)."""
+
+    def node(level: int, index: int) -> bytes:
+        return hashes[(level, index)]
+
+    def root(size: int) -> bytes:
+        return EMPTY_ROOT if size == 0 else range_root(0, size, node)
+
+    proof = [range_root(s, e, node) for s, e in consistency_ranges(old_size, new_size)]
+    return root(old_size), root(new_size), proof
 
 
 def prefix_range(purged: int, hashes: Mapping[Key, bytes]) -> CompactRange:

@@ -267,21 +267,33 @@ class PostgresRetentionStore:
     def delete_purged_nodes(
         self, tenant_id: str, upto: int, keep: Sequence[tuple[int, int]], batch: int
     ) -> int:
+        """As SQLite's: every stored node wholly inside [0, upto) but `keep`,
+        found by a read, deleted by key `batch` at most per transaction."""
         kept = set(keep)
         gone = 0
         for level in range(upto.bit_length() + 1):
             end = upto >> level
-            ranges = [(0, end)]
-            for lvl, idx in kept:
-                if lvl == level and idx < end:
-                    ranges = [(0, idx), (idx + 1, end)]
-            for lo, hi in ranges:
-                for start in range(lo, hi, batch):
+            after = -1
+            while True:
+                with self._read("listing purged tree nodes") as conn:
+                    idxs = [
+                        int(r[0])
+                        for r in conn.execute(
+                            "SELECT idx FROM tree_nodes WHERE tenant_id = %s AND level = %s"
+                            " AND idx > %s AND idx < %s ORDER BY idx LIMIT %s",
+                            (tenant_id, level, after, end, batch),
+                        )
+                    ]
+                if not idxs:
+                    break
+                after = idxs[-1]
+                doomed = [i for i in idxs if (level, i) not in kept]
+                if doomed:
                     gone += self._exec(
                         "purging tree nodes",
                         "DELETE FROM tree_nodes WHERE tenant_id = %s AND level = %s"
-                        " AND idx >= %s AND idx < %s",
-                        (tenant_id, level, start, min(hi, start + batch)),
+                        " AND idx = ANY(%s)",
+                        (tenant_id, level, doomed),
                     )
         self._exec(
             "purging redaction reasons",

@@ -244,22 +244,40 @@ class SQLiteRetentionStore:
         self, tenant_id: str, upto: int, keep: Sequence[tuple[int, int]], batch: int
     ) -> int:
         """Delete stored subtree hashes lying wholly inside [0, upto) except
-        the compact-range nodes `keep`, `batch` at most per transaction."""
+        `keep` (the compact range and what old checkpoints' proofs need),
+        `batch` at most per transaction. The rows are found by a read first,
+        so the write lock is held only for deletes by key."""
         kept = set(keep)
+        conn = self._conn()
         gone = 0
         for level in range(upto.bit_length() + 1):
             end = upto >> level  # nodes [0, end) of this level lie inside the prefix
-            ranges = [(0, end)]
-            for lvl, idx in kept:
-                if lvl == level and idx < end:
-                    ranges = [(0, idx), (idx + 1, end)]
-            for lo, hi in ranges:
-                for start in range(lo, hi, batch):
-                    gone += self._write(
-                        "DELETE FROM tree_nodes WHERE tenant_id = ? AND level = ?"
-                        " AND idx >= ? AND idx < ?",
-                        (tenant_id, level, start, min(hi, start + batch)),
+            after = -1
+            while True:
+                idxs = [
+                    int(i)
+                    for (i,) in conn.execute(
+                        "SELECT idx FROM tree_nodes WHERE tenant_id = ? AND level = ?"
+                        " AND idx > ? AND idx < ? ORDER BY idx LIMIT ?",
+                        (tenant_id, level, after, end, batch),
                     )
+                ]
+                if not idxs:
+                    break
+                after = idxs[-1]
+                doomed = [(tenant_id, level, i) for i in idxs if (level, i) not in kept]
+                if doomed:
+                    conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        conn.executemany(
+                            "DELETE FROM tree_nodes WHERE tenant_id = ? AND level = ? AND idx = ?",
+                            doomed,
+                        )
+                        conn.execute("COMMIT")
+                    except BaseException:
+                        conn.execute("ROLLBACK")
+                        raise
+                    gone += len(doomed)
         self._write("DELETE FROM redactions WHERE tenant_id = ? AND seq < ?", (tenant_id, upto))
         return gone
 
