@@ -145,9 +145,14 @@ def test_redacted_entries_and_erased_actors(log):
     log.erase_actor(t.id, "agent_1")
     rows = [dict(zip(CSV_COLUMNS, r, strict=True)) for r in parse_csv(read(log, t.id))[1:]]
     red = rows[3]
-    assert red["redacted"] == "true"
+    assert red["redacted"] == "true" and red["redaction_reason"] == "test: a legal request"
     assert red["changes"] == red["context"] == red["metadata"] == red["ip"] == ""
-    assert rows[2]["redacted"] == "false"
+    assert rows[2]["redacted"] == "false" and rows[2]["redaction_reason"] == ""
+    lines = [json.loads(x) for x in read(log, t.id, fmt="ndjson").decode().splitlines()]
+    assert lines[3]["redacted"] is True
+    assert lines[3]["redaction"]["reason"] == "test: a legal request"
+    assert lines[3]["redaction"]["redacted_at"].endswith("Z")
+    assert lines[2]["redacted"] is False and lines[2]["redaction"] is None
     erased = [r for r in rows if r["actor_hash"] == gone]
     assert erased and all(
         r["actor_id"] == r["actor_name"] == r["actor_email"] == "" for r in erased

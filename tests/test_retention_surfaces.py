@@ -42,6 +42,9 @@ def test_cli_plan_retention_hold_redact_erase(tmp_path, tenant):
     assert p.returncode == 0 and "legal hold on" in p.stdout
     p = kimon(tmp_path, "redact", "--tenant", tenant, "--seq", "3", "--reason", "court order")
     assert p.returncode == 0 and "redacted entry 3" in p.stdout
+    p = kimon(tmp_path, "search", "--tenant", tenant, "--json", "--limit", "50")
+    (red,) = [e for e in json.loads(p.stdout)["events"] if e["seq"] == 3]
+    assert red["redacted"] is True and red["redaction"]["reason"] == "court order"
     p = kimon(tmp_path, "actors", "erase", "--tenant", tenant, "agent_42")
     assert p.returncode == 0 and "erased" in p.stdout
     p = kimon(tmp_path, "search", "--tenant", tenant, "actor:agent_42", "--json")
@@ -104,6 +107,23 @@ def test_api_redaction_and_erasure(api):
     assert r.status_code == 404
     r = client.post("/v1/redactions", json={"seq": 2}, headers=h)
     assert r.status_code == 422
+    # The entry, read back through every API surface, says it is redacted and why,
+    # as its console page does.
+    eid = log.get_entry(tid, 2).event_id
+    r = client.get(f"/v1/events/{eid}", headers=h)
+    assert r.status_code == 200
+    red = r.json()["event"]
+    assert red["redacted"] is True and red["redaction"]["reason"] == "legal"
+    assert red["redaction"]["redacted_at"].endswith("Z") and red["metadata"] == {}
+    other = client.get(f"/v1/events/{log.get_entry(tid, 1).event_id}", headers=h).json()
+    assert other["event"]["redacted"] is False and other["event"]["redaction"] is None
+    found = client.get("/v1/events", params={"q": "seq:2"}, headers=h).json()["events"]
+    assert [e["redaction"] for e in found] == [red["redaction"]]
+    lines = client.get("/v1/exports/events.ndjson", headers=h).text.splitlines()
+    (exported,) = [json.loads(x) for x in lines if json.loads(x)["seq"] == 2]
+    assert exported["redaction"] == red["redaction"]
+    rows = client.get("/v1/exports/events.csv", headers=h).text.splitlines()
+    assert rows[0].endswith('"redaction_reason"') and any(x.endswith(',"legal"') for x in rows)
     r = client.post("/v1/erasures", json={"actor_id": "agent_1"}, headers=h)
     assert r.json() == {"erased": True, "found": True}
     r = client.get("/v1/events", params={"q": "actor:agent_1"}, headers=h)

@@ -32,7 +32,7 @@ from kimonaudit.core.query import Query
 from kimonaudit.core.records import ActorRecord, EntryRow
 from kimonaudit.core.timefmt import format_ts
 from kimonaudit.errors import InvalidInput
-from kimonaudit.search import ActorLookup, Compiled, compile_query
+from kimonaudit.search import ActorLookup, Compiled, RedactionLookup, compile_query
 from kimonaudit.store.base import SearchStore
 from kimonaudit.views import entry_json
 
@@ -73,6 +73,8 @@ CSV_COLUMNS: tuple[str, ...] = (
     "metadata",
     "redacted",
     "leaf_hash",
+    # Last, so that the columns before keep their numbers (docs/export.md).
+    "redaction_reason",
 )
 
 CHUNK_BYTES = 64 * 1024
@@ -207,7 +209,9 @@ def csv_record(cells: Iterable[object]) -> str:
 
 
 def csv_records(
-    rows: Iterable[EntryRow], actors: Callable[[str | None], ActorRecord | None]
+    rows: Iterable[EntryRow],
+    actors: Callable[[str | None], ActorRecord | None],
+    redactions: Callable[[EntryRow], tuple[str, int] | None] = lambda row: None,
 ) -> Iterator[str]:
     """One RFC 4180 record per entry, `CSV_COLUMNS` in order.
 
@@ -232,8 +236,11 @@ def csv_records(
             context_json = context_json.replace('"', '""')
             metadata = metadata.replace('"', '""')
             occurred = occurred if isinstance(occurred, str) else ""
+            reason = ""
         else:
             changes = context_json = metadata = occurred = ua = rid = ""
+            red = redactions(r)
+            reason = "" if red is None else cell(red[0])
         who = known.get(a_hash)
         if who is None:
             rec = actors(a_hash)
@@ -251,7 +258,8 @@ def csv_records(
             f'"{cell(t_type)}","{cell(t_id)}","{ip_text(ip)}","{ua}","{rid}",'
             f'"{changes}","{context_json}","{metadata}",'
             f'"{"true" if payload is None else "false"}",'
-            f'"{_leaf_cell(b64(leaf_hash, newline=False))}"\r\n'
+            f'"{_leaf_cell(b64(leaf_hash, newline=False))}",'
+            f'"{reason}"\r\n'
         )
 
 
@@ -263,11 +271,13 @@ def _leaf_cell(b64_hash: bytes) -> str:
 
 
 def ndjson_records(
-    rows: Iterable[EntryRow], actors: Callable[[str | None], ActorRecord | None]
+    rows: Iterable[EntryRow],
+    actors: Callable[[str | None], ActorRecord | None],
+    redactions: Callable[[EntryRow], tuple[str, int] | None] = lambda row: None,
 ) -> Iterator[str]:
     """One `entry_json` object per line."""
     for r in rows:
-        yield _encode_json(entry_json(r, actors(r.actor_hash))) + "\n"
+        yield _encode_json(entry_json(r, actors(r.actor_hash), redactions(r))) + "\n"
 
 
 # -- stage 3: encode --------------------------------------------------------------
@@ -354,9 +364,10 @@ def export(log: AuditLog, tenant_id: str, q: str | Query = "", fmt: str = "csv")
     selection = select(log, tenant_id, q)
     rows = selection.rows()
     actors = ActorLookup(log, tenant_id)
+    redactions = RedactionLookup(log, tenant_id)
     counter = _Counter()
     if fmt == "csv":
-        out = chunks(csv_records(rows, actors), counter, head=csv_record(CSV_COLUMNS))
+        out = chunks(csv_records(rows, actors, redactions), counter, head=csv_record(CSV_COLUMNS))
     else:
-        out = chunks(ndjson_records(rows, actors), counter)
+        out = chunks(ndjson_records(rows, actors, redactions), counter)
     return Export(selection, fmt, out, counter)

@@ -337,13 +337,28 @@ class ActorLookup:
         return rec
 
 
+class RedactionLookup:
+    """The (reason, redacted_at) of a redacted entry, for rendering it; read
+    only for rows whose payload is gone, so unredacted rows cost nothing."""
+
+    def __init__(self, log: AuditLog, tenant_id: str) -> None:
+        self._log = log
+        self._tenant_id = tenant_id
+
+    def __call__(self, row: EntryRow) -> tuple[str, int] | None:
+        if row.payload is not None:
+            return None
+        return self._log.redaction(self._tenant_id, row.seq)
+
+
 def page_json(log: AuditLog, page: SearchPage) -> dict[str, Any]:
     """The public JSON of a page: entries as `entry_json` (with the actor's
     directory fields) and the cursor of the next page."""
     actor = ActorLookup(log, page.tenant_id)
+    redaction = RedactionLookup(log, page.tenant_id)
     return {
         "query": page.query,
-        "events": [entry_json(r, actor(r.actor_hash)) for r in page.entries],
+        "events": [entry_json(r, actor(r.actor_hash), redaction(r)) for r in page.entries],
         "next_cursor": page.next_cursor,
     }
 

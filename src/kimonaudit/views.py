@@ -15,9 +15,16 @@ from kimonaudit.results import b64
 _SEVERITIES = tuple(Severity)
 
 
-def entry_json(row: EntryRow, actor: ActorRecord | None = None) -> dict[str, Any]:
+def entry_json(
+    row: EntryRow,
+    actor: ActorRecord | None = None,
+    redaction: tuple[str, int] | None = None,
+) -> dict[str, Any]:
     """The public shape of one entry. `actor` (from the directory) adds the
-    display fields; without it only the keyed hash and type are shown."""
+    display fields; without it only the keyed hash and type are shown.
+    `redaction` is the (reason, redacted_at) kept for a redacted entry
+    (`AuditLog.redaction`): every surface that shows an entry says it was
+    redacted and why, as the console's entry page does."""
     payload: dict[str, Any] = json.loads(row.payload) if row.payload is not None else {}
     actor_json: dict[str, Any] | None = None
     if row.actor_hash is not None:
@@ -46,8 +53,20 @@ def entry_json(row: EntryRow, actor: ActorRecord | None = None) -> dict[str, Any
         "changes": payload.get("changes") or [],
         "metadata": payload.get("metadata") or {},
         "redacted": row.payload is None,
+        "redaction": redaction_json(row, redaction),
         "leaf_hash": b64(row.leaf_hash),
     }
+
+
+def redaction_json(row: EntryRow, redaction: tuple[str, int] | None) -> dict[str, Any] | None:
+    """None for an entry that is not redacted; else its reason and when, each
+    null if not known (a redaction made before reasons were kept)."""
+    if row.payload is not None:
+        return None
+    if redaction is None:
+        return {"reason": None, "redacted_at": None}
+    reason, at = redaction
+    return {"reason": reason, "redacted_at": format_ts(at)}
 
 
 def receipt_json(r: Any) -> dict[str, Any]:

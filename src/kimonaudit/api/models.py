@@ -133,6 +133,14 @@ class TargetOut(BaseModel):
     id: str | None
 
 
+class RedactionOut(BaseModel):
+    """Why and when a redacted entry's payload was deleted; each null if the
+    redaction predates kept reasons."""
+
+    reason: str | None
+    redacted_at: str | None
+
+
 class EntryOut(BaseModel):
     id: str
     seq: int
@@ -150,6 +158,9 @@ class EntryOut(BaseModel):
     changes: list[dict[str, Any]]
     metadata: dict[str, Any]
     redacted: bool
+    redaction: RedactionOut | None = Field(
+        description="Null unless `redacted`: the reason given and when (docs/retention.md)."
+    )
     leaf_hash: str
 
 

@@ -146,7 +146,8 @@ def get_event(
     row = log.get_entry_by_id(tid, event_id)
     proof = log.prove_inclusion(tid, row.seq, tree_size)
     actor = log.resolve_actor(tid, row.actor_hash) if row.actor_hash else None
-    body = {"event": entry_json(row, actor), "inclusion": proof.to_json()}
+    redaction = log.redaction(tid, row.seq) if row.payload is None else None
+    body = {"event": entry_json(row, actor, redaction), "inclusion": proof.to_json()}
     # Reading an entry is itself recorded (PCI DSS 10.2.1.3), after the read.
     record_access(log, tid, "audit_log.viewed", principal.actor, "", 1, "api",
                   context=access_context(request),

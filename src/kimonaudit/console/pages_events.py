@@ -131,7 +131,8 @@ def _detail(request: Request, viewer: Viewer, seq: int, q: str, client: Client) 
     tid = viewer.tenant_id
     row = log.get_entry(tid, seq)
     record = log.resolve_actor(tid, row.actor_hash) if row.actor_hash else None
-    data = entry_json(row, record)
+    redaction = log.redaction(tid, seq) if row.payload is None else None
+    data = entry_json(row, record, redaction)
     mark = check_entry(log, tid, row)
     searching.record(
         log, viewer.user, client, "audit_log.viewed", q, 1, {"seq": seq, "event_id": row.event_id}
@@ -145,7 +146,7 @@ def _detail(request: Request, viewer: Viewer, seq: int, q: str, client: Client) 
         "leaf_json": leaf_of_row(row).decode("utf-8"),
         "payload_json": row.payload.decode("utf-8") if row.payload is not None else None,
         "mark": mark,
-        "redaction": log.redaction(tid, seq) if row.payload is None else None,
+        "redaction": redaction,
         "mark_issued": format_ts(mark.checkpoint_issued_at) if mark.checkpoint_issued_at else None,
         "q": q,
         "access": "1" if _access_arg(request) else None,
