@@ -8,6 +8,7 @@ and during the purge.
 
 from __future__ import annotations
 
+import os
 import statistics
 import tempfile
 import threading
@@ -82,6 +83,8 @@ def one(backend: str, n: int, pg_url: str) -> dict[str, Any]:
             log.checkpoint(tid)
         clock.now = end
         before: list[float] = []
+        # The machine may be shared: the load average goes with each figure.
+        load_before = os.getloadavg()
         stop = threading.Event()
         th = threading.Thread(target=_latencies, args=(log, tid, stop, before))
         th.start()
@@ -95,6 +98,7 @@ def one(backend: str, n: int, pg_url: str) -> dict[str, Any]:
         t1 = time.perf_counter()
         report = log.run_retention(tenant_id=tid)
         purge_s = time.perf_counter() - t1
+        load_during = os.getloadavg()
         stop.set()
         th.join()
         (t,) = report.tenants
@@ -114,10 +118,13 @@ def one(backend: str, n: int, pg_url: str) -> dict[str, Any]:
         "ingest_appends_before": len(before),
         "ingest_p50_ms_before": _pct(before, 0.5),
         "ingest_p99_ms_before": _pct(before, 0.99),
+        "load_average_before": [round(x, 2) for x in load_before],
         "ingest_appends_during": len(during),
         "ingest_p50_ms_during": _pct(during, 0.5),
         "ingest_p99_ms_during": _pct(during, 0.99),
         "ingest_mean_ms_during": round(statistics.fmean(during) * 1000, 2) if during else None,
+        "ingest_max_ms_during": round(max(during) * 1000, 2) if during else None,
+        "load_average_during": [round(x, 2) for x in load_during],
         "verify_after_ok": ok,
         "verify_seconds": round(verify_s, 1),
     }

@@ -343,6 +343,50 @@ def test_ingest_continues_during_a_purge(db_url, key_file, clock) -> None:
         assert log.verify(t.id).ok
 
 
+def test_sqlite_purge_writes_queue_with_appends(tmp_path, key_file, clock) -> None:
+    """On SQLite the purge's ledger deletes run on the writer thread, in their own
+    transaction, in arrival order with the appends: an append waiting for the lock
+    goes next. A failing one rolls back alone and says so, and appends go on."""
+    import sqlite3
+    import threading
+
+    from kimonaudit.errors import StoreError
+
+    with kimonaudit.open(f"sqlite:///{tmp_path / 'a.db'}", key_file=key_file, clock=clock) as log:
+        t = log.create_tenant("acme").id
+        log.append(t, [event(i) for i in range(5)])
+        writer = log.store._writer
+        order: list[str] = []
+        gate = threading.Event()
+
+        def slow(s: object) -> int:
+            gate.wait(10)
+            order.append("task")
+            return 7
+
+        done: list[int] = []
+        th = threading.Thread(target=lambda: done.append(writer.run(slow)))
+        th.start()
+        appender = threading.Thread(
+            target=lambda: order.append(f"append {log.append(t, [event(9)])[0].seq}")
+        )
+        appender.start()
+        gate.set()
+        th.join()
+        appender.join()
+        assert done == [7] and order == ["task", "append 5"]
+
+        def broken(s: object) -> None:
+            s.conn.execute("DELETE FROM tree_state")  # type: ignore[attr-defined]
+            raise sqlite3.OperationalError("disk I/O error")
+
+        with pytest.raises(StoreError, match="disk I/O error"):
+            writer.run(broken)
+        assert log.store.tree_state(t).size == 6  # rolled back
+        assert log.append(t, [event(10)])[0].seq == 6
+        assert log.verify(t).ok
+
+
 @pytest.mark.postgres
 def test_postgres_drops_whole_monthly_partitions(pg_url, key_file, clock) -> None:
     """When every row of an old month is expired, its partition is dropped rather than

@@ -4,15 +4,20 @@ reader connection and its small administrative writes."""
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
 from kimonaudit.errors import Conflict, NotFound
+from kimonaudit.store.writer import GroupCommitWriter
 
 
 class SQLiteRetentionStore:
     # Provided by SQLiteStore, which lists this class after itself.
+    index_file: str
+    _writer: GroupCommitWriter
+
     def _conn(self) -> sqlite3.Connection:
         raise NotImplementedError
 
@@ -209,35 +214,52 @@ class SQLiteRetentionStore:
             raise
 
     def delete_purged(self, tenant_id: str, upto: int, batch: int) -> int:
-        """Delete up to `batch` entries with seq < `upto` from the ledger and
-        the search projection, in one short transaction; returns how many
-        went. The projection first, while the rows still give the documents
-        its contentless full-text index needs to delete them."""
+        """Delete up to `batch` entries with seq < `upto` from the search
+        projection and the ledger; returns how many went.
+
+        Each in a short transaction of its own, so that appends never wait
+        for the slow part: the rows are read first (no lock), the projection
+        is cleaned on a connection to the index file alone (its
+        contentless full-text index is told each document, recomputed from
+        the row, so the ledger row must still exist then), and only the
+        ledger delete, a ranged delete by key, takes the ledger's write
+        lock, queued with the appends on the writer thread. A crash between
+        the two leaves rows that the next run takes out again: cleaning the
+        projection twice is harmless (documents not in it are skipped)."""
         from kimonaudit.store.sqlite_index import drop_rows, ledger_rows
 
         tno = self.tenant_no(tenant_id)  # type: ignore[attr-defined]
         lo, _ = self._span(tenant_id, 0, upto)  # type: ignore[attr-defined]
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
+        first = conn.execute(
+            "SELECT rid FROM ledger WHERE rid >= ? AND rid < ? ORDER BY rid LIMIT 1",
+            (lo, lo + upto),
+        ).fetchone()
+        if first is None:
+            return 0
+        start = first[0] - lo
+        rows = ledger_rows(conn, tno, start, min(upto, start + batch))
+        if not rows:
+            return 0
+        idx = sqlite3.connect(self.index_file, isolation_level=None, timeout=30)
         try:
-            first = conn.execute(
-                "SELECT rid FROM ledger WHERE rid >= ? AND rid < ? ORDER BY rid LIMIT 1",
-                (lo, lo + upto),
-            ).fetchone()
-            rows = []
-            if first is not None:
-                start = first[0] - lo
-                rows = ledger_rows(conn, tno, start, min(upto, start + batch))
-            if rows:
-                drop_rows(conn, tno, rows, schema="idx.")
-                conn.execute(
-                    "DELETE FROM ledger WHERE rid >= ? AND rid <= ?",
-                    (lo + rows[0].seq, lo + rows[-1].seq),
-                )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+            idx.execute("PRAGMA busy_timeout=30000")
+            idx.execute("PRAGMA synchronous=NORMAL")  # as the indexer: rebuilt from the ledger
+            idx.execute("BEGIN IMMEDIATE")
+            try:
+                drop_rows(idx, tno, rows, schema="")
+                idx.execute("COMMIT")
+            except BaseException:
+                idx.execute("ROLLBACK")
+                raise
+        finally:
+            idx.close()
+        first_rid, last_rid = lo + rows[0].seq, lo + rows[-1].seq
+        self._writer.run(
+            lambda s: s.conn.execute(
+                "DELETE FROM ledger WHERE rid >= ? AND rid <= ?", (first_rid, last_rid)
+            )
+        )
         return len(rows)
 
     def delete_purged_nodes(
@@ -246,7 +268,8 @@ class SQLiteRetentionStore:
         """Delete stored subtree hashes lying wholly inside [0, upto) except
         `keep` (the compact range and what old checkpoints' proofs need),
         `batch` at most per transaction. The rows are found by a read first,
-        so the write lock is held only for deletes by key."""
+        so the write lock (taken on the writer thread, queued with appends)
+        is held only for deletes by key."""
         kept = set(keep)
         conn = self._conn()
         gone = 0
@@ -267,16 +290,7 @@ class SQLiteRetentionStore:
                 after = idxs[-1]
                 doomed = [(tenant_id, level, i) for i in idxs if (level, i) not in kept]
                 if doomed:
-                    conn.execute("BEGIN IMMEDIATE")
-                    try:
-                        conn.executemany(
-                            "DELETE FROM tree_nodes WHERE tenant_id = ? AND level = ? AND idx = ?",
-                            doomed,
-                        )
-                        conn.execute("COMMIT")
-                    except BaseException:
-                        conn.execute("ROLLBACK")
-                        raise
+                    self._writer.run(functools.partial(_delete_nodes, doomed))
                     gone += len(doomed)
         self._write("DELETE FROM redactions WHERE tenant_id = ? AND seq < ?", (tenant_id, upto))
         return gone
@@ -284,14 +298,23 @@ class SQLiteRetentionStore:
     def reclaim_space(self, max_pages: int) -> int:
         """Hand up to `max_pages` free pages back to the file system (files
         created with auto_vacuum=INCREMENTAL, as this store makes them;
-        otherwise freed pages are reused by new entries). Returns how many."""
+        otherwise freed pages are reused by new entries). Returns how many.
+        On the writer thread, queued with appends: moving pages holds the
+        write lock, so callers take small steps."""
         conn = self._conn()
         if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
             return 0
-        before = conn.execute("PRAGMA freelist_count").fetchone()[0]
-        # executescript steps the pragma to completion (execute stops after one page).
-        conn.executescript(f"PRAGMA incremental_vacuum({int(max_pages)});")
-        return int(before - conn.execute("PRAGMA freelist_count").fetchone()[0])
+
+        def step(s: Any) -> int:
+            c = s.conn
+            before = c.execute("PRAGMA freelist_count").fetchone()[0]
+            # executescript steps the pragma to completion (execute stops
+            # after one page); it commits by itself, hence no transaction.
+            c.executescript(f"PRAGMA incremental_vacuum({int(max_pages)});")
+            return int(before - c.execute("PRAGMA freelist_count").fetchone()[0])
+
+        n: int = self._writer.run(step, transaction=False)
+        return n
 
     def retention_stats(self, tenant_id: str) -> tuple[int | None, int, int]:
         """(recorded_at of the oldest retained entry or None, entries, bytes)
@@ -309,6 +332,12 @@ class SQLiteRetentionStore:
             (lo, hi),
         ).fetchone()
         return (None if first is None else int(first[0])), int(n), int(size)
+
+
+def _delete_nodes(keys: list[tuple[str, int, int]], session: Any) -> None:
+    session.conn.executemany(
+        "DELETE FROM tree_nodes WHERE tenant_id = ? AND level = ? AND idx = ?", keys
+    )
 
 
 def split_hashes(blob: bytes) -> tuple[bytes, ...]:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from kimonaudit.core.records import AppendPlan, EntryRow, TreeState
 from kimonaudit.errors import AuditLogError, StoreError
@@ -47,7 +47,18 @@ class _Request:
     future: Future[AppendPlan] = field(default_factory=Future)
 
 
+@dataclass
+class _Task:
+    """Other work on the write connection (the retention purge's deletes),
+    in a transaction of its own between two groups of appends."""
+
+    fn: Callable[[Any], Any]
+    transaction: bool = True
+    future: Future[Any] = field(default_factory=Future)
+
+
 _STOP = object()
+T = TypeVar("T")
 
 
 class GroupCommitWriter:
@@ -70,6 +81,21 @@ class GroupCommitWriter:
         self._queue.put(req)
         return req.future.result()
 
+    def run(self, fn: Callable[[Any], T], *, transaction: bool = True) -> T:
+        """Run `fn(session)` on the writer thread, inside a transaction of its
+        own (unless `transaction` is false: `fn` then commits its own work),
+        queued with the appends: an append that arrives meanwhile
+        waits for this one transaction and goes next, instead of polling
+        for the database's write lock (SQLite's busy handler backs off up
+        to 100 ms at a time, so a steady stream of short transactions from
+        another connection can keep it waiting far longer than any one)."""
+        if self._closed:
+            raise StoreError("the store is closed")
+        task = _Task(fn, transaction)
+        self._queue.put(task)
+        result: T = task.future.result()
+        return result
+
     def close(self) -> None:
         if self._closed:
             return
@@ -84,9 +110,13 @@ class GroupCommitWriter:
             item = self._queue.get()
             if item is _STOP:
                 return
+            if isinstance(item, _Task):
+                self._run_task(item)
+                continue
             group = [item]
             events = len(item.event_ids)  # type: ignore[attr-defined]
             stop = False
+            task: _Task | None = None
             while events < MAX_GROUP_EVENTS:
                 try:
                     nxt = self._queue.get_nowait()
@@ -95,11 +125,35 @@ class GroupCommitWriter:
                 if nxt is _STOP:
                     stop = True
                     break
+                if isinstance(nxt, _Task):  # in arrival order: after this group
+                    task = nxt
+                    break
                 group.append(nxt)
                 events += len(nxt.event_ids)  # type: ignore[attr-defined]
             self._commit_group(group)  # type: ignore[arg-type]
+            if task is not None:
+                self._run_task(task)
             if stop:
                 return
+
+    def _run_task(self, task: _Task) -> None:
+        s = self._session
+        try:
+            if task.transaction:
+                s.begin()
+            result = task.fn(s)
+            if task.transaction:
+                s.commit()
+        except Exception as exc:
+            try:
+                s.rollback()
+            except Exception:
+                log.debug("rollback failed", exc_info=True)
+            if not isinstance(exc, AuditLogError):
+                exc = StoreError(f"write failed: {exc.__class__.__name__}: {exc}")
+            task.future.set_exception(exc)
+            return
+        task.future.set_result(result)
 
     def _commit_group(self, group: list[_Request]) -> None:
         try:
