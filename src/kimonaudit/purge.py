@@ -175,7 +175,7 @@ def purge_tenant(
     signed = sorted({c.size for c in audit.store.list_checkpoints(tenant_id)})
     if upto > cur:
         reader = TreeReader(audit.store, tenant_id)
-        got = _kept_hashes(reader, tenant_id, upto, [m for m in signed if m < upto])
+        got = _kept_hashes(reader, tenant_id, upto, cur, [m for m in signed if m < upto])
         nodes = [(lvl, idx, h) for (lvl, idx), h in sorted(got.items())]
         proofs = []
         sizes = sorted({m for m in signed if cur < m < upto} | ({cur} if cur else set()))
@@ -214,7 +214,7 @@ def purge_tenant(
         cur, upto = 0, purged_now
     if upto > cur:
         keep = kept_nodes(upto, [m for m in signed if m < upto])
-        store.delete_purged_nodes(tenant_id, upto, keep, batch)
+        store.delete_purged_nodes(tenant_id, upto, keep, batch, since=cur)
         audit.append(
             tenant_id,
             [
@@ -242,23 +242,24 @@ def purge_tenant(
 
 
 def _kept_hashes(
-    reader: TreeReader, tenant_id: str, upto: int, sizes: list[int]
+    reader: TreeReader, tenant_id: str, upto: int, since: int, sizes: list[int]
 ) -> dict[tuple[int, int], bytes]:
-    """The hashes a purge up to `upto` keeps (kimonaudit.core.purged.kept_nodes):
-    the compact range of the prefix, and for each checkpoint size below it
-    the nodes its consistency proofs need. Those of a checkpoint below an
-    earlier purge point come from what that purge kept; if they cannot be
-    read (damaged, or kept by a version that did not keep them), that
-    checkpoint is left out rather than the purge stopped: `verify` reports
-    it, and it is still checked through the kept proof chain."""
+    """The hashes a purge up to `upto` adds to what the purge up to `since`
+    kept (kimonaudit.core.purged.kept_nodes): the compact range of the
+    prefix, and for each checkpoint size below it the nodes its consistency
+    proofs need. Some are folded from nodes that earlier purge kept; if
+    those cannot be read (damaged, or purged by a version that did not keep
+    them), that checkpoint is left out rather than the purge stopped:
+    `verify` reports it, and it is still checked through the kept proofs."""
     try:
-        return reader.node_hashes(kept_nodes(upto, sizes))
+        return reader.node_hashes(kept_nodes(upto, sizes, since))
     except StoreError:
         pass
-    got = reader.node_hashes(prefix_nodes(upto))  # without these nothing is provable: raise
+    # Without the compact range nothing is provable: let that raise.
+    got = reader.node_hashes(kept_nodes(upto, [], since))
     for m in sizes:
         try:
-            got.update(reader.node_hashes(checkpoint_nodes(m, upto)))
+            got.update(reader.node_hashes(kept_nodes(upto, [m], since)))
         except StoreError as exc:
             log.warning(
                 "tenant %s: checkpoint %d predates purge point %d and its kept hashes cannot "

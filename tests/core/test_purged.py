@@ -34,6 +34,7 @@ from kimonaudit.core.purged import (
     roots_before,
     straddles,
     unreachable,
+    within,
 )
 from kimonaudit.errors import InvalidProof
 from tests.core.test_merkle import NaiveTree  # the word-for-word RFC 6962 reference
@@ -229,8 +230,11 @@ def test_later_purges_keep_what_earlier_checkpoints_need(data):
     prev = 0
     for cut in cuts:
         below = [s for s in sizes if s < cut]
-        nxt = {}
-        for k in kept_nodes(cut, below):
+        # What this purge keeps inside the last prefix, the last purge kept already.
+        assert {k for k in kept_nodes(cut, below) if within(k, prev)} <= set(kept)
+        nxt = {k: kept[k] for k in kept_nodes(cut, below) if within(k, prev)}
+        for k in kept_nodes(cut, below, since=prev):
+            assert not within(k, prev)
             # Computed as the purge does: from what the last purge kept (inside
             # [0, prev)) and the nodes after prev.
             (h,) = served_from(lh, prev, kept, [(k[1] << k[0], (k[1] + 1) << k[0])])

@@ -120,13 +120,22 @@ def checkpoint_nodes(size: int, purged: int) -> list[Key]:
         level += 1
 
 
-def kept_nodes(purged: int, checkpoint_sizes: Iterable[int]) -> list[Key]:
+def kept_nodes(purged: int, checkpoint_sizes: Iterable[int], since: int = 0) -> list[Key]:
     """Everything a purge up to `purged` keeps, sorted: the prefix's compact
-    range and `checkpoint_nodes` of every checkpoint size below it."""
+    range and `checkpoint_nodes` of every checkpoint size below it; without
+    those lying wholly inside [0, since), an earlier purge point. That purge
+    kept them already: a node kept for `purged` that lies inside [0, since)
+    is a compact-range node of `since` or kept for a checkpoint below it
+    (property-tested), so a later purge reads and writes only the rest."""
     keys = set(prefix_nodes(purged))
     for size in checkpoint_sizes:
         keys.update(checkpoint_nodes(size, purged))
-    return sorted(keys)
+    return sorted(k for k in keys if not within(k, since))
+
+
+def within(key: Key, end: int) -> bool:
+    """Whether perfect node `key` lies wholly inside [0, end)."""
+    return _span(key)[1] <= end
 
 
 def proof_within(

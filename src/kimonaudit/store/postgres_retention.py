@@ -265,15 +265,24 @@ class PostgresRetentionStore:
         return int(n)
 
     def delete_purged_nodes(
-        self, tenant_id: str, upto: int, keep: Sequence[tuple[int, int]], batch: int
+        self,
+        tenant_id: str,
+        upto: int,
+        keep: Sequence[tuple[int, int]],
+        batch: int,
+        since: int = 0,
     ) -> int:
-        """As SQLite's: every stored node wholly inside [0, upto) but `keep`,
+        """As SQLite's: every stored node wholly inside [0, upto) except
+        `keep`, scanning only past what the purge up to `since` left,
         found by a read, deleted by key `batch` at most per transaction."""
         kept = set(keep)
         gone = 0
         for level in range(upto.bit_length() + 1):
             end = upto >> level
-            after = -1
+            # Nodes wholly inside [0, since) were pruned by the purge up to
+            # there, except what it kept: of that, only its compact range
+            # (node (since >> level) - 1 of a level) may no longer be needed.
+            after = (since >> level) - 2
             while True:
                 with self._read("listing purged tree nodes") as conn:
                     idxs = [

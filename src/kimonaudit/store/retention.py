@@ -58,7 +58,12 @@ class PurgeStore(Protocol):
     ) -> None: ...
     def delete_purged(self, tenant_id: str, upto: int, batch: int) -> int: ...
     def delete_purged_nodes(
-        self, tenant_id: str, upto: int, keep: Sequence[tuple[int, int]], batch: int
+        self,
+        tenant_id: str,
+        upto: int,
+        keep: Sequence[tuple[int, int]],
+        batch: int,
+        since: int = 0,
     ) -> int: ...
     def retention_stats(self, tenant_id: str) -> tuple[int | None, int, int]: ...
 

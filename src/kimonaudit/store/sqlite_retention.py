@@ -263,11 +263,18 @@ class SQLiteRetentionStore:
         return len(rows)
 
     def delete_purged_nodes(
-        self, tenant_id: str, upto: int, keep: Sequence[tuple[int, int]], batch: int
+        self,
+        tenant_id: str,
+        upto: int,
+        keep: Sequence[tuple[int, int]],
+        batch: int,
+        since: int = 0,
     ) -> int:
         """Delete stored subtree hashes lying wholly inside [0, upto) except
         `keep` (the compact range and what old checkpoints' proofs need),
-        `batch` at most per transaction. The rows are found by a read first,
+        `batch` at most per transaction, scanning only past what the purge
+        up to `since` (the earlier purge point) left: the rest of [0, since)
+        was pruned then. The rows are found by a read first,
         so the write lock (taken on the writer thread, queued with appends)
         is held only for deletes by key."""
         kept = set(keep)
@@ -275,7 +282,10 @@ class SQLiteRetentionStore:
         gone = 0
         for level in range(upto.bit_length() + 1):
             end = upto >> level  # nodes [0, end) of this level lie inside the prefix
-            after = -1
+            # Nodes wholly inside [0, since) were pruned by the purge up to
+            # there, except what it kept: of that, only its compact range
+            # (node (since >> level) - 1 of a level) may no longer be needed.
+            after = (since >> level) - 2
             while True:
                 idxs = [
                     int(i)
