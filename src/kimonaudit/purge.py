@@ -57,6 +57,9 @@ log = logging.getLogger("kimonaudit.retention")
 
 PURGE_ACTOR: Mapping[str, str] = {"id": "kimonaudit-retention", "type": "system"}
 BATCH = 1_000  # rows per delete transaction: short enough that appends barely wait
+# Free pages handed back per step on SQLite: moving 1,000 took about 50 ms
+# of the write lock (measured), 256 about a quarter of that.
+RECLAIM_PAGES = 256
 
 
 def months_before(now_us: int, months: int) -> int:
@@ -206,7 +209,7 @@ def purge_tenant(
             break
     reclaim = getattr(audit.store, "reclaim_space", None)
     if callable(reclaim) and deleted:
-        while reclaim(1_000) >= 1_000:  # SQLite: give pages back in small steps
+        while reclaim(RECLAIM_PAGES) >= RECLAIM_PAGES:  # SQLite: in small steps
             pass
     if upto <= cur and purged_now and recorded_purge(audit.store, tenant_id, purged_now) is False:
         # An earlier run moved the purge point and stopped before recording
