@@ -55,15 +55,31 @@ def uuid7_batch(n: int) -> list[str]:
         _last_ms = ms + (total - 1) // 0x1000
         _seq = (total - 1) % 0x1000
     rand = os.urandom(8 * n)
+    # The text is assembled from pieces rather than formatted from one
+    # 128-bit integer (a third of the cost; an append of 1,000 events
+    # makes 1,000 ids): the time is the same for every id of one
+    # millisecond, the counter is three hex digits, and the last 16 are
+    # the random bytes' hex with the variant bits (10) in the top two.
+    hexed = rand.hex()
+    starts: dict[int, str] = {}
     out = []
     for i in range(n):
         c = start + i
-        t = ms + c // 0x1000
-        rand_b = int.from_bytes(rand[8 * i : 8 * i + 8], "big") & ((1 << 62) - 1)
-        value = (t << 80) | (0x7 << 76) | ((c % 0x1000) << 64) | (0b10 << 62) | rand_b
-        h = f"{value:032x}"
-        out.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+        t = ms + (c >> 12)
+        head = starts.get(t)
+        if head is None:
+            h = f"{t:012x}"
+            head = starts[t] = f"{h[:8]}-{h[8:]}-7"
+        j = 16 * i
+        out.append(
+            f"{head}{c & 0xFFF:03x}-{_VARIANT[rand[8 * i] >> 4 & 3]}"
+            f"{hexed[j + 1 : j + 4]}-{hexed[j + 4 : j + 16]}"
+        )
     return out
+
+
+# The first hex digit after the variant bits 10: 0b10xx.
+_VARIANT = "89ab"
 
 
 def tenant_id() -> str:

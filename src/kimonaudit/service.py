@@ -4,9 +4,11 @@ formats nothing for humans."""
 
 from __future__ import annotations
 
+import binascii
 import functools
 import hashlib
 import hmac
+import json
 import logging
 import os
 import threading
@@ -17,10 +19,16 @@ from typing import Any
 from kimonaudit import apikeys, ids, retention
 from kimonaudit.apikeys import ApiKeyRecord
 from kimonaudit.bundle import BundleInfo
-from kimonaudit.core.events import Event, validate_batch
+from kimonaudit.core.events import Actor, Event, validate_batch
 from kimonaudit.core.ipaddr import ip_to_bytes
-from kimonaudit.core.leaf import PAYLOAD_COMMITMENT_PREFIX, payload_bytes
-from kimonaudit.core.ledger import leaf_of_row, plan_append
+from kimonaudit.core.leaf import (
+    PAYLOAD_COMMITMENT_PREFIX,
+    leaf_after_id,
+    leaf_head_start,
+    leaf_tail,
+    payload_bytes,
+)
+from kimonaudit.core.ledger import LeafParts, leaf_of_row, plan_append
 from kimonaudit.core.merkle import verify_consistency, verify_inclusion
 from kimonaudit.core.note import Checkpoint, open_checkpoint, sign_checkpoint
 from kimonaudit.core.pseudonym import tenant_actor_key
@@ -66,6 +74,11 @@ from kimonaudit.treeread import TreeReader
 from kimonaudit.verifier import Progress, verify_tenant
 
 Clock = Callable[[], datetime]
+# One actor of a batch being prepared: hash, type, and the leaf starts
+# (kimonaudit.core.leaf.leaf_head_start) by action, with their category.
+_BatchActor = tuple[str | None, str | None, dict[str, tuple[str, bytes]]]
+# RFC 8785 string escaping, as kimonaudit.core.leaf uses it.
+_json_string: Callable[[str], str] = json.encoder.encode_basestring
 
 MAX_BATCH = 1_000
 # Who created or revoked an API key when no key did it (the CLI).
@@ -169,11 +182,11 @@ class AuditLog:
     def append_validated(self, tenant_id: str, events: Sequence[Event]) -> list[Receipt]:
         if not events:
             return []
-        prepared, actors = self._prepare(tenant_id, events)
+        prepared, parts, actors = self._prepare(tenant_id, events)
         now_us = self.now_us
 
         def build(state: TreeState, existing: Mapping[str, EntryRow]) -> AppendPlan:
-            plan = plan_append(state, prepared, existing, now_us())
+            plan = plan_append(state, prepared, existing, now_us(), parts)
             plan.actors = actors
             return plan
 
@@ -186,66 +199,139 @@ class AuditLog:
 
     def _prepare(
         self, tenant_id: str, events: Sequence[Event]
-    ) -> tuple[list[Prepared], list[ActorRow]]:
+    ) -> tuple[list[Prepared], LeafParts, list[ActorRow]]:
         """Everything that needs no lock, done on the caller's thread so it
-        overlaps with the writer committing someone else's batch."""
-        cache = self._directory_cache
+        overlaps with the writer committing someone else's batch: payload
+        commitments, actor hashes, and each leaf but its seq and time."""
         hashes = self.actor_hashes.for_tenant(tenant_id)
         prepared: list[Prepared] = []
+        heads: list[bytes] = []
+        tails: list[bytes] = []
         actors: dict[str, ActorRow] = {}
         # One random read per batch rather than one per event.
         salts = os.urandom(32 * len(events))
         new_ids = ids.uuid7_batch(sum(1 for ev in events if ev.id is None))
         next_id = iter(new_ids).__next__
-        # (id, type, name, email) -> hash, for actors already handled in
-        # this batch: a helpdesk batch repeats a few actors many times.
-        known: dict[tuple[str, str, str | None, str | None], str] = {}
+        # Per-batch caches. A helpdesk batch repeats a few actors, actions
+        # and targets many times, and validation hands out one shared Actor
+        # or Target object per distinct value, so lookups go by the object's
+        # identity (the events keep every object alive meanwhile): per actor
+        # its hash, type and the leaf starts by action; per target the leaf
+        # tails by severity.
+        by_actor: dict[int, _BatchActor] = {}
+        by_target: dict[int, dict[int, bytes]] = {}
+        by_value: dict[tuple[str, str, str | None, str | None], str] = {}
+        afters: dict[str, bytes] = {}
+        ips: dict[str, bytes] = {}
         sha256 = hashlib.sha256
+        hexlify = binascii.hexlify
+        escape = _json_string
         prefix = PAYLOAD_COMMITMENT_PREFIX
-        append = prepared.append
+        make = tuple.__new__
         for n, ev in enumerate(events):
             payload = ev._payload
             if payload is None:
                 payload = payload_bytes(ev)
             salt = salts[32 * n : 32 * n + 32]
             a = ev.actor
-            if a is not None:
-                a_type = a.type
-                key = (a.id, a_type, a.name, a.email)
-                a_hash = known.get(key)
-                if a_hash is None:
-                    a_hash = hashes.get(a.id) or self.actor_hashes.resolve(tenant_id, a.id)
-                    known[key] = a_hash
-                    row = ActorRow(a_hash, a.id, a_type, a.name, a.email)
-                    if cache.get((tenant_id, a_hash)) != row:
-                        actors[a_hash] = row
-            else:
-                a_hash = a_type = None
-            t = ev.target
-            ip = ev.context.get("ip")
+            per_actor = by_actor.get(id(a))
+            if per_actor is None:
+                per_actor = by_actor[id(a)] = self._batch_actor(
+                    tenant_id, a, hashes, by_value, actors
+                )
+            a_hash, a_type, starts = per_actor
+            action = ev.action
             info = ev.info
-            append(
-                Prepared(
-                    ev.id or next_id(),
-                    ev.action,
-                    info.category,
-                    int(ev.severity),
-                    info.security,
-                    a_hash,
-                    a_type,
-                    None if t is None else t.type,
-                    None if t is None else t.id,
-                    ev.outcome,
-                    ev.occurred_at,
-                    _ip_bytes(ip) if isinstance(ip, str) else None,
-                    payload,
-                    salt,
-                    # payload_commitment(salt, payload), inline: the salt is
-                    # 32 bytes by construction.
-                    sha256(prefix + salt + payload).digest(),
+            category = info.category
+            start = starts.get(action)
+            if start is None or start[0] != category:
+                start = starts[action] = (
+                    category,
+                    leaf_head_start(action, a_hash, a_type, category),
+                )
+            t = ev.target
+            severity = int(ev.severity)
+            per_target = by_target.get(id(t))
+            if per_target is None:
+                per_target = by_target[id(t)] = {}
+            tail = per_target.get(severity)
+            if tail is None:
+                tail = per_target[severity] = leaf_tail(
+                    severity, None if t is None else t.id, None if t is None else t.type, tenant_id
+                )
+            ip = ev.context.get("ip")
+            if isinstance(ip, str):
+                ip_b = ips.get(ip)
+                if ip_b is None:
+                    ip_b = ips[ip] = _ip_bytes(ip)
+            else:
+                ip_b = None
+            outcome = ev.outcome
+            after = afters.get(outcome)
+            if after is None:
+                after = afters[outcome] = leaf_after_id(outcome)
+            # payload_commitment(salt, payload), inline: the salt is 32
+            # bytes by construction.
+            commitment = sha256(b"%b%b%b" % (prefix, salt, payload)).digest()
+            event_id = ev.id or next_id()
+            # leaf_head(...), inline.
+            heads.append(
+                b'%b%b%b%b","recorded_at":"'
+                % (
+                    start[1],
+                    escape(event_id).encode("utf-8", "surrogatepass"),
+                    after,
+                    hexlify(commitment),
                 )
             )
-        return prepared, list(actors.values())
+            tails.append(tail)
+            prepared.append(
+                # Prepared(...) without its Python-level __new__: this runs
+                # once per event.
+                make(
+                    Prepared,
+                    (
+                        event_id,
+                        action,
+                        category,
+                        severity,
+                        info.security,
+                        a_hash,
+                        a_type,
+                        None if t is None else t.type,
+                        None if t is None else t.id,
+                        outcome,
+                        ev.occurred_at,
+                        ip_b,
+                        payload,
+                        salt,
+                        commitment,
+                    ),
+                )
+            )
+        return prepared, LeafParts(heads, tails), list(actors.values())
+
+    def _batch_actor(
+        self,
+        tenant_id: str,
+        a: Actor | None,
+        hashes: Mapping[str, str],
+        by_value: dict[tuple[str, str, str | None, str | None], str],
+        actors: dict[str, ActorRow],
+    ) -> _BatchActor:
+        """(hash, type, leaf starts by action) of one actor object of a
+        batch; `actors` collects the directory rows that changed."""
+        if a is None:
+            return None, None, {}
+        key = (a.id, a.type, a.name, a.email)
+        a_hash = by_value.get(key)
+        if a_hash is None:
+            a_hash = hashes.get(a.id) or self.actor_hashes.resolve(tenant_id, a.id)
+            by_value[key] = a_hash
+            row = ActorRow(a_hash, a.id, a.type, a.name, a.email)
+            if self._directory_cache.get((tenant_id, a_hash)) != row:
+                actors[a_hash] = row
+        return a_hash, a.type, {}
 
     def _remember_actors(self, tenant_id: str, actors: Iterable[ActorRow]) -> None:
         with self._cache_lock:

@@ -113,7 +113,12 @@ class _Types:
         member = levels[FAST_DEPTH - 1]
         value = levels[FAST_DEPTH]
         opt = UNSET
-        kw: dict[str, Any] = {"forbid_unknown_fields": True}
+        # gc=False: the decoded structs are not tracked by the cycle
+        # collector (they hold fresh containers of plain values and nothing
+        # refers back to them, so they cannot be in a cycle). An append of
+        # 1,000 events then allocates thousands fewer tracked objects, which
+        # makes collections rarer and shorter.
+        kw: dict[str, Any] = {"forbid_unknown_fields": True, "gc": False}
         actor = msgspec.defstruct(
             "ActorIn",
             [

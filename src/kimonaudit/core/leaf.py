@@ -247,3 +247,70 @@ def leaf_fields(
 
 
 _SEVERITY_LABELS = tuple(s.label for s in Severity)
+
+
+# --- the leaf in three parts ----------------------------------------------------
+# An append knows every field of a leaf but seq and recorded_at before it
+# takes the tenant's lock. `leaf_head` and `leaf_tail` are computed then, on
+# the caller's thread; under the lock the leaf hash input is
+#     head + leaf_middle(recorded_at)[security] + b"%d" % seq + tail,
+# one bytes format per entry (`leaf_hash_input`). head starts with the
+# RFC 6962 leaf prefix 0x00, so the result is hashed as it is. A property
+# test pins LEAF_PREFIX + leaf_fields(...) == leaf_hash_input(...).
+
+_HEAD_OPEN = '\x00{"_v":' + str(LEAF_VERSION) + ',"action":'
+
+
+def leaf_head_start(
+    action: str, actor_hash: str | None, actor_type: str | None, category: str
+) -> bytes:
+    """The head up to and including ``"id":`` (fields shared by many
+    entries of a batch: callers cache it)."""
+    return (
+        f'{_HEAD_OPEN}{_s(action)},"actor_hash":{_s(actor_hash)},"actor_type":{_s(actor_type)},'
+        f'"category":{_s(category)},"id":'
+    ).encode("utf-8", "surrogatepass")
+
+
+def leaf_after_id(outcome: str) -> bytes:
+    """The head from the end of the id to the start of the commitment's hex."""
+    return f',"outcome":{_s(outcome)},"payload_commitment":"'.encode("utf-8", "surrogatepass")
+
+
+def leaf_head(start: bytes, event_id: str | None, outcome: str, commitment: bytes) -> bytes:
+    """The leaf hash input up to the recorded_at value: `start`
+    (`leaf_head_start`), the id, outcome and payload commitment."""
+    eid = b"null" if event_id is None else _escape(event_id).encode("utf-8", "surrogatepass")
+    return b'%b%b%b%b","recorded_at":"' % (
+        start,
+        eid,
+        leaf_after_id(outcome),
+        commitment.hex().encode("ascii"),
+    )
+
+
+def leaf_tail(
+    severity: int, target_id: str | None, target_type: str | None, tenant_id: str
+) -> bytes:
+    """The leaf after the seq value (shared by all entries of a batch with
+    the same severity and target: callers cache it)."""
+    return (
+        f',"severity":"{_SEVERITY_LABELS[severity]}","target_id":{_s(target_id)},'
+        f'"target_type":{_s(target_type)},"tenant":{_s(tenant_id)}}}'
+    ).encode("utf-8", "surrogatepass")
+
+
+def leaf_middle(recorded_at_us: int) -> tuple[bytes, bytes]:
+    """The part between head and seq, for security false and true."""
+    ts = format_ts(recorded_at_us)
+    return (
+        f'{ts}","security":false,"seq":'.encode("ascii"),
+        f'{ts}","security":true,"seq":'.encode("ascii"),
+    )
+
+
+def leaf_hash_input(
+    head: bytes, middle: tuple[bytes, bytes], security: bool, seq: int, tail: bytes
+) -> bytes:
+    """LEAF_PREFIX + the leaf bytes, from its parts."""
+    return b"%b%b%d%b" % (head, middle[1 if security else 0], seq, tail)

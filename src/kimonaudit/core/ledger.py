@@ -10,9 +10,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
-from kimonaudit.core.leaf import leaf_from_template, leaf_template
-from kimonaudit.core.merkle import LEAF_PREFIX, STORED_LEVEL_STRIDE
+from kimonaudit.core.leaf import (
+    leaf_from_template,
+    leaf_head,
+    leaf_head_start,
+    leaf_middle,
+    leaf_tail,
+    leaf_template,
+)
 from kimonaudit.core.records import AppendPlan, EntryRow, Prepared, Receipt, TreeState
 from kimonaudit.errors import Conflict
 
@@ -44,7 +51,31 @@ def leaf_of_row(row: EntryRow) -> bytes:
     return leaf_of(row.tenant_id, row.seq, row.recorded_at, row)
 
 
-def same_content(p: Prepared, row: EntryRow) -> bool:
+class LeafParts(NamedTuple):
+    """Per event, the leaf hash input around recorded_at, security and seq
+    (kimonaudit.core.leaf): everything of a leaf that needs no lock."""
+
+    heads: list[bytes]
+    tails: list[bytes]
+
+
+def leaf_parts(tenant_id: str, events: Sequence[Prepared]) -> LeafParts:
+    """The LeafParts of `events` (the service computes them as it prepares
+    a batch, with caches; this is the plain version)."""
+    heads = [
+        leaf_head(
+            leaf_head_start(p.action, p.actor_hash, p.actor_type, p.category),
+            p.event_id,
+            p.outcome,
+            p.payload_commitment,
+        )
+        for p in events
+    ]
+    tails = [leaf_tail(p.severity, p.target_id, p.target_type, tenant_id) for p in events]
+    return LeafParts(heads, tails)
+
+
+def same_content(p: Prepared, row: EntryRow | Prepared) -> bool:
     """Whether a retried event says what the stored entry with its id says.
 
     The salt, seq and time are the server's, so they are not compared; a
@@ -68,6 +99,7 @@ def plan_append(
     events: Sequence[Prepared],
     existing: Mapping[str, EntryRow],
     now_us: int,
+    parts: LeafParts | None = None,
 ) -> AppendPlan:
     """Plan the append of `events` after `state`.
 
@@ -75,48 +107,47 @@ def plan_append(
     the same content they get their original receipt and append nothing;
     with other content the whole batch is refused (Conflict), since
     swallowing it would let anyone who can guess an id suppress an event.
+    An id repeated inside the batch is a retry of its first occurrence.
     Every new entry of one batch shares one `recorded_at`, which never goes
     below the tenant's previous one, so the log stays ordered even if the
-    clock steps back.
+    clock steps back. `parts` are the events' LeafParts, if already known.
     """
     tree = state.tree.copy()
     tenant_id = state.tenant_id
     recorded_at = max(now_us, state.last_recorded_at)
-    rows: list[EntryRow] = []
-    nodes: list[tuple[int, int, bytes]] = []
-    receipts: list[Receipt] = []
-    seen = dict(existing)  # grows: an id repeated inside the batch is a retry too
-    tmpl = leaf_template(tenant_id, recorded_at)
-    make_row = EntryRow._make
-    for n, p in enumerate(events):
-        earlier = seen.get(p.event_id)
-        if earlier is not None:
-            if not same_content(p, earlier):
-                raise Conflict(
-                    f"event id {p.event_id!r} was already used for an event with other "
-                    "content; a retry must repeat the event unchanged, a new event needs "
-                    "a new id",
-                    field=f"events[{n}].id",
-                )
-            receipts.append(
-                Receipt(earlier.event_id, earlier.seq, earlier.recorded_at, earlier.leaf_hash)
-            )
-            continue
-        seq = tree.size
-        lh = _sha256(
-            LEAF_PREFIX
-            + leaf_from_template(
-                tmpl, seq, p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[14]
-            )
-        ).digest()
-        for node in tree.append(lh):
-            if node[0] % STORED_LEVEL_STRIDE == 0:
-                nodes.append(node)
-        # Prepared is (event_id, header..., payload_commitment); EntryRow puts
-        # tenant and seq first and recorded_at after the id, leaf hash last.
-        rows.append(make_row((tenant_id, seq, p[0], recorded_at, *p[1:], lh)))
-        seen[p.event_id] = rows[-1]
-        receipts.append(Receipt(p.event_id, seq, recorded_at, lh))
+    heads, tails = parts if parts is not None else leaf_parts(tenant_id, events)
+    if existing or len({p[0] for p in events}) != len(events):
+        fresh, retried = _retries(events, existing)
+        new: Sequence[Prepared] = [events[n] for n in fresh]
+        heads = [heads[n] for n in fresh]
+        tails = [tails[n] for n in fresh]
+    else:
+        # The common case (server-made ids, or client ids seen for the
+        # first time): every event is a new entry, in order.
+        new, retried = events, []
+    seq0 = tree.size
+    middle = leaf_middle(recorded_at)
+    sha256 = _sha256
+    # Prepared[4] is `security`; Prepared[0] the event id. Indexing instead
+    # of attribute access: this loop runs once per entry under the lock.
+    leaves = [
+        sha256(b"%b%b%d%b" % (head, middle[1 if p[4] else 0], seq, tail)).digest()
+        for p, head, tail, seq in zip(new, heads, tails, range(seq0, seq0 + len(new)), strict=True)
+    ]
+    nodes = tree.extend(leaves)
+    new_row = tuple.__new__
+    # Prepared is (event_id, header..., payload_commitment); EntryRow puts
+    # tenant and seq first and recorded_at after the id, leaf hash last.
+    rows: list[EntryRow] = [
+        new_row(EntryRow, (tenant_id, seq, p[0], recorded_at, *p[1:], lh))
+        for p, lh, seq in zip(new, leaves, range(seq0, seq0 + len(new)), strict=True)
+    ]
+    receipts: list[Receipt] = [
+        new_row(Receipt, (p[0], seq, recorded_at, lh))
+        for p, lh, seq in zip(new, leaves, range(seq0, seq0 + len(new)), strict=True)
+    ]
+    if retried:
+        receipts = _with_retries(receipts, retried, len(events))
     new_state = TreeState(
         tenant_id,
         tree,
@@ -124,3 +155,51 @@ def plan_append(
         state.purged,
     )
     return AppendPlan(tenant_id, rows, nodes, [], new_state, receipts)
+
+
+def _retries(
+    events: Sequence[Prepared], existing: Mapping[str, EntryRow]
+) -> tuple[list[int], list[tuple[int, EntryRow | int]]]:
+    """(positions of the new events, [(position, earlier entry)] of the
+    retries), the earlier entry being a stored row or the index (among the
+    new events) of the same id's first occurrence in this batch. Raises
+    Conflict for a retry with other content."""
+    seen: dict[str, EntryRow | int] = dict(existing)
+    fresh: list[int] = []
+    retried: list[tuple[int, EntryRow | int]] = []
+    for n, p in enumerate(events):
+        earlier = seen.get(p.event_id)
+        if earlier is None:
+            seen[p.event_id] = len(fresh)
+            fresh.append(n)
+            continue
+        first = events[fresh[earlier]] if isinstance(earlier, int) else earlier
+        if not same_content(p, first):
+            raise Conflict(
+                f"event id {p.event_id!r} was already used for an event with other "
+                "content; a retry must repeat the event unchanged, a new event needs "
+                "a new id",
+                field=f"events[{n}].id",
+            )
+        retried.append((n, earlier))
+    return fresh, retried
+
+
+def _with_retries(
+    receipts: list[Receipt], retried: list[tuple[int, EntryRow | int]], total: int
+) -> list[Receipt]:
+    """All receipts in event order: the new entries' and the retries'."""
+    out: list[Receipt] = []
+    made = iter(receipts)
+    retry = dict(retried)
+    for n in range(total):
+        earlier = retry.get(n)
+        if earlier is None:
+            out.append(next(made))
+        elif isinstance(earlier, int):
+            out.append(receipts[earlier])
+        else:
+            out.append(
+                Receipt(earlier.event_id, earlier.seq, earlier.recorded_at, earlier.leaf_hash)
+            )
+    return out
