@@ -25,7 +25,7 @@ from kimonaudit.core.leaf import (
     PAYLOAD_COMMITMENT_PREFIX,
     leaf_after_id,
     leaf_head_start,
-    leaf_tail,
+    leaf_tail_around,
     payload_bytes,
 )
 from kimonaudit.core.ledger import LeafParts, leaf_of_row, plan_append
@@ -216,10 +216,10 @@ class AuditLog:
         # and targets many times, and validation hands out one shared Actor
         # or Target object per distinct value, so lookups go by the object's
         # identity (the events keep every object alive meanwhile): per actor
-        # its hash, type and the leaf starts by action; per target the leaf
-        # tails by severity.
+        # its hash, type and the leaf starts by action. The leaf tails'
+        # parts around the target id go by severity and target type.
         by_actor: dict[int, _BatchActor] = {}
-        by_target: dict[int, dict[int, bytes]] = {}
+        arounds: dict[tuple[int, str | None], tuple[bytes, bytes]] = {}
         by_value: dict[tuple[str, str, str | None, str | None], str] = {}
         afters: dict[str, bytes] = {}
         ips: dict[str, bytes] = {}
@@ -251,14 +251,13 @@ class AuditLog:
                 )
             t = ev.target
             severity = int(ev.severity)
-            per_target = by_target.get(id(t))
-            if per_target is None:
-                per_target = by_target[id(t)] = {}
-            tail = per_target.get(severity)
-            if tail is None:
-                tail = per_target[severity] = leaf_tail(
-                    severity, None if t is None else t.id, None if t is None else t.type, tenant_id
+            target_type = None if t is None else t.type
+            around = arounds.get((severity, target_type))
+            if around is None:
+                around = arounds[(severity, target_type)] = leaf_tail_around(
+                    severity, target_type, tenant_id
                 )
+            target_id = None if t is None else t.id
             ip = ev.context.get("ip")
             if isinstance(ip, str):
                 ip_b = ips.get(ip)
@@ -284,7 +283,18 @@ class AuditLog:
                     hexlify(commitment),
                 )
             )
-            tails.append(tail)
+            # leaf_tail(...), inline: target ids mostly differ, so the
+            # parts around the id are what is cached.
+            tails.append(
+                b"%b%b%b"
+                % (
+                    around[0],
+                    b"null"
+                    if target_id is None
+                    else escape(target_id).encode("utf-8", "surrogatepass"),
+                    around[1],
+                )
+            )
             prepared.append(
                 # Prepared(...) without its Python-level __new__: this runs
                 # once per event.
@@ -298,8 +308,8 @@ class AuditLog:
                         info.security,
                         a_hash,
                         a_type,
-                        None if t is None else t.type,
-                        None if t is None else t.id,
+                        target_type,
+                        target_id,
                         outcome,
                         ev.occurred_at,
                         ip_b,

@@ -37,7 +37,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 from kimonaudit.core.leaf import PAYLOAD_COMMITMENT_PREFIX
-from kimonaudit.core.ledger import leaf_of_row
+from kimonaudit.core.ledger import RowLeaves, leaf_of_row
 from kimonaudit.core.merkle import LEAF_PREFIX, CompactRange
 from kimonaudit.core.note import Checkpoint, Verifier, open_checkpoint
 from kimonaudit.core.records import EntryRow
@@ -99,6 +99,7 @@ def scan(store: Store, tenant_id: str, start: int, end: int | None) -> Chunk:
     """Check each row of seq in [start, end) alone; keep its stored leaf hash."""
     out = Chunk(start, end)
     sha = hashlib.sha256
+    leaf_hash = RowLeaves(tenant_id).leaf_hash
     last_shift = 0
     for row in store.iter_entries(tenant_id, start, end):
         i = len(out.seqs)
@@ -115,7 +116,7 @@ def scan(store: Store, tenant_id: str, start: int, end: int | None) -> Chunk:
         stored = bytes(row.leaf_hash)
         out.seqs.append(seq)
         out.hashes += stored
-        lh = _leaf_hash(row)
+        lh = leaf_hash(row)
         if lh == stored:
             continue
         for shift in (last_shift, *SHIFTS) if last_shift else SHIFTS:
@@ -334,15 +335,21 @@ class _TreeCheck:
 
 
 def _fold_intact(tree: _TreeCheck, hashes: bytearray, count: int) -> None:
-    """The common case, fast: every row in place with its own leaf hash."""
-    view = memoryview(hashes)
-    a, pending = tree.a, tree.pending
-    nxt = pending[0] if pending else -1
-    for i in range(count):
-        a.append(bytes(view[i * _H : (i + 1) * _H]))
-        if a.size == nxt:
+    """The common case, fast: every row in place with its own leaf hash.
+    The leaves between two checkpoints go into the tree in one
+    `CompactRange.extend` (the same tree as appending them one by one)."""
+    data = bytes(hashes[: count * _H])
+    pending = tree.pending
+    done = 0
+    while done < count:
+        size = tree.a.size
+        take = count - done
+        if pending and size < pending[0] <= size + take:
+            take = pending[0] - size
+        tree.a.extend([data[i : i + _H] for i in range(done * _H, (done + take) * _H, _H)])
+        done += take
+        if pending and tree.a.size == pending[0]:
             tree._check(pending.pop(0))
-            nxt = pending[0] if pending else -1
 
 
 def verify_tenant(

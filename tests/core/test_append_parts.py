@@ -23,7 +23,7 @@ from kimonaudit.core.leaf import (
     leaf_tail,
     payload_commitment,
 )
-from kimonaudit.core.ledger import leaf_of_row, leaf_parts, plan_append
+from kimonaudit.core.ledger import RowLeaves, leaf_of_row, leaf_parts, plan_append
 from kimonaudit.core.merkle import LEAF_PREFIX, CompactRange, is_stored_level
 from kimonaudit.core.records import AppendPlan, EntryRow, Prepared, Receipt, TreeState
 from kimonaudit.core.timefmt import MAX_US, MIN_US
@@ -170,3 +170,33 @@ def test_uuid7_batch_ids_are_ordered_unique_version_7_and_timely() -> None:
         assert before <= u.int >> 80 <= time.time_ns() // 1_000_000 + 5
     # The 62 random bits vary (the variant digit takes all four values).
     assert {m[19] for m in made} == set("89ab")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from(["ticket.viewed", "role.assigned", 'a"b%s']),
+            st.sampled_from([None, "h" * 64, "ü%d"]),
+            st.sampled_from([0, 1, 3, True]),
+            st.sampled_from([None, "10482", "x\\y"]),
+            st.sampled_from([1_700_000_000_000_000, 1_700_000_000_000_001, 0]),
+            st.booleans(),
+            maybe,
+            st.integers(0, 2**40),
+        ),
+        max_size=30,
+    )
+)
+def test_row_leaves_hash_every_row_as_leaf_of_row(
+    rows: list[tuple[str, str | None, int, str | None, int, bool, str | None, int]],
+) -> None:
+    """RowLeaves' caches never change a leaf hash, whatever repeats or varies."""
+    leaves = RowLeaves("t_%s x")
+    for action, ahash, sev, tid, ts, sec, eid, seq in rows:
+        salt, payload = b"s" * 32, b"{}"
+        row = EntryRow(
+            "t_%s x", seq, eid, ts, action, "cat", sev, sec, ahash, "agent", "ticket", tid,  # type: ignore[arg-type]
+            "success", None, None, payload, salt, payload_commitment(salt, payload), b"",
+        )  # fmt: skip
+        assert leaves.leaf_hash(row) == hashlib.sha256(LEAF_PREFIX + leaf_of_row(row)).digest()

@@ -292,12 +292,21 @@ def leaf_head(start: bytes, event_id: str | None, outcome: str, commitment: byte
 def leaf_tail(
     severity: int, target_id: str | None, target_type: str | None, tenant_id: str
 ) -> bytes:
-    """The leaf after the seq value (shared by all entries of a batch with
-    the same severity and target: callers cache it)."""
+    """The leaf after the seq value."""
+    before, after = leaf_tail_around(severity, target_type, tenant_id)
+    return b"%b%b%b" % (before, _s(target_id).encode("utf-8", "surrogatepass"), after)
+
+
+def leaf_tail_around(severity: int, target_type: str | None, tenant_id: str) -> tuple[bytes, bytes]:
+    """The tail before and after the target id's JSON value: what entries
+    of one tenant with the same severity and target type share (callers
+    cache it; target ids mostly differ)."""
     return (
-        f',"severity":"{_SEVERITY_LABELS[severity]}","target_id":{_s(target_id)},'
-        f'"target_type":{_s(target_type)},"tenant":{_s(tenant_id)}}}'
-    ).encode("utf-8", "surrogatepass")
+        f',"severity":"{_SEVERITY_LABELS[severity]}","target_id":'.encode("ascii"),
+        f',"target_type":{_s(target_type)},"tenant":{_s(tenant_id)}}}'.encode(
+            "utf-8", "surrogatepass"
+        ),
+    )
 
 
 def leaf_middle(recorded_at_us: int) -> tuple[bytes, bytes]:

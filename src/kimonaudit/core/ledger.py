@@ -13,11 +13,14 @@ from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 from kimonaudit.core.leaf import (
+    _escape,
+    leaf_after_id,
     leaf_from_template,
     leaf_head,
     leaf_head_start,
     leaf_middle,
     leaf_tail,
+    leaf_tail_around,
     leaf_template,
 )
 from kimonaudit.core.records import AppendPlan, EntryRow, Prepared, Receipt, TreeState
@@ -73,6 +76,79 @@ def leaf_parts(tenant_id: str, events: Sequence[Prepared]) -> LeafParts:
     ]
     tails = [leaf_tail(p.severity, p.target_id, p.target_type, tenant_id) for p in events]
     return LeafParts(heads, tails)
+
+
+class RowLeaves:
+    """Leaf hashes of stored rows of one tenant, as `leaf_of_row` gives them
+    (LEAF_PREFIX + leaf, hashed), for scans over many rows: the parts of a
+    leaf that rows share (actor and action, target and severity, time) are
+    built once and cached; each row then costs one bytes format and one
+    hash. Any value a row holds, tampered or not, gives the same bytes as
+    `leaf_of_row` (the parts are the template's, pinned by a property test).
+    """
+
+    __slots__ = ("_afters", "_middles", "_starts", "_tails", "tenant_id")
+
+    def __init__(self, tenant_id: str) -> None:
+        self.tenant_id = tenant_id
+        self._starts: dict[tuple[object, ...], bytes] = {}
+        self._tails: dict[tuple[object, ...], tuple[bytes, bytes]] = {}
+        self._afters: dict[object, bytes] = {}
+        self._middles: dict[int, tuple[bytes, bytes]] = {}
+
+    def leaf_hash(self, row: EntryRow) -> bytes:
+        key = (row.action, row.actor_hash, row.actor_type, row.category)
+        start = self._starts.get(key)
+        if start is None:
+            start = leaf_head_start(row.action, row.actor_hash, row.actor_type, row.category)
+            if len(self._starts) > _CACHE_LIMIT:
+                self._starts.clear()
+            self._starts[key] = start
+        severity = row.severity
+        tail_key = (severity, row.target_type)
+        # Only exact ints are cached: 1.0 or True would find 1's entry.
+        exact = type(severity) is int
+        around = self._tails.get(tail_key) if exact else None
+        if around is None:
+            around = leaf_tail_around(severity, row.target_type, self.tenant_id)
+            if len(self._tails) > _CACHE_LIMIT:
+                self._tails.clear()
+            if exact:
+                self._tails[tail_key] = around
+        after = self._afters.get(row.outcome)
+        if after is None:
+            after = leaf_after_id(row.outcome)
+            if len(self._afters) > _CACHE_LIMIT:
+                self._afters.clear()
+            self._afters[row.outcome] = after
+        recorded_at = row.recorded_at
+        exact = type(recorded_at) is int
+        middle = self._middles.get(recorded_at) if exact else None
+        if middle is None:
+            middle = leaf_middle(recorded_at)
+            if len(self._middles) > _CACHE_LIMIT:
+                self._middles.clear()
+            if exact:
+                self._middles[recorded_at] = middle
+        eid = row.event_id
+        tid = row.target_id
+        return _sha256(
+            b'%b%b%b%b","recorded_at":"%b%d%b%b%b'
+            % (
+                start,
+                b"null" if eid is None else _escape(eid).encode("utf-8", "surrogatepass"),
+                after,
+                row.payload_commitment.hex().encode("ascii"),
+                middle[1 if row.security else 0],
+                row.seq,
+                around[0],
+                b"null" if tid is None else _escape(tid).encode("utf-8", "surrogatepass"),
+                around[1],
+            )
+        ).digest()
+
+
+_CACHE_LIMIT = 10_000
 
 
 def same_content(p: Prepared, row: EntryRow | Prepared) -> bool:
