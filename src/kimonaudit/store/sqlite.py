@@ -143,8 +143,10 @@ def _connect(path: str, synchronous: str, cache_kib: int = WRITER_CACHE_KIB) -> 
 
 
 def _row(tenant_id: str, r: Sequence[object]) -> EntryRow:
-    # Stored as INTEGER; the leaf needs a real bool.
-    return EntryRow(tenant_id, *r[:6], bool(r[6]), *r[7:])  # type: ignore[arg-type]
+    # Stored as INTEGER; the leaf needs a real bool. tuple.__new__ rather
+    # than EntryRow(...): a scan (verify, export) builds one per row, and
+    # the NamedTuple's own __new__ is a Python call.
+    return tuple.__new__(EntryRow, (tenant_id, *r[:6], bool(r[6]), *r[7:]))
 
 
 class _WriteSession:
@@ -500,8 +502,10 @@ class SQLiteStore(SQLiteSearch, SQLiteConsoleStore, SQLiteRetentionStore, SQLite
                 "ORDER BY e.rid LIMIT ?",
                 (lo, hi, _PAGE),
             ).fetchall()
+            new = tuple.__new__
             for r in rows:
-                yield _row(tenant_id, r[1:])
+                # _row(tenant_id, r[1:]), inline: once per row of a scan.
+                yield new(EntryRow, (tenant_id, *r[1:7], bool(r[7]), *r[8:]))
             if len(rows) < _PAGE:
                 return
             lo = rows[-1][0] + 1
