@@ -118,7 +118,14 @@ STRATEGIES = {
         "postgres_search._TEXT_DRIVER_LIMIT": -1,
         "postgres_search._FILTER_BUDGET_MS": "100s",
         "postgres_search._TEXT_PLANNER_BUDGET_MS": None,
+        "postgres_search._TEXT_JOIN_BUDGET_MS": None,
         "postgres_search._TEXT_BUDGET_MS": "100s",
+    },
+    # PostgreSQL: free text looked up one document at a time, in the
+    # planner's order (the first try for a page of words).
+    "probe": {
+        "postgres_search._TEXT_DRIVER_LIMIT": -1,
+        "postgres_search._TEXT_PLANNER_BUDGET_MS": "100s",
     },
     # Only the last resort (the planner's choice of index, then a sort).
     "lookup": {
@@ -129,6 +136,7 @@ STRATEGIES = {
         "postgres_search._TEXT_DRIVER_LIMIT": 10**9,
         "postgres_search._FILTER_BUDGET_MS": None,
         "postgres_search._TEXT_PLANNER_BUDGET_MS": None,
+        "postgres_search._TEXT_JOIN_BUDGET_MS": None,
         "postgres_search._TEXT_BUDGET_MS": None,
     },
 }
