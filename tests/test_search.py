@@ -119,6 +119,7 @@ STRATEGIES = {
         "postgres_search._FILTER_BUDGET_MS": "100s",
         "postgres_search._TEXT_PLANNER_BUDGET_MS": None,
         "postgres_search._TEXT_JOIN_BUDGET_MS": None,
+        "postgres_search._MANY_LOOKUP_BUDGET_MS": None,
         "postgres_search._TEXT_BUDGET_MS": "100s",
     },
     # PostgreSQL: free text looked up one document at a time, in the
@@ -137,6 +138,8 @@ STRATEGIES = {
         "postgres_search._FILTER_BUDGET_MS": None,
         "postgres_search._TEXT_PLANNER_BUDGET_MS": None,
         "postgres_search._TEXT_JOIN_BUDGET_MS": None,
+        "postgres_search._MANY_LOOKUP_BUDGET_MS": None,
+        "postgres_search._WALK_RETRY_BUDGET_MS": None,
         "postgres_search._TEXT_BUDGET_MS": None,
     },
 }

@@ -62,6 +62,8 @@ _FILTER_BUDGET_MS: str | None = "15ms"
 _TEXT_PLANNER_BUDGET_MS: str | None = "40ms"
 _TEXT_BUDGET_MS: str | None = "120ms"
 _TEXT_JOIN_BUDGET_MS: str | None = "120ms"
+_MANY_LOOKUP_BUDGET_MS: str | None = "1s"
+_WALK_RETRY_BUDGET_MS: str | None = "5s"
 # A driver with more postings than this and several terms is not worth
 # sorting: walking the ledger newest first finds common matches sooner.
 _SORT_LIMIT = 50_000
@@ -364,7 +366,19 @@ class PostgresSearch:
             walk = self._source(tenant_id, sql, None, lo, hi, walk_common=False)
             assert walk is not None
             wq = f"{_SELECT_COLS} FROM {walk[0]} ORDER BY e.seq DESC LIMIT %s"
-            rows = self._try(wq, [*walk[1], limit], _ORDERED, _FILTER_BUDGET_MS)
+            wargs = [*walk[1], limit]
+            rows = self._try(wq, wargs, _ORDERED, _FILTER_BUDGET_MS)
+            if rows is not None:
+                return rows
+            # On a cold cache the walk overruns its budget on reads alone, and
+            # the lookup of every posting then costs a random read each (at 10M
+            # entries, minutes): give the lookup a bounded try, then the walk a
+            # longer one (its first pages are cached by now), before the lookup
+            # with no budget.
+            rows = self._try(q, args, {}, _MANY_LOOKUP_BUDGET_MS)
+            if rows is not None:
+                return rows
+            rows = self._try(wq, wargs, _ORDERED, _WALK_RETRY_BUDGET_MS)
             if rows is not None:
                 return rows
         if kind == "many":
