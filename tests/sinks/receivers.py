@@ -123,3 +123,30 @@ def webhook_events(receiver: HttpReceiver) -> list[dict[str, Any]]:
         seen.add(rec.headers["webhook-id"])
         out.extend(rec.json["data"]["events"])
     return out
+
+
+def deliver_until(
+    dests: Any,
+    until: Callable[[], bool],
+    timeout: float = 20.0,
+    *,
+    retries: int = 20,
+    lease_s: float = 10,
+    timeout_s: float = 3,
+    pause: float = 0.05,
+) -> None:
+    """Run a Deliverer over `dests` (quick retries) until `until()` holds;
+    fail the test if it does not within `timeout` seconds."""
+    from kimonaudit.sinks.delivery import Deliverer
+
+    d = Deliverer(dests, schedule=(0.05,) * retries, lease_s=lease_s, timeout_s=timeout_s)
+    try:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            d.run_once()
+            if until():
+                return
+            time.sleep(pause)
+        raise AssertionError("not delivered in time")
+    finally:
+        d.close()

@@ -4,8 +4,8 @@ it; a batch saved for retry keeps its bytes)."""
 
 from __future__ import annotations
 
+import functools
 import json
-import time
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -25,9 +25,14 @@ from kimonaudit.service import AuditLog
 from kimonaudit.sinks import ssrf
 from kimonaudit.sinks.delivery import Deliverer
 from tests.helpers import event
-from tests.sinks.receivers import HttpReceiver, webhook_checker, webhook_events
+from tests.sinks.receivers import HttpReceiver, deliver_until, webhook_checker, webhook_events
 
 LOOPBACK = ssrf.parse_allowlist("127.0.0.0/8")
+
+# Ten quick retries, a short lease: these tests change a destination mid-way.
+_drain = functools.partial(
+    deliver_until, timeout=15.0, retries=10, lease_s=5, timeout_s=2, pause=0.02
+)
 
 
 class Api:
@@ -209,20 +214,6 @@ def test_openapi_documents_patch(api: Api) -> None:
     assert {"name", "format", "url", "filter", "batch", "settings", "secrets",
             "new_signing_secret"} == set(props)  # fmt: skip
     assert op["requestBody"]["required"] is True
-
-
-def _drain(dests: Destinations, until: Any, timeout: float = 15.0) -> None:
-    d = Deliverer(dests, schedule=(0.05,) * 10, lease_s=5, timeout_s=2)
-    try:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            d.run_once()
-            if until():
-                return
-            time.sleep(0.02)
-        raise AssertionError("not delivered in time")
-    finally:
-        d.close()
 
 
 @pytest.fixture

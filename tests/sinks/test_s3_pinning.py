@@ -18,7 +18,6 @@ import secrets
 import socket
 import ssl
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -32,6 +31,7 @@ from kimonaudit.service import AuditLog
 from kimonaudit.sinks import ssrf
 from kimonaudit.sinks.delivery import Deliverer
 from tests.helpers import event
+from tests.sinks.receivers import deliver_until
 from tests.sinks.rsyslog import make_pki
 
 SERVER_IP = "127.0.0.3"  # where the S3 server is: the checked address
@@ -173,20 +173,6 @@ def log(tmp_path: Path, key_file: str) -> Iterator[AuditLog]:
     lg.close()
 
 
-def _run(dests: Destinations, until: Any, timeout: float = 20.0) -> None:
-    d = Deliverer(dests, schedule=(0.05,) * 20, lease_s=10, timeout_s=3)
-    try:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            d.run_once()
-            if until():
-                return
-            time.sleep(0.05)
-        raise AssertionError("not delivered in time")
-    finally:
-        d.close()
-
-
 def _once(dests: Destinations) -> None:
     d = Deliverer(dests, schedule=(60,), lease_s=10, timeout_s=3)
     try:
@@ -208,7 +194,7 @@ def test_s3_over_https_connects_to_the_checked_address(log: AuditLog, tls_s3: Tl
                            secrets=CREDS, batch={"max_wait_ms": 0, "max_events": 10})  # fmt: skip
     assert socket.gethostbyname("localhost") == SYSTEM_IP  # what re-resolving would reach
     log.append(tid, [event(i) for i in range(14)])
-    _run(dests, lambda: dests.get(tid, dest.id).health.lag_events == 0)
+    deliver_until(dests, lambda: dests.get(tid, dest.id).health.lag_events == 0)
     assert tls_s3.decoy_connections() == 0
     assert tls_s3.hosts and set(tls_s3.hosts) == {f"localhost:{tls_s3.port}"}
     assert tls_s3.sni and set(tls_s3.sni) == {"localhost"}
@@ -234,7 +220,7 @@ def test_s3_over_https_connects_to_the_checked_address(log: AuditLog, tls_s3: Tl
     resolver.answer = SERVER_IP
     due = replace(log.store.get_delivery(tid, dest.id), attempts=0, next_attempt_at=0)
     log.store.save_delivery(due, None)  # the next attempt now, not in a minute
-    _run(dests, lambda: dests.get(tid, dest.id).health.lag_events == 0)
+    deliver_until(dests, lambda: dests.get(tid, dest.id).health.lag_events == 0)
     assert any(k.endswith(f"{15:020d}-{17:020d}.json.gz") for k in tls_s3.object_keys())
     assert tls_s3.decoy_connections() == 0
 

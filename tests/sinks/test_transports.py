@@ -5,7 +5,6 @@ and S3 (moto in server mode) through boto3."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from kimonaudit.service import AuditLog
 from kimonaudit.sinks import ssrf
 from kimonaudit.sinks.delivery import Deliverer
 from tests.helpers import event
+from tests.sinks.receivers import deliver_until
 from tests.sinks.rsyslog import Rsyslog
 from tests.sinks.test_syslog_format import HEADER, parse_sd
 
@@ -29,20 +29,6 @@ def log(tmp_path: Path, key_file: str) -> Iterator[AuditLog]:
     lg = kimonaudit.open(f"sqlite:///{tmp_path / 'a.db'}", key_file=key_file)
     yield lg
     lg.close()
-
-
-def _run(dests: Destinations, until, timeout: float = 20.0) -> None:
-    d = Deliverer(dests, schedule=(0.05,) * 20, lease_s=10, timeout_s=3)
-    try:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            d.run_once()
-            if until():
-                return
-            time.sleep(0.05)
-        raise AssertionError("not delivered in time")
-    finally:
-        d.close()
 
 
 @pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
@@ -62,7 +48,7 @@ def test_syslog_to_rsyslog(log: AuditLog, tmp_path: Path, tls: bool) -> None:
         hostile = dict(event(99), changes=[{"field": "s", "from": 'a]b"c', "to": "é\\|="}])
         log.append(tid, [hostile])
         cp = log.checkpoint(tid)
-        _run(dests, lambda: len(rs.records()) >= cp.size + 1)
+        deliver_until(dests, lambda: len(rs.records()) >= cp.size + 1)
         recs = rs.records()
         seqs = []
         for r in recs:
@@ -121,7 +107,9 @@ def test_splunk_hec(log: AuditLog, ack: bool) -> None:
                      batch={"max_wait_ms": 0, "max_events": 8})  # fmt: skip
         log.append(tid, [event(i) for i in range(20)])
         cp = log.checkpoint(tid)
-        _run(dests, lambda: any(e["fields"]["type"] == "audit.checkpoint" for e in hec.events))
+        deliver_until(
+            dests, lambda: any(e["fields"]["type"] == "audit.checkpoint" for e in hec.events)
+        )
         evs = hec.events
         assert _seqs_of(evs, lambda e: e["fields"]) == list(range(cp.size))
         first = evs[0]
@@ -165,8 +153,11 @@ def test_datadog_intake(log: AuditLog) -> None:
         for _ in range(3):
             log.append(tid, [event(i) for i in range(900)])
         cp = log.checkpoint(tid)
-        _run(dests, lambda: sum(1 for x in dd.logs if x["kimonaudit"]["type"] == "audit.event")
-             >= cp.size, timeout=60)  # fmt: skip
+        deliver_until(
+            dests,
+            lambda: sum(1 for x in dd.logs if x["kimonaudit"]["type"] == "audit.event") >= cp.size,
+            timeout=60,
+        )
         assert _seqs_of(dd.logs, lambda x: x["kimonaudit"]) == list(range(cp.size))
         assert all(n <= 1000 and size <= 5 * 1024 * 1024 for size, n in dd.requests)
         assert len(dd.requests) >= 3
@@ -216,7 +207,7 @@ def test_s3_archive_objects_and_manifests(log: AuditLog, s3_server: str) -> None
         listed = s3.list_objects_v2(Bucket="audit-archive").get("Contents", [])
         return sorted(o["Key"] for o in listed)
 
-    _run(dests, lambda: dests.get(tid, dest.id).health.lag_events == 0)
+    deliver_until(dests, lambda: dests.get(tid, dest.id).health.lag_events == 0)
     keys = objects()
     data = [k for k in keys if k.endswith(".json.gz")]
     assert len(data) == 3 and len(keys) == 6
@@ -245,5 +236,5 @@ def test_s3_archive_objects_and_manifests(log: AuditLog, s3_server: str) -> None
 
     state = log.store.get_delivery(tid, dest.id)
     log.store.save_delivery(replace(state, next_seq=0, cp_size=0), None)
-    _run(dests, lambda: dests.get(tid, dest.id).health.lag_events == 0)
+    deliver_until(dests, lambda: dests.get(tid, dest.id).health.lag_events == 0)
     assert [k for k in objects() if k.endswith(".json.gz")][:3] == data
