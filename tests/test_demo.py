@@ -338,6 +338,15 @@ def test_cli_demo_prints_tenants_keys_and_console(cli_db: list[str]) -> None:
     assert "http://127.0.0.1:8080/console/" in result.output
 
 
+def test_cli_demo_prints_the_console_address_it_is_given(cli_db: list[str]) -> None:
+    """scripts/run.sh passes serve's --host/--port on: the sign-in link names them."""
+    args = [*cli_db, "demo", "--events", "1000", "--months", "1"]
+    result = CliRunner().invoke(cli, [*args, "--console-url", "http://127.0.0.1:9000/console"])
+    assert result.exit_code == 0, result.output
+    assert "sign in at http://127.0.0.1:9000/console/signin?tenant=t_" in result.output
+    assert "8080" not in result.output
+
+
 def test_cli_demo_json_and_refusal_exit_codes(
     cli_db: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:

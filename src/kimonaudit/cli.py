@@ -737,9 +737,24 @@ def apikeys_revoke(obj: Ctx, tenant_id: str, key_id: str) -> None:
     is_flag=True,
     help="Add another set of demo tenants to a database that already has them.",
 )
+@click.option(
+    "--console-url",
+    default=None,
+    metavar="URL",
+    help="The console's address to print (default http://127.0.0.1:8080/console/, "
+    "where `kimonaudit serve` listens by default).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary (with the keys).")
 @click.pass_obj
-def demo(obj: Ctx, events: int, months: int, seed: int, force: bool, as_json: bool) -> None:
+def demo(
+    obj: Ctx,
+    events: int,
+    months: int,
+    seed: int,
+    force: bool,
+    console_url: str | None,
+    as_json: bool,
+) -> None:
     """Fill the database with a simulated helpdesk history.
 
     Three tenants (Acme Support on enterprise, Globex Helpdesk on team,
@@ -750,6 +765,7 @@ def demo(obj: Ctx, events: int, months: int, seed: int, force: bool, as_json: bo
     """
     from kimonaudit.demo import CONSOLE_URL, run_demo
 
+    console = (console_url or CONSOLE_URL).rstrip("/") + "/"
     created = obj.missing_files()
     with progress_bar("simulating", events, plain=True) as update:
         summary = run_demo(
@@ -772,7 +788,7 @@ def demo(obj: Ctx, events: int, months: int, seed: int, force: bool, as_json: bo
     sign_in = {"tenant": main_tenant.id, "email": owner.email, "password": password}
     # == end console owner ==
     if as_json:
-        _emit_json({**summary.to_json(), "console": CONSOLE_URL, "console_owner": sign_in})
+        _emit_json({**summary.to_json(), "console": console, "console_owner": sign_in})
         return
     for what in created:
         click.echo(what.replace("no ", "created ", 1), err=True)
@@ -788,9 +804,9 @@ def demo(obj: Ctx, events: int, months: int, seed: int, force: bool, as_json: bo
     click.echo()
     top = ", ".join(f"{a} {n:,}" for a, n in list(summary.actions.items())[:6])
     click.echo(f"most frequent: {top}")
-    click.echo(f"console: {CONSOLE_URL} (start it with `kimonaudit serve`)")
+    click.echo(f"console: {console} (start it with `kimonaudit serve`)")
     click.echo(
-        f"  sign in at {CONSOLE_URL}signin?tenant={main_tenant.id} as {owner.email} "
+        f"  sign in at {console}signin?tenant={main_tenant.id} as {owner.email} "
         f"(owner of {main_tenant.name}), password (shown once): {password}"
     )
     click.echo("try searching: action:ticket.viewed target:ticket:10482")
