@@ -52,6 +52,7 @@ class ActorHashes:
         self._now_us = now_us
         self._hashes: dict[str, dict[str, str]] = {}
         self._seen: dict[str, tuple[int, float]] = {}  # tenant -> (epoch, checked at)
+        self._checking: dict[str, float] = {}  # tenant -> when a caller set out to check
         self._lock = threading.Lock()
 
     def for_tenant(self, tenant_id: str) -> dict[str, str]:
@@ -66,7 +67,27 @@ class ActorHashes:
                 cached = {}
                 self._hashes[tenant_id] = cached
             self._seen[tenant_id] = (epoch, now)
+            self._checking.pop(tenant_id, None)
         return cached
+
+    def cached_for_tenant(self, tenant_id: str) -> dict[str, str] | None:
+        """`for_tenant` if that needs no database read now, else None, and
+        the caller should call `for_tenant`. While one caller is making the
+        epoch check, others keep the cache (for at most CHECK_EVERY_SECONDS
+        more) rather than all reading the same row."""
+        cached = self._hashes.get(tenant_id)
+        seen = self._seen.get(tenant_id)
+        if cached is None or seen is None:
+            return None
+        now = time.monotonic()
+        if now - seen[1] < CHECK_EVERY_SECONDS:
+            return cached
+        with self._lock:
+            started = self._checking.get(tenant_id)
+            if started is not None and now - started < CHECK_EVERY_SECONDS:
+                return cached
+            self._checking[tenant_id] = now
+        return None
 
     def resolve(self, tenant_id: str, actor_id: str) -> str:
         """The actor's hash, creating their secret if they have none."""

@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any
 
@@ -90,6 +91,14 @@ _TOUCH_EVERY_US = 60_000_000
 
 def system_clock() -> datetime:
     return datetime.now(UTC)
+
+
+class _NeedsIO(Exception):
+    """submit_validated(cached_only=True) would have to read the database."""
+
+
+def _no_io(tenant_id: str, actor_id: str) -> str:
+    raise _NeedsIO
 
 
 class AuditLog:
@@ -182,7 +191,33 @@ class AuditLog:
     def append_validated(self, tenant_id: str, events: Sequence[Event]) -> list[Receipt]:
         if not events:
             return []
-        prepared, parts, actors = self._prepare(tenant_id, events)
+        future = self.submit_validated(tenant_id, events)
+        assert future is not None
+        return future.result()
+
+    def submit_validated(
+        self, tenant_id: str, events: Sequence[Event], *, cached_only: bool = False
+    ) -> Future[list[Receipt]] | None:
+        """Start appending validated `events` and return at once: the future
+        gives their receipts after the commit. Everything but the commit
+        happens on the calling thread.
+
+        With `cached_only`, return None instead of reading the database
+        (an actor this process has not met lately, or the directory's epoch
+        due for its check): an event loop appends a small body inline that
+        way and hands the rest to a thread."""
+        if not events:
+            nothing: Future[list[Receipt]] = Future()
+            nothing.set_result([])
+            return nothing
+        if cached_only:
+            try:
+                ready = self._prepare(tenant_id, events, _no_io)
+            except _NeedsIO:
+                return None
+        else:
+            ready = self._prepare(tenant_id, events, self.actor_hashes.resolve)
+        prepared, parts, actors = ready
         now_us = self.now_us
 
         def build(state: TreeState, existing: Mapping[str, EntryRow]) -> AppendPlan:
@@ -193,17 +228,30 @@ class AuditLog:
         # Ids the server just made cannot be in the log yet: only the
         # client's own ids need the idempotency lookup.
         client_ids = [ev.id for ev in events if ev.id is not None]
-        plan = self.store.append(tenant_id, client_ids, build)
-        self._remember_actors(tenant_id, actors)
-        return plan.receipts
+
+        def committed(plan: AppendPlan) -> list[Receipt]:
+            self._remember_actors(tenant_id, actors)
+            return plan.receipts
+
+        receipts: Future[list[Receipt]] = self.store.append_future(
+            tenant_id, client_ids, build, committed
+        )
+        return receipts
 
     def _prepare(
-        self, tenant_id: str, events: Sequence[Event]
+        self, tenant_id: str, events: Sequence[Event], resolve: Callable[[str, str], str]
     ) -> tuple[list[Prepared], LeafParts, list[ActorRow]]:
         """Everything that needs no lock, done on the caller's thread so it
         overlaps with the writer committing someone else's batch: payload
-        commitments, actor hashes, and each leaf but its seq and time."""
-        hashes = self.actor_hashes.for_tenant(tenant_id)
+        commitments, actor hashes, and each leaf but its seq and time.
+        `resolve(tenant, actor id)` gives the hash of an actor not cached."""
+        if resolve is _no_io:
+            cached = self.actor_hashes.cached_for_tenant(tenant_id)
+            if cached is None:
+                raise _NeedsIO
+            hashes = cached
+        else:
+            hashes = self.actor_hashes.for_tenant(tenant_id)
         prepared: list[Prepared] = []
         heads: list[bytes] = []
         tails: list[bytes] = []
@@ -237,7 +285,7 @@ class AuditLog:
             per_actor = by_actor.get(id(a))
             if per_actor is None:
                 per_actor = by_actor[id(a)] = self._batch_actor(
-                    tenant_id, a, hashes, by_value, actors
+                    tenant_id, a, hashes, by_value, actors, resolve
                 )
             a_hash, a_type, starts = per_actor
             action = ev.action
@@ -328,6 +376,7 @@ class AuditLog:
         hashes: Mapping[str, str],
         by_value: dict[tuple[str, str, str | None, str | None], str],
         actors: dict[str, ActorRow],
+        resolve: Callable[[str, str], str],
     ) -> _BatchActor:
         """(hash, type, leaf starts by action) of one actor object of a
         batch; `actors` collects the directory rows that changed."""
@@ -336,7 +385,7 @@ class AuditLog:
         key = (a.id, a.type, a.name, a.email)
         a_hash = by_value.get(key)
         if a_hash is None:
-            a_hash = hashes.get(a.id) or self.actor_hashes.resolve(tenant_id, a.id)
+            a_hash = hashes.get(a.id) or resolve(tenant_id, a.id)
             by_value[key] = a_hash
             row = ActorRow(a_hash, a.id, a.type, a.name, a.email)
             if self._directory_cache.get((tenant_id, a_hash)) != row:

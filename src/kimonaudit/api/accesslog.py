@@ -18,8 +18,6 @@ import logging
 
 from starlette.types import Scope
 
-from kimonaudit.api.observe import ResponseObserver
-
 logger = logging.getLogger("kimonaudit.access")
 
 
@@ -36,10 +34,7 @@ def route_template(scope: Scope) -> str:
     return prefix + path
 
 
-class AccessLog(ResponseObserver):
-    """ASGI middleware writing the access log described above."""
-
-    def finished(self, scope: Scope, status: int, seconds: float) -> None:
-        logger.info(
-            "%s %s %d %.1fms", scope["method"], route_template(scope), status, seconds * 1000
-        )
+def log_access(method: str, route: str, status: int, seconds: float) -> None:
+    """One access-log line (kimonaudit.api.app.RequestMetrics and the
+    fast append path write them)."""
+    logger.info("%s %s %d %.1fms", method, route, status, seconds * 1000)

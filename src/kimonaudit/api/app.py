@@ -12,6 +12,7 @@ files). Routes reach the shared state through `kimonaudit.api.deps`.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 from collections.abc import AsyncIterator, Sequence
@@ -22,15 +23,16 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
-from starlette.types import ASGIApp, Scope
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 import kimonaudit
 from kimonaudit.api import errors, models
-from kimonaudit.api.accesslog import AccessLog
+from kimonaudit.api.accesslog import log_access, route_template
 from kimonaudit.api.allow import CompleteAllow
 from kimonaudit.api.auth import Authenticator
 from kimonaudit.api.body import BodyLimit
 from kimonaudit.api.errors import CLIENT_CLOSED
+from kimonaudit.api.fastingest import FastIngest
 from kimonaudit.api.jobs import Checkpointer, Job
 from kimonaudit.api.metrics import ServerMetrics
 from kimonaudit.api.observe import ResponseObserver
@@ -53,6 +55,21 @@ class ApiState:
     metrics: ServerMetrics
     checkpointer: Checkpointer
     jobs: list[Job] = field(default_factory=list)
+
+    def observe_request(
+        self, scope: Scope, status: int, seconds: float, route: str | None = None
+    ) -> None:
+        """Count and time a finished request under its route template (the
+        matched route's unless `route` is given), and write its access-log
+        line when the access log is on."""
+        path = route or getattr(scope.get("route"), "path", None) or "unmatched"
+        if status == CLIENT_CLOSED:
+            self.metrics.client_disconnects.inc(method=scope["method"], route=path)
+        else:
+            self.metrics.requests.inc(method=scope["method"], route=path, status=str(status))
+            self.metrics.request_seconds.observe(seconds, route=path)
+        if self.settings.access_log:
+            log_access(scope["method"], route or route_template(scope), status, seconds)
 
 
 def create_app(
@@ -97,7 +114,7 @@ def create_app(
             for job in reversed(started):
                 job.stop()
 
-    app = FastAPI(
+    app = _AuditApi(
         title="KimonAudit",
         version=kimonaudit.__version__,
         description=(
@@ -117,13 +134,26 @@ def create_app(
             app.include_router(module.router)
         if hasattr(module, "install"):
             module.install(app)
-    app.add_middleware(RequestMetrics, metrics=metrics)
-    if settings.access_log:
-        app.add_middleware(AccessLog)
+    app.add_middleware(RequestMetrics, state=state)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(CompleteAllow, routes=app.router.routes)
+    app.fast = FastIngest(functools.partial(FastAPI.__call__, app), state)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+class _AuditApi(FastAPI):
+    """FastAPI with the fast append path in front of all its layers
+    (kimonaudit.api.fastingest): a POST /v1/events it does not take goes
+    on to FastAPI as usual."""
+
+    fast: FastIngest | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.fast is None:
+            await super().__call__(scope, receive, send)
+        else:
+            await self.fast(scope, receive, send)
 
 
 def route_modules() -> list[Any]:
@@ -176,17 +206,12 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 
 
 class RequestMetrics(ResponseObserver):
-    """ASGI middleware: count requests and time them, by route template."""
+    """ASGI middleware: count requests and time them by route template, and
+    write the access log (ApiState.observe_request)."""
 
-    def __init__(self, app: ASGIApp, metrics: ServerMetrics) -> None:
+    def __init__(self, app: ASGIApp, state: ApiState) -> None:
         super().__init__(app)
-        self.metrics = metrics
+        self.state = state
 
     def finished(self, scope: Scope, status: int, seconds: float) -> None:
-        route = scope.get("route")
-        path = getattr(route, "path", None) or "unmatched"
-        if status == CLIENT_CLOSED:
-            self.metrics.client_disconnects.inc(method=scope["method"], route=path)
-        else:
-            self.metrics.requests.inc(method=scope["method"], route=path, status=str(status))
-            self.metrics.request_seconds.observe(seconds, route=path)
+        self.state.observe_request(scope, status, seconds)

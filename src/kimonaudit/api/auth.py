@@ -11,6 +11,7 @@ no headers.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import threading
 import time
@@ -55,13 +56,43 @@ class Authenticator:
         self._ttl = cache_seconds
         self._cache: dict[bytes, tuple[Principal, float]] = {}
         self._lock = threading.Lock()
+        # Lookups under way, by digest: when a busy key's cache entry runs
+        # out, the requests that meet it share one database read instead of
+        # each making their own.
+        self._pending: dict[bytes, asyncio.Task[Principal]] = {}
+
+    @property
+    def limiter(self) -> RateLimiter:
+        return self._limiter
+
+    def cached(self, text: str) -> Principal | None:
+        """The Principal of a key that passed within the cache's time, else
+        None (then `principal` asks the database)."""
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+        hit = self._cache.get(digest)
+        return hit[0] if hit is not None and hit[1] > time.monotonic() else None
 
     async def principal(self, text: str) -> Principal:
+        hit = self.cached(text)
+        if hit is not None:
+            return hit
         digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+        loop = asyncio.get_running_loop()
+        lookup = self._pending.get(digest)
+        if lookup is None or lookup.get_loop() is not loop:
+            lookup = loop.create_task(self._lookup(text, digest))
+            self._pending[digest] = lookup
+
+            def done(task: asyncio.Task[Principal]) -> None:
+                if self._pending.get(digest) is task:
+                    del self._pending[digest]
+
+            lookup.add_done_callback(done)
+        # Shielded: a request that goes away does not cancel the others' lookup.
+        return await asyncio.shield(lookup)
+
+    async def _lookup(self, text: str, digest: bytes) -> Principal:
         now = time.monotonic()
-        hit = self._cache.get(digest)
-        if hit is not None and hit[1] > now:
-            return hit[0]
         key_id, _ = apikeys.parse(text)
         tenant_id, scopes = await run_in_threadpool(self._log.authenticate, text)
         p = Principal(tenant_id, scopes, key_id)
@@ -81,11 +112,15 @@ class Authenticator:
     def throttle(self, p: Principal) -> None:
         wait = self._limiter.take(p.key_id)
         if wait > 0:
-            raise ApiError(
-                429,
-                f"rate limit of {self._limiter.rate:g} requests/s for this API key exceeded",
-                headers={"Retry-After": retry_after(wait)},
-            )
+            raise self.rate_limited(wait)
+
+    def rate_limited(self, wait: float) -> ApiError:
+        """The 429 for a key that must wait `wait` seconds."""
+        return ApiError(
+            429,
+            f"rate limit of {self._limiter.rate:g} requests/s for this API key exceeded",
+            headers={"Retry-After": retry_after(wait)},
+        )
 
 
 def require(scope: str) -> Callable[..., Awaitable[Principal]]:

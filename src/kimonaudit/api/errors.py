@@ -176,6 +176,33 @@ def validation_error(exc: RequestValidationError) -> JSONResponse:
     return error_response(422, "invalid_input", f"{first['path']}: {first['message']}", fields)
 
 
+def http_error(exc: HTTPException) -> JSONResponse:
+    if isinstance(exc, ApiError):
+        return error_response(
+            exc.status_code, exc.code, exc.message, headers=exc.headers, extra=exc.extra
+        )
+    message = exc.detail if isinstance(exc.detail, str) else CODES.get(exc.status_code, "")
+    code = CODES.get(exc.status_code, "error")
+    return error_response(exc.status_code, code, message, headers=exc.headers)
+
+
+def crash(exc: BaseException) -> JSONResponse:
+    """A bug: the traceback to the server log, a generic 500 to the client."""
+    log.error("unhandled error", exc_info=exc)
+    return error_response(500, "internal_error", "internal error")
+
+
+def error_for(exc: Exception) -> JSONResponse:
+    """The response for an exception raised while serving a request, as the
+    handlers `install` registers give it (for code outside FastAPI's
+    routing, such as kimonaudit.api.fastingest)."""
+    if isinstance(exc, E.AuditLogError):
+        return library_error(exc)
+    if isinstance(exc, HTTPException):
+        return http_error(exc)
+    return crash(exc)
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that give every error the one shape."""
 
@@ -185,13 +212,7 @@ def install(app: FastAPI) -> None:
 
     async def on_http(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
-        if isinstance(exc, ApiError):
-            return error_response(
-                exc.status_code, exc.code, exc.message, headers=exc.headers, extra=exc.extra
-            )
-        message = exc.detail if isinstance(exc.detail, str) else CODES.get(exc.status_code, "")
-        code = CODES.get(exc.status_code, "error")
-        return error_response(exc.status_code, code, message, headers=exc.headers)
+        return http_error(exc)
 
     async def on_validation(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -206,8 +227,7 @@ def install(app: FastAPI) -> None:
         return Response(status_code=CLIENT_CLOSED)
 
     async def on_crash(_: Request, exc: Exception) -> JSONResponse:
-        log.error("unhandled error", exc_info=exc)
-        return error_response(500, "internal_error", "internal error")
+        return crash(exc)
 
     app.add_exception_handler(E.AuditLogError, on_library)
     app.add_exception_handler(HTTPException, on_http)

@@ -9,7 +9,7 @@ would stall every other request if done on the event loop.
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
@@ -27,11 +27,15 @@ from kimonaudit.api.deps import (
     responses,
 )
 from kimonaudit.api.models import AppendOut, EventOut
+from kimonaudit.core.events import Event
 from kimonaudit.core.records import Receipt
 from kimonaudit.results import SignedCheckpoint, b64
 from kimonaudit.search import record_access
 from kimonaudit.service import AuditLog
 from kimonaudit.views import entry_json, receipt_json
+
+if TYPE_CHECKING:
+    from kimonaudit.api.app import ApiState
 
 router = APIRouter(tags=["events"])
 
@@ -82,20 +86,9 @@ async def append_events(
     st = api_state(request)
     raw = await read_body(request)
     tid = principal.tenant_id
-
-    def work() -> list[Receipt]:
-        events = decode_events(raw, st.settings.max_events)
-        started = time.perf_counter()
-        receipts = st.log.append_validated(tid, events)
-        st.metrics.append_seconds.observe(time.perf_counter() - started)
-        st.metrics.events_appended.inc(len(receipts))
-        st.checkpointer.mark(tid)
-        return receipts
-
-    receipts = await run_in_threadpool(work)
-    out: dict[str, Any] = {"receipts": [receipt_json(r) for r in receipts]}
+    out = await run_in_threadpool(append_body, st, tid, raw)
     if wait == "checkpoint":
-        need = max(r.seq for r in receipts) + 1
+        need = max(r["seq"] for r in out["receipts"]) + 1
         try:
             cp = await st.checkpointer.wait_for(tid, need, st.settings.wait_timeout)
         except TimeoutError:
@@ -108,17 +101,41 @@ async def append_events(
             ) from None
         out["checkpoint"] = cp.note
         out["tree_size"] = cp.size
-        out["proofs"] = await run_in_threadpool(_proofs, st.log, tid, receipts, cp)
+        out["proofs"] = await run_in_threadpool(_proofs, st.log, tid, out["receipts"], cp)
     return JSONResponse(out, status_code=201)
 
 
+def append_body(st: ApiState, tenant_id: str, raw: bytes) -> dict[str, Any]:
+    """Decode and append the events of a POST /v1/events body: the 201's
+    body. Blocks (decoding and the group commit): run it in a thread. The
+    route and kimonaudit.api.fastingest both call it."""
+    return append_decoded(st, tenant_id, decode_events(raw, st.settings.max_events))
+
+
+def append_decoded(st: ApiState, tenant_id: str, events: list[Event]) -> dict[str, Any]:
+    """`append_body` for events already decoded. Blocks."""
+    started = time.perf_counter()
+    receipts = st.log.append_validated(tenant_id, events)
+    return appended(st, tenant_id, receipts, time.perf_counter() - started)
+
+
+def appended(
+    st: ApiState, tenant_id: str, receipts: list[Receipt], seconds: float
+) -> dict[str, Any]:
+    """Count committed receipts, tell the checkpointer, and give the 201's body."""
+    st.metrics.append_seconds.observe(seconds)
+    st.metrics.events_appended.inc(len(receipts))
+    st.checkpointer.mark(tenant_id)
+    return {"receipts": [receipt_json(r) for r in receipts]}
+
+
 def _proofs(
-    log: AuditLog, tenant_id: str, receipts: list[Receipt], cp: SignedCheckpoint
+    log: AuditLog, tenant_id: str, receipts: list[dict[str, Any]], cp: SignedCheckpoint
 ) -> list[dict[str, Any]]:
     out = []
     for r in receipts:
-        p = log.prove_inclusion(tenant_id, r.seq, cp.size)
-        out.append({"seq": r.seq, "tree_size": p.tree_size, "proof": [b64(h) for h in p.proof]})
+        p = log.prove_inclusion(tenant_id, r["seq"], cp.size)
+        out.append({"seq": r["seq"], "tree_size": p.tree_size, "proof": [b64(h) for h in p.proof]})
     return out
 
 

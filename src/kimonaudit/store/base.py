@@ -9,8 +9,9 @@ request finds its tenant in the first place).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from kimonaudit.apikeys import ApiKeyRecord
 from kimonaudit.core.console_records import ConsoleSession, ConsoleUser, SavedSearch
@@ -48,6 +49,17 @@ class Store(Protocol):
         """Atomically lock the tenant, read its state and the receipts of
         `event_ids` already present, write `build(...)`'s plan and commit.
         Returns only after the commit; concurrent calls may share one."""
+        ...
+
+    def append_future(
+        self,
+        tenant_id: str,
+        event_ids: Sequence[str],
+        build: PlanBuilder,
+        then: Callable[[AppendPlan], Any] | None = None,
+    ) -> Future[Any]:
+        """`append` without waiting: the future completes after the commit,
+        with the plan or with `then(plan)` (run on the committing thread)."""
         ...
 
     # -- entries and tree ----------------------------------------------

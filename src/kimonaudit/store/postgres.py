@@ -21,6 +21,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 from itertools import repeat
 from typing import Any
@@ -611,10 +612,24 @@ class PostgresStore(
 
     # -- appends -----------------------------------------------------------
     def append(self, tenant_id: str, event_ids: Sequence[str], build: PlanBuilder) -> AppendPlan:
-        plan = self._writer.submit(tenant_id, event_ids, build)
+        plan: AppendPlan = self.append_future(tenant_id, event_ids, build).result()
+        return plan
+
+    def append_future(
+        self,
+        tenant_id: str,
+        event_ids: Sequence[str],
+        build: PlanBuilder,
+        then: Callable[[AppendPlan], Any] | None = None,
+    ) -> Future[Any]:
+        future = self._writer.submit_future(tenant_id, event_ids, build, then)
+        if self._indexer is not None:
+            future.add_done_callback(self._committed)
+        return future
+
+    def _committed(self, _: Future[Any]) -> None:
         if self._indexer is not None:
             self._indexer.notify()
-        return plan
 
     # -- entries and tree --------------------------------------------------
     def tree_state(self, tenant_id: str) -> TreeState:

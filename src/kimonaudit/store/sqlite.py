@@ -13,6 +13,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -435,9 +436,22 @@ class SQLiteStore(SQLiteSearch, SQLiteConsoleStore, SQLiteRetentionStore, SQLite
 
     # -- appends -----------------------------------------------------------
     def append(self, tenant_id: str, event_ids: Sequence[str], build: PlanBuilder) -> AppendPlan:
-        plan = self._writer.submit(tenant_id, event_ids, build)
-        self._indexer.notify()
+        plan: AppendPlan = self.append_future(tenant_id, event_ids, build).result()
         return plan
+
+    def append_future(
+        self,
+        tenant_id: str,
+        event_ids: Sequence[str],
+        build: PlanBuilder,
+        then: Callable[[AppendPlan], Any] | None = None,
+    ) -> Future[Any]:
+        future = self._writer.submit_future(tenant_id, event_ids, build, then)
+        future.add_done_callback(self._committed)
+        return future
+
+    def _committed(self, _: Future[Any]) -> None:
+        self._indexer.notify()
 
     # -- the ledger ----------------------------------------------------------
     def tenant_no(self, tenant_id: str) -> int:

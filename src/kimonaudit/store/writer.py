@@ -44,7 +44,20 @@ class _Request:
     tenant_id: str
     event_ids: Sequence[str]
     build: PlanBuilder
-    future: Future[AppendPlan] = field(default_factory=Future)
+    # Run on the writer thread after the commit; its value is the future's.
+    then: Callable[[AppendPlan], Any] | None = None
+    future: Future[Any] = field(default_factory=Future)
+
+    def done(self, plan: AppendPlan) -> None:
+        if self.then is None:
+            self.future.set_result(plan)
+            return
+        try:
+            result = self.then(plan)
+        except BaseException as exc:
+            self.future.set_exception(exc)
+        else:
+            self.future.set_result(result)
 
 
 @dataclass
@@ -75,11 +88,24 @@ class GroupCommitWriter:
         return self._queue.qsize()
 
     def submit(self, tenant_id: str, event_ids: Sequence[str], build: PlanBuilder) -> AppendPlan:
+        plan: AppendPlan = self.submit_future(tenant_id, event_ids, build).result()
+        return plan
+
+    def submit_future(
+        self,
+        tenant_id: str,
+        event_ids: Sequence[str],
+        build: PlanBuilder,
+        then: Callable[[AppendPlan], Any] | None = None,
+    ) -> Future[Any]:
+        """Queue an append; the future completes after its group's commit
+        with the plan, or with `then(plan)` when given (`then` and the
+        future's callbacks run on the writer thread)."""
         if self._closed:
             raise StoreError("the store is closed")
-        req = _Request(tenant_id, event_ids, build)
+        req = _Request(tenant_id, event_ids, build, then)
         self._queue.put(req)
-        return req.future.result()
+        return req.future
 
     def run(self, fn: Callable[[Any], T], *, transaction: bool = True) -> T:
         """Run `fn(session)` on the writer thread, inside a transaction of its
@@ -165,17 +191,22 @@ class GroupCommitWriter:
             log.debug("group commit of %d requests failed; retrying one by one", len(group))
             for req in group:
                 try:
-                    (plan,) = self._apply([req])
+                    (result,) = self._apply([req])
                 except Exception as exc:
                     self._fail(req, exc)
                 else:
-                    req.future.set_result(plan)
+                    self._settle(req, result)
             return
         for req, res in zip(group, results, strict=True):
-            if isinstance(res, BaseException):
-                req.future.set_exception(res)
-            else:
-                req.future.set_result(res)
+            self._settle(req, res)
+
+    def _settle(self, req: _Request, result: AppendPlan | BaseException) -> None:
+        # A plan that could not be built (bad input found under the lock)
+        # comes back as its error, from a group and when retried alone.
+        if isinstance(result, BaseException):
+            req.future.set_exception(result)
+        else:
+            req.done(result)
 
     def _fail(self, req: _Request, exc: BaseException) -> None:
         if not isinstance(exc, AuditLogError):
