@@ -14,7 +14,9 @@ Prints one JSON document:
   clients, requests/s and latency p50/p90/p99/max; closed loop (each
   client sends its next request when the previous one is answered: the
   server's capacity) and paced (a fixed total offered rate, latency counted
-  from the scheduled send time).
+  from the scheduled send time);
+- ``server_peak_rss_mb``: the peak resident memory (VmHWM) of the server
+  process and of its indexer child, read after all of the above.
 
 The server is a subprocess (`python -m kimonaudit serve`) on a free
 127.0.0.1 port with a temporary SQLite database, rate limiting off and
@@ -234,6 +236,24 @@ async def _single(
     }
 
 
+def peak_rss_mb(pid: int) -> dict[str, float]:
+    """Peak resident memory (VmHWM) of the server and of each child it
+    started (the SQLite indexer), in MB, read from /proc after the load."""
+
+    def hwm(p: int) -> float:
+        for line in Path(f"/proc/{p}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+        return 0.0
+
+    out = {"serve": hwm(pid)}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            with contextlib.suppress(OSError):
+                out[f"child {child}"] = hwm(int(child))
+    return out
+
+
 # -- the server ------------------------------------------------------------------
 def start_server(tmp: Path, port: int) -> tuple[subprocess.Popen[bytes], str]:
     db = f"sqlite:///{tmp / 'http.db'}"
@@ -321,6 +341,7 @@ def main() -> None:
                 for rate in ([None, args.paced_rate] if args.paced_rate else [None])
                 for c in args.single_clients.split(",")
             ]
+            doc["server_peak_rss_mb"] = peak_rss_mb(proc.pid)
             metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
             doc["server_events_appended"] = next(
                 float(line.split()[-1])

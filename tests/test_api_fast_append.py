@@ -332,3 +332,20 @@ def test_submit_validated_cached_only(tmp_path: Path) -> None:
         assert log.verify(tid).ok
     finally:
         log.close()
+
+
+def test_receipts_are_the_bytes_the_route_sends(
+    stacks: Callable[[ApiSettings], tuple[Stack, Stack]],
+) -> None:
+    """The fast path encodes with msgspec; the route with json.dumps (as
+    Starlette's JSONResponse does). Ids with quotes, backslashes and
+    non-ASCII text come out byte for byte the same."""
+    ids = ['q"uote', "back\\slash", "ünïcödé-票", "line\u2028sep", "emoji-\U0001f600"]
+    pair = stacks(ApiSettings(run_jobs=False))
+    body = {"events": [event(i, id=ident) for i, ident in enumerate(ids)]}
+    resp = _both(pair, lambda s: _post(s, body))
+    assert resp.status_code == 201
+    assert [r["id"] for r in resp.json()["receipts"]] == ids
+    as_route = json.dumps(resp.json(), ensure_ascii=False, separators=(",", ":")).encode()
+    assert resp.content == as_route
+    assert pair[0].fallbacks == 0

@@ -64,20 +64,36 @@ class _LabelledCounter:
     def __init__(self, counter: Counter) -> None:
         self._counter = counter
         self._labels = tuple(counter._labelnames)
+        # prometheus_client checks the label names on every labels() call;
+        # a request's few label sets repeat, so their children are kept.
+        self._children: dict[tuple[tuple[str, str], ...], Counter] = {}
 
     def inc(self, amount: float = 1.0, **labels: str) -> None:
-        target = self._counter.labels(**labels) if self._labels else self._counter
-        target.inc(amount)
+        if not self._labels:
+            self._counter.inc(amount)
+            return
+        key = tuple(labels.items())
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self._counter.labels(**labels)
+        child.inc(amount)
 
 
 class _LabelledHistogram:
     def __init__(self, histogram: Histogram) -> None:
         self._histogram = histogram
         self._labels = tuple(histogram._labelnames)
+        self._children: dict[tuple[tuple[str, str], ...], Histogram] = {}
 
     def observe(self, value: float, **labels: str) -> None:
-        target = self._histogram.labels(**labels) if self._labels else self._histogram
-        target.observe(value)
+        if not self._labels:
+            self._histogram.observe(value)
+            return
+        key = tuple(labels.items())
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self._histogram.labels(**labels)
+        child.observe(value)
 
 
 class Registry:
