@@ -21,8 +21,12 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import msgspec
+
 from kimonaudit.core.records import EntryRow
 from kimonaudit.core.searchtext import search_text
+
+_decode_json = msgspec.json.decode
 
 # Field numbers stored in the terms dictionary. Never renumber: they are on disk.
 F_ACTION = 1
@@ -72,7 +76,10 @@ def payload_dict(payload: bytes | None) -> dict[str, Any] | None:
     """The stored payload decoded, or None once redacted."""
     if payload is None:
         return None
-    value = json.loads(payload)
+    try:
+        value = _decode_json(payload)  # a few times faster than json.loads
+    except msgspec.DecodeError:
+        value = json.loads(payload)  # not JSON (a tampered row): json's error, as always
     return value if isinstance(value, dict) else None
 
 

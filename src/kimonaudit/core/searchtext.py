@@ -23,12 +23,17 @@ _WORD = re.compile(r"[^\W_]+")
 # payload is cut rather than allowed to break ingestion.
 MAX_SEARCH_TEXT = 32_768
 
-_WORDS_CACHE_SIZE = 50_000
-_words_cache: dict[str, str] = {}
+
+# ASCII text: every character but a letter or a digit becomes a space.
+_ASCII_SPACES = {c: " " for c in range(128) if not chr(c).isalnum()}
 
 
 def search_words(text: str) -> list[str]:
     """The searchable words of `text`: folded case, no accents, no punctuation."""
+    if text.isascii():
+        # The same words as the expression below, by two C passes (most
+        # documents are ASCII and the indexer makes one per entry).
+        return text.lower().translate(_ASCII_SPACES).split()
     if not text.isascii():
         decomposed = unicodedata.normalize("NFKD", text)
         text = "".join(c for c in decomposed if not unicodedata.combining(c))
@@ -73,27 +78,26 @@ def search_text(
     value before and the value after. The actor's name and email are not
     parameters on purpose: they live in the erasable directory, never in the log.
     """
-    parts: list[str] = []
-    _flatten((action, target_type, target_id, actor_type, outcome), parts)
-    _flatten(context.values(), parts)
+    parts: list[str] = [action]
+    # Most values are plain strings: they skip _flatten's stack (the
+    # indexer makes a document per entry, so this loop is hot).
+    for value in (target_type, target_id, actor_type, outcome, *context.values()):
+        if type(value) is str:
+            parts.append(value)
+        elif value is not None:
+            _flatten((value,), parts)
     for field, before, after in changes:
         _flatten((field, before, after), parts)
-    _flatten(metadata.values(), parts)
-    cache = _words_cache
-    words: list[str] = []
-    for part in parts:
-        # Most values repeat from entry to entry (actions, user agents,
-        # statuses), so their words are worked out once.
-        got = cache.get(part)
-        if got is None:
-            got = " ".join(search_words(part))
-            if len(part) <= 200:
-                if len(cache) >= _WORDS_CACHE_SIZE:
-                    cache.clear()
-                cache[part] = got
-        if got:
-            words.append(got)
-    text = " ".join(words)
+    for value in metadata.values():
+        if type(value) is str:
+            parts.append(value)
+        elif value is not None:
+            _flatten((value,), parts)
+    # One split of the values joined by spaces gives the words of each value
+    # in turn (a space separates words; NFKD decomposes character by
+    # character and a space blocks the reordering of combining marks), at
+    # one regular-expression pass per entry instead of one per value.
+    text = " ".join(search_words(" ".join(parts)))
     if len(text) > MAX_SEARCH_TEXT:
         cut = text.rfind(" ", 0, MAX_SEARCH_TEXT + 1)
         text = text[: cut if cut > 0 else MAX_SEARCH_TEXT]

@@ -19,9 +19,9 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, repeat
 from typing import Any
 
 from kimonaudit.core.projection import entry_terms, entry_text
@@ -105,34 +105,50 @@ class TermCache:
             self.ids.clear()
             self.epoch = epoch
 
-    def resolve(self, conn: sqlite3.Connection, keys: set[tuple[int, int, str]]) -> None:
-        missing = [k for k in keys if k not in self.ids]
+    def resolve(self, conn: sqlite3.Connection, keys: Iterable[tuple[int, int, str]]) -> None:
+        ids = self.ids
+        missing = [k for k in keys if k not in ids]
         if not missing:
             return
-        if len(self.ids) + len(missing) > self.limit:
-            self.ids.clear()
+        if len(ids) + len(missing) > self.limit:
+            ids.clear()
             missing = list(keys)
         conn.executemany(
             "INSERT OR IGNORE INTO terms (tenant_no, field, value) VALUES (?, ?, ?)", missing
         )
+        # Read the ids back a few hundred at a time, by (tenant, field): a
+        # batch of a busy log meets thousands of new target ids.
+        by_field: dict[tuple[int, int], list[str]] = {}
         for tenant_no, field, value in missing:
-            (term,) = conn.execute(
-                "SELECT term FROM terms WHERE tenant_no = ? AND field = ? AND value = ?",
-                (tenant_no, field, value),
-            ).fetchone()
-            self.ids[(tenant_no, field, value)] = term
+            by_field.setdefault((tenant_no, field), []).append(value)
+        for (tenant_no, field), values in by_field.items():
+            for i in range(0, len(values), _ROWS_PER_STATEMENT):
+                chunk = values[i : i + _ROWS_PER_STATEMENT]
+                marks = ", ".join(["?"] * len(chunk))
+                for value, term in conn.execute(
+                    f"SELECT value, term FROM terms WHERE tenant_no = ? AND field = ?"  # noqa: S608
+                    f" AND value IN ({marks})",
+                    (tenant_no, field, *chunk),
+                ):
+                    ids[(tenant_no, field, value)] = term
 
 
 def write_batch(conn: sqlite3.Connection, terms: TermCache, batch: Batch) -> bool:
     """Index one batch in one transaction; False if another indexer (another
     process on the same files) got there first."""
     tno = batch.tenant_no
+    base = tno << SEQ_BITS
     docs: list[object] = []
-    keyed: list[tuple[tuple[int, int, str], int]] = []
+    # rids by (field, value); rows come in seq order, so each list is sorted.
+    groups: dict[tuple[int, str], list[int]] = {}
     for row in batch.rows:
-        rid = rid_of(tno, row.seq)
-        for field, value in entry_terms(row):
-            keyed.append(((tno, field, value), rid))
+        rid = base | row.seq
+        for term in entry_terms(row):
+            rids = groups.get(term)
+            if rids is None:
+                groups[term] = [rid]
+            else:
+                rids.append(rid)
         docs.append(rid)
         docs.append(entry_text(row))
     end = batch.end
@@ -143,24 +159,27 @@ def write_batch(conn: sqlite3.Connection, terms: TermCache, batch: Batch) -> boo
             conn.execute("ROLLBACK")
             return False
         terms.check_epoch(conn)
+        keys = [(tno, field, value) for field, value in groups]
         try:
-            terms.resolve(conn, {k for k, _ in keyed})
+            terms.resolve(conn, keys)
         except BaseException:
             terms.ids.clear()  # ids inserted in a rolled-back transaction are not stored
             raise
         ids = terms.ids
-        postings = sorted((ids[k], rid) for k, rid in keyed)
-        counts: dict[int, int] = {}
-        for term, _ in postings:
-            counts[term] = counts.get(term, 0) + 1
-        for i in range(0, len(postings), _ROWS_PER_STATEMENT):
-            chunk = postings[i : i + _ROWS_PER_STATEMENT]
-            conn.execute(_insert_postings(len(chunk)), list(chain.from_iterable(chunk)))
-        for i in range(0, len(docs), 2 * _ROWS_PER_STATEMENT):
-            chunk = docs[i : i + 2 * _ROWS_PER_STATEMENT]
+        # Postings go in sorted by (term, rid): by term here, by rid within.
+        runs = sorted(zip([ids[k] for k in keys], groups.values(), strict=True))
+        flat = list(
+            chain.from_iterable(chain.from_iterable(zip(repeat(term), rids) for term, rids in runs))
+        )
+        step = 2 * _ROWS_PER_STATEMENT
+        for i in range(0, len(flat), step):
+            chunk = flat[i : i + step]
+            conn.execute(_insert_postings(len(chunk) // 2), chunk)
+        for i in range(0, len(docs), step):
+            chunk = docs[i : i + step]
             conn.execute(_insert_docs(len(chunk) // 2), chunk)
         conn.executemany(
-            "UPDATE terms SET n = n + ? WHERE term = ?", [(n, t) for t, n in counts.items()]
+            "UPDATE terms SET n = n + ? WHERE term = ?", [(len(r), t) for t, r in runs]
         )
         conn.execute(
             "INSERT INTO indexed (tenant_no, next_seq) VALUES (?, ?) "
@@ -246,8 +265,9 @@ def ledger_rows(ledger: sqlite3.Connection, tenant_no: int, start: int, end: int
     """Ledger rows of one tenant with start <= seq < end (tenant id left
     empty: the projection keys by tenant number)."""
     base = tenant_no << SEQ_BITS
+    make = tuple.__new__  # EntryRow(...)'s own __new__ is a Python call per row
     return [
-        EntryRow("", r[0] - base, *r[1:6], bool(r[6]), *r[7:])
+        make(EntryRow, ("", r[0] - base, *r[1:6], bool(r[6]), *r[7:]))
         for r in ledger.execute(
             f"SELECT {_ROW_COLS} FROM ledger WHERE rid >= ? AND rid < ? ORDER BY rid",  # noqa: S608
             (base + start, base + end),
