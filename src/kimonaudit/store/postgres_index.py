@@ -88,7 +88,8 @@ def pending(conn: psycopg.Connection[Any]) -> list[tuple[str, int, int]]:
 def read_rows(
     conn: psycopg.Connection[Any], tenant_id: str, start: int, end: int
 ) -> list[EntryRow]:
-    return [EntryRow._make(r) for r in conn.execute(_SELECT_ROWS, (tenant_id, start, end))]
+    make = tuple.__new__  # EntryRow._make is a Python call per row
+    return [make(EntryRow, r) for r in conn.execute(_SELECT_ROWS, (tenant_id, start, end))]
 
 
 def lock_mark(conn: psycopg.Connection[Any], tenant_id: str, wait: bool) -> int | None:
@@ -146,19 +147,25 @@ def write_rows(conn: psycopg.Connection[Any], tenant_id: str, rows: Sequence[Ent
     """Add the projection of `rows` inside the caller's transaction."""
     if not rows:
         return
-    keyed: list[tuple[tuple[int, str], int, int]] = []
-    counts: dict[tuple[int, str], int] = {}
+    # (seq, recorded_at) by term; rows come in seq order, so each run is sorted.
+    groups: dict[tuple[int, str], list[tuple[str, int, int]]] = {}
     for row in rows:
+        posting = (tenant_id, row.seq, row.recorded_at)
         for term in entry_terms(row):
-            keyed.append((term, row.seq, row.recorded_at))
-            counts[term] = counts.get(term, 0) + 1
-    ids = _term_ids(conn, tenant_id, counts)
-    postings = sorted((ids[k], seq, at) for k, seq, at in keyed)
+            run = groups.get(term)
+            if run is None:
+                groups[term] = [posting]
+            else:
+                run.append(posting)
+    ids = _term_ids(conn, tenant_id, {k: len(v) for k, v in groups.items()})
     with conn.cursor() as cur:
         with cur.copy(_COPY_POSTINGS) as cp:
             cp.set_types(["text", "int8", "int8", "int8"])
-            for term, seq, at in postings:
-                cp.write_row((tenant_id, term, seq, at))
+            write = cp.write_row
+            # Sorted by (term, seq): by term here, by seq within each run.
+            for term, run in sorted((ids[k], v) for k, v in groups.items()):
+                for t, seq, at in run:
+                    write((t, term, seq, at))
         cur.execute(_STAGE)
         with cur.copy(_COPY_STAGE) as cp:
             cp.set_types(["int8", "int8", "text"])
