@@ -230,3 +230,50 @@ def test_concurrent_appends_share_commits(log):
     assert writer.requests - requests0 == 120
     assert writer.groups - groups0 < 120  # some requests shared a commit
     assert log.verify(t.id).ok
+
+
+def test_one_group_with_retries_a_conflict_and_two_tenants(log):
+    """Requests queued behind a busy writer commit as one group, written
+    together: a repeated client id inside the group gets the original
+    receipt, a conflicting one fails alone, both tenants' trees verify."""
+    import threading
+
+    from kimonaudit.core.decode import convert_batch
+    from kimonaudit.errors import Conflict
+
+    a, b = log.create_tenant("acme"), log.create_tenant("beta")
+    writer = log.store._writer
+    started, release = threading.Event(), threading.Event()
+
+    def hold(_session: object) -> None:
+        started.set()
+        release.wait(10)
+
+    # No transaction: the writer is busy but holds no lock (new actors'
+    # secrets are stored meanwhile, on another connection).
+    blocker = threading.Thread(target=writer.run, args=(hold,), kwargs={"transaction": False})
+    blocker.start()
+    assert started.wait(10)
+    groups0 = writer.groups
+    submit = [
+        (a.id, [event(1, id="x-1"), event(2)]),
+        (b.id, [event(3)]),
+        (a.id, [event(1, id="x-1")]),  # a retry of the first request's event
+        (a.id, [event(9, id="x-1")]),  # the same id, other content: 409
+        (a.id, [event(4, id="x-2"), event(5)]),
+        (b.id, [event(6, id="y-1")]),
+    ]
+    futures = [log.submit_validated(tid, convert_batch(evs)) for tid, evs in submit]
+    release.set()
+    blocker.join()
+    first, other, retry, _, last, other2 = (f.result(timeout=10) if i != 3 else None
+                                            for i, f in enumerate(futures))  # fmt: skip
+    with pytest.raises(Conflict):
+        futures[3].result(timeout=10)
+    assert writer.groups - groups0 == 1  # one commit for all six
+    assert retry == first[:1]  # the original receipt, not a new entry
+    assert [r.seq for r in first] == [0, 1] and [r.seq for r in last] == [2, 3]
+    assert [r.seq for r in other] == [0] and [r.seq for r in other2] == [1]
+    for tid, size in ((a.id, 4), (b.id, 2)):
+        assert log.store.tree_state(tid).size == size
+        assert log.verify(tid).ok

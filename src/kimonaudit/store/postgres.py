@@ -287,6 +287,10 @@ class _WriteSession:
         for r in plan.rows:
             self._pending[(tid, r.event_id)] = r
 
+    def write_all(self, plans: Sequence[AppendPlan]) -> None:
+        for plan in plans:  # everything is written at commit anyway
+            self.write(plan)
+
     def commit(self) -> None:
         plans = self._plans
         conn = self.conn

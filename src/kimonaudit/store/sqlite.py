@@ -181,11 +181,17 @@ class _WriteSession:
         return found
 
     def write(self, plan: AppendPlan) -> None:
+        self.write_all((plan,))
+
+    def write_all(self, plans: Sequence[AppendPlan]) -> None:
         c = self.conn
-        if plan.rows:
-            tno = self.tenant_nos[plan.tenant_id]
+        by_tenant: dict[str, list[AppendPlan]] = {}
+        for plan in plans:
+            by_tenant.setdefault(plan.tenant_id, []).append(plan)
+        for tenant_id, mine in by_tenant.items():
+            tno = self.tenant_nos[tenant_id]
             base = tno << SEQ_BITS
-            rows = plan.rows
+            rows = [row for plan in mine for row in plan.rows]
             # Multi-row statements rather than executemany: sqlite3 drops
             # the GIL once per statement, and a thread preparing the next
             # batch would otherwise make this one wait a switch interval
@@ -193,19 +199,18 @@ class _WriteSession:
             for i in range(0, len(rows), _ROWS_PER_STATEMENT):
                 chunk = rows[i : i + _ROWS_PER_STATEMENT]
                 c.execute(_insert_ledger(len(chunk)), [base, tno, *chain.from_iterable(chunk)])
-        if plan.nodes:
-            c.executemany(
-                _PUT_NODE,
-                ((plan.tenant_id, lvl, idx, h) for lvl, idx, h in plan.nodes),
+            nodes = [(tenant_id, *node) for plan in mine for node in plan.nodes]
+            if nodes:
+                c.executemany(_PUT_NODE, nodes)
+            actors = [a for plan in mine for a in plan.actors]
+            if actors:
+                _upsert_actors(c, tenant_id, actors)
+            st = mine[-1].state
+            c.execute(
+                "UPDATE tree_state SET size = ?, frontier = ?, last_recorded_at = ?, purged = ? "
+                "WHERE tenant_id = ?",
+                (st.size, st.tree.to_bytes(), st.last_recorded_at, st.purged, st.tenant_id),
             )
-        if plan.actors:
-            _upsert_actors(c, plan.tenant_id, plan.actors)
-        st = plan.state
-        c.execute(
-            "UPDATE tree_state SET size = ?, frontier = ?, last_recorded_at = ?, purged = ? "
-            "WHERE tenant_id = ?",
-            (st.size, st.tree.to_bytes(), st.last_recorded_at, st.purged, st.tenant_id),
-        )
 
     def commit(self) -> None:
         self.conn.execute("COMMIT")

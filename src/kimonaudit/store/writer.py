@@ -34,6 +34,11 @@ class WriteSession(Protocol):
     def lock_state(self, tenant_id: str) -> TreeState: ...
     def existing(self, tenant_id: str, event_ids: Sequence[str]) -> Mapping[str, EntryRow]: ...
     def write(self, plan: AppendPlan) -> None: ...
+    def write_all(self, plans: Sequence[AppendPlan]) -> None:
+        """Write `plans` (built one after the other, so each tenant's seqs
+        run on from plan to plan) as if by `write` in turn."""
+        ...
+
     def commit(self) -> None: ...
     def rollback(self) -> None: ...
     def close(self) -> None: ...
@@ -227,17 +232,35 @@ class GroupCommitWriter:
             # the same tenants cannot deadlock.
             for tid in sorted({r.tenant_id for r in group}):
                 states[tid] = s.lock_state(tid)
+            # The group's plans are written together at the end, in a few
+            # statements rather than a few per request: each statement lets
+            # go of the interpreter lock, and getting it back from a busy
+            # event loop can take a switch interval. A request whose client
+            # ids may be among those still unwritten writes them first, so
+            # that its idempotency lookup sees them.
+            pending: list[AppendPlan] = []
+            pending_ids: dict[str, set[str]] = {}
             for req in group:
-                state = states[req.tenant_id]
-                existing = s.existing(req.tenant_id, req.event_ids) if req.event_ids else {}
+                tid = req.tenant_id
+                existing: Mapping[str, EntryRow] = {}
+                if req.event_ids:
+                    unwritten = pending_ids.get(tid)
+                    if unwritten and not unwritten.isdisjoint(req.event_ids):
+                        s.write_all(pending)
+                        pending.clear()
+                        pending_ids.clear()
+                    existing = s.existing(tid, req.event_ids)
                 try:
-                    plan = req.build(state, existing)
+                    plan = req.build(states[tid], existing)
                 except AuditLogError as exc:
                     results.append(exc)
                     continue
-                s.write(plan)
-                states[req.tenant_id] = plan.state
+                pending.append(plan)
+                pending_ids.setdefault(tid, set()).update(r.id for r in plan.receipts)
+                states[tid] = plan.state
                 results.append(plan)
+            if pending:
+                s.write_all(pending)
             s.commit()
         except BaseException:
             try:
