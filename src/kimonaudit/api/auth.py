@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 
 from kimonaudit import apikeys
 from kimonaudit.api.errors import ApiError
-from kimonaudit.api.ratelimit import RateLimiter, retry_after
+from kimonaudit.api.ratelimit import RateLimiter, SharedRateLimiter, retry_after
 from kimonaudit.errors import AuthError, Forbidden
 from kimonaudit.service import AuditLog
 
@@ -60,10 +60,6 @@ class Authenticator:
         # out, the requests that meet it share one database read instead of
         # each making their own.
         self._pending: dict[bytes, asyncio.Task[Principal]] = {}
-
-    @property
-    def limiter(self) -> RateLimiter:
-        return self._limiter
 
     def cached(self, text: str) -> Principal | None:
         """The Principal of a key that passed within the cache's time, else
@@ -109,8 +105,14 @@ class Authenticator:
             for digest in [d for d, (p, _) in self._cache.items() if p.key_id == key_id]:
                 del self._cache[digest]
 
-    def throttle(self, p: Principal) -> None:
-        wait = self._limiter.take(p.key_id)
+    async def throttle(self, p: Principal) -> None:
+        """429 if the key is over its rate. The shared (PostgreSQL) limiter
+        is a database round trip, taken on a thread so that the event loop
+        never waits for the database."""
+        if isinstance(self._limiter, SharedRateLimiter) and self._limiter.rate > 0:
+            wait = await run_in_threadpool(self._limiter.take, p.key_id)
+        else:
+            wait = self._limiter.take(p.key_id)
         if wait > 0:
             raise self.rate_limited(wait)
 
@@ -136,7 +138,7 @@ def require(scope: str) -> Callable[..., Awaitable[Principal]]:
         p = await auth.principal(creds.credentials)
         if not apikeys.grants(p.scopes, scope):
             raise Forbidden(f"this API key lacks the {scope!r} scope")
-        auth.throttle(p)
+        await auth.throttle(p)
         return p
 
     return dependency

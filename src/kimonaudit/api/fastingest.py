@@ -112,9 +112,7 @@ class FastIngest:
         from kimonaudit.api.routes_events import append_body, append_decoded, appended
 
         st = self.state
-        wait = st.auth.limiter.take(principal.key_id)
-        if wait > 0:
-            raise st.auth.rate_limited(wait)
+        await st.auth.throttle(principal)
         tenant_id = principal.tenant_id
         raw = await _body(receive, st.settings.max_body_bytes)
         if len(raw) > INLINE_BYTES:
