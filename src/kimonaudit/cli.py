@@ -25,6 +25,7 @@ from kimonaudit import settings
 from kimonaudit.api import settings as api_settings
 from kimonaudit.api.settings import ApiSettings
 from kimonaudit.apikeys import SCOPES
+from kimonaudit.collector import tune_for_throughput
 from kimonaudit.core.timefmt import format_ts
 from kimonaudit.errors import (
     AuditLogError,
@@ -311,6 +312,7 @@ def ingest(obj: Ctx, tenant_id: str, batch_size: int, file: Any, as_json: bool) 
     """
     log = obj.log()
     log.get_tenant(tenant_id)
+    tune_for_throughput()
     with _open_binary(file) as stream:
         summary = _ingest(log, tenant_id, stream, batch_size)
     if as_json:

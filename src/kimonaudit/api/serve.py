@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import gc
 import logging
 
 from kimonaudit.api.app import create_app
 from kimonaudit.api.settings import ApiSettings
+from kimonaudit.collector import tune_for_throughput
 from kimonaudit.service import AuditLog
 
 
@@ -49,20 +49,8 @@ def run(
         timeout_graceful_shutdown=10,
         log_level="info",
     )
-    _tune_collector()
+    tune_for_throughput()
     uvicorn.Server(config).run()
-
-
-def _tune_collector() -> None:
-    """What was loaded to start the server (FastAPI, pydantic, the routes:
-    a few hundred thousand objects) lives as long as the process, so it is
-    moved out of the cycle collector's sight, and young collections run
-    every 10,000 allocations rather than every 700. A request's garbage is
-    freed by reference counting; with the defaults, the collector cost
-    about 10% of the CPU time of a single-event append (issue 7)."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(10_000, 10, 10)
 
 
 def _log_access_to_stderr() -> None:
