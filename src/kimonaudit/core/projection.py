@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -52,7 +52,31 @@ FIELD_NAMES: Mapping[int, str] = {
 Term = tuple[int, str]
 
 
-def entry_terms(row: EntryRow) -> list[Term]:
+class ProjectionRow(NamedTuple):
+    """The columns of a ledger row the projection is made of: what an
+    indexer reads (fewer columns than an EntryRow, and no tenant id)."""
+
+    seq: int
+    recorded_at: int
+    action: str
+    actor_hash: str | None
+    actor_type: str | None
+    target_type: str | None
+    target_id: str | None
+    outcome: str
+    security: bool | int  # SQLite stores 0/1
+    severity: int
+    ip: bytes | None
+    payload: bytes | None
+
+
+#: ProjectionRow's columns, as named in both stores' ledgers.
+PROJECTION_COLUMNS = ProjectionRow._fields
+
+Indexable = EntryRow | ProjectionRow
+
+
+def entry_terms(row: Indexable) -> list[Term]:
     """The posting terms of one entry, in a fixed order."""
     terms: list[Term] = [(F_ACTION, row.action)]
     if row.actor_hash is not None:
@@ -83,7 +107,7 @@ def payload_dict(payload: bytes | None) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def entry_text(row: EntryRow) -> str:
+def entry_text(row: Indexable) -> str:
     """The free-text document of one entry, as the search index holds it."""
     payload = payload_dict(row.payload)
     if payload is None:

@@ -36,7 +36,13 @@ from typing import Any
 
 import psycopg
 
-from kimonaudit.core.projection import entry_terms, entry_text
+from kimonaudit.core.projection import (
+    PROJECTION_COLUMNS,
+    Indexable,
+    ProjectionRow,
+    entry_terms,
+    entry_text,
+)
 from kimonaudit.core.records import ENTRY_COLUMNS, EntryRow
 
 log = logging.getLogger(__name__)
@@ -49,6 +55,10 @@ _IDLE_WAIT = 0.25  # seconds between looks when no local append woke it
 
 _SELECT_ROWS = (
     f"SELECT {', '.join(ENTRY_COLUMNS)} FROM entries "  # noqa: S608 (column names from EntryRow)
+    "WHERE tenant_id = %s AND seq >= %s AND seq < %s ORDER BY seq"
+)
+_SELECT_PROJECTION = (
+    f"SELECT {', '.join(PROJECTION_COLUMNS)} FROM entries "  # noqa: S608 (column names)
     "WHERE tenant_id = %s AND seq >= %s AND seq < %s ORDER BY seq"
 )
 # Tenants with entries to index, or a purge whose projection rows remain
@@ -143,7 +153,18 @@ def _term_ids(
     return {(int(f), v): int(t) for t, f, v in rows}
 
 
-def write_rows(conn: psycopg.Connection[Any], tenant_id: str, rows: Sequence[EntryRow]) -> None:
+def projection_rows(
+    conn: psycopg.Connection[Any], tenant_id: str, start: int, end: int
+) -> list[ProjectionRow]:
+    """What the indexer needs of the rows with start <= seq < end: fewer
+    columns than `read_rows`, no payload salt, commitment or leaf hash."""
+    make = tuple.__new__
+    return [
+        make(ProjectionRow, r) for r in conn.execute(_SELECT_PROJECTION, (tenant_id, start, end))
+    ]
+
+
+def write_rows(conn: psycopg.Connection[Any], tenant_id: str, rows: Sequence[Indexable]) -> None:
     """Add the projection of `rows` inside the caller's transaction."""
     if not rows:
         return
@@ -163,9 +184,9 @@ def write_rows(conn: psycopg.Connection[Any], tenant_id: str, rows: Sequence[Ent
             cp.set_types(["text", "int8", "int8", "int8"])
             write = cp.write_row
             # Sorted by (term, seq): by term here, by seq within each run.
-            for term, run in sorted((ids[k], v) for k, v in groups.items()):
+            for term_id, run in sorted((ids[k], v) for k, v in groups.items()):
                 for t, seq, at in run:
-                    write((t, term, seq, at))
+                    write((t, term_id, seq, at))
         cur.execute(_STAGE)
         with cur.copy(_COPY_STAGE) as cp:
             cp.set_types(["int8", "int8", "text"])
@@ -232,7 +253,7 @@ def index_batch(conn: psycopg.Connection[Any], tenant_id: str, batch: int = INDE
             return 1 if purged > cleaned else 0
         # A gap (rows purged, or removed by tampering) still moves the mark:
         # verify reports it, and indexing must not stall on it.
-        write_rows(conn, tenant_id, read_rows(conn, tenant_id, start, end))
+        write_rows(conn, tenant_id, projection_rows(conn, tenant_id, start, end))
         conn.execute("UPDATE search_marks SET next_seq = %s WHERE tenant_id = %s", (end, tenant_id))
     return end - mark
 

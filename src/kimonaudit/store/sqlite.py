@@ -21,6 +21,7 @@ from urllib.parse import unquote, urlparse
 
 from kimonaudit.apikeys import ApiKeyRecord
 from kimonaudit.core.merkle import CompactRange
+from kimonaudit.core.projection import ProjectionRow
 from kimonaudit.core.records import (
     ENTRY_COLUMNS,
     ActorRecord,
@@ -46,6 +47,7 @@ from kimonaudit.store.sqlite_index import (
     index_path,
     ledger_pending,
     ledger_rows,
+    projection_rows,
     remove_rows,
     rid_indexed,
     rid_of,
@@ -621,8 +623,8 @@ class SQLiteStore(SQLiteSearch, SQLiteConsoleStore, SQLiteRetentionStore, SQLite
     def _pending(self, index_conn: sqlite3.Connection) -> list[tuple[int, int, int]]:
         return ledger_pending(self._conn(), index_conn)
 
-    def _read_for_index(self, tenant_no: int, start: int, end: int) -> list[EntryRow]:
-        return ledger_rows(self._conn(), tenant_no, start, end)
+    def _read_for_index(self, tenant_no: int, start: int, end: int) -> list[ProjectionRow]:
+        return projection_rows(self._conn(), tenant_no, start, end)
 
     def check_index(self, tenant_id: str) -> tuple[int, list[str]]:
         """(entries checked, problems): the projection against the ledger."""

