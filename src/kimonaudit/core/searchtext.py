@@ -52,7 +52,9 @@ def _flatten(values: Iterable[object], out: list[str]) -> None:
         value = stack.pop()
         if value is None:
             continue
-        if isinstance(value, str):
+        if type(value) is int:  # before the isinstance chain: Mapping's check is slow
+            out.append(str(value))
+        elif isinstance(value, str):
             out.append(value)
         elif isinstance(value, bool):
             out.append("true" if value else "false")
