@@ -322,6 +322,11 @@ def _all_nodes(log: kimonaudit.AuditLog, tid: str) -> list[tuple]:
         return conn.execute("SELECT tenant_id, level, idx, hash FROM tree_nodes").fetchall()
 
 
+#: Schemas this run made (dropped at its end: a million-event run leaves
+#: gigabytes otherwise).
+_SCHEMAS: list[tuple[str, str]] = []
+
+
 def _fresh_pg_schema(url: str) -> str:
     import secrets
     from urllib.parse import quote
@@ -332,6 +337,7 @@ def _fresh_pg_schema(url: str) -> str:
     schema = "bench_raw_" + secrets.token_hex(4)
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
+    _SCHEMAS.append((base, schema))
     return f"{base}?options={quote(f'-csearch_path={schema}')}"
 
 
@@ -339,11 +345,25 @@ def fresh_pg_url(base: str) -> str:
     return _fresh_pg_schema(base)
 
 
+def _drop_schemas() -> None:
+    import psycopg
+
+    while _SCHEMAS:
+        base, schema = _SCHEMAS.pop()
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
 def main(n_events: int, backends: list[str], pg_url: str, writers: int) -> list[dict]:
     results = []
-    with tempfile.TemporaryDirectory() as scratch:
-        key_file = os.path.join(scratch, "bench.key")
-        for backend in backends:
-            url = f"sqlite:///{scratch}/bench.db" if backend == "sqlite" else fresh_pg_url(pg_url)
-            results.append(run_backend(backend, url, key_file, n_events, writers, scratch))
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            key_file = os.path.join(scratch, "bench.key")
+            for backend in backends:
+                url = (
+                    f"sqlite:///{scratch}/bench.db" if backend == "sqlite" else fresh_pg_url(pg_url)
+                )
+                results.append(run_backend(backend, url, key_file, n_events, writers, scratch))
+    finally:
+        _drop_schemas()
     return results
