@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
 
 from prometheus_client import (
     CollectorRegistry,
@@ -29,6 +30,8 @@ from prometheus_client.registry import Collector
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+M = TypeVar("M", Counter, Histogram)
 
 # Seconds: group commits are ms-scale, a slow disk pushes into the tail.
 LATENCY_BUCKETS: tuple[float, ...] = (
@@ -58,42 +61,39 @@ class _Gauges(Collector):
             yield family
 
 
-class _LabelledCounter:
+class _Labelled(Generic[M]):
+    """A prometheus_client metric whose children are looked up by the label
+    values given as keywords. prometheus_client checks the label names on
+    every labels() call; a request's few label sets repeat, so their
+    children are kept."""
+
+    def __init__(self, metric: M) -> None:
+        self._metric: M = metric
+        self._labelled = bool(metric._labelnames)
+        self._children: dict[tuple[tuple[str, str], ...], M] = {}
+
+    def _child(self, labels: dict[str, str]) -> M:
+        if not self._labelled:
+            return self._metric
+        key = tuple(labels.items())
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self._metric.labels(**labels)
+        return child
+
+
+class _LabelledCounter(_Labelled[Counter]):
     """`inc(amount, **labels)` over a prometheus_client Counter."""
 
-    def __init__(self, counter: Counter) -> None:
-        self._counter = counter
-        self._labels = tuple(counter._labelnames)
-        # prometheus_client checks the label names on every labels() call;
-        # a request's few label sets repeat, so their children are kept.
-        self._children: dict[tuple[tuple[str, str], ...], Counter] = {}
-
     def inc(self, amount: float = 1.0, **labels: str) -> None:
-        if not self._labels:
-            self._counter.inc(amount)
-            return
-        key = tuple(labels.items())
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = self._counter.labels(**labels)
-        child.inc(amount)
+        self._child(labels).inc(amount)
 
 
-class _LabelledHistogram:
-    def __init__(self, histogram: Histogram) -> None:
-        self._histogram = histogram
-        self._labels = tuple(histogram._labelnames)
-        self._children: dict[tuple[tuple[str, str], ...], Histogram] = {}
+class _LabelledHistogram(_Labelled[Histogram]):
+    """`observe(value, **labels)` over a prometheus_client Histogram."""
 
     def observe(self, value: float, **labels: str) -> None:
-        if not self._labels:
-            self._histogram.observe(value)
-            return
-        key = tuple(labels.items())
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = self._histogram.labels(**labels)
-        child.observe(value)
+        self._child(labels).observe(value)
 
 
 class Registry:

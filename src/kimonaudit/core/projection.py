@@ -18,8 +18,8 @@ A row whose payload was redacted keeps its header terms and loses its text.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, NamedTuple, TypeVar
 
 import msgspec
 
@@ -74,6 +74,7 @@ class ProjectionRow(NamedTuple):
 PROJECTION_COLUMNS = ProjectionRow._fields
 
 Indexable = EntryRow | ProjectionRow
+P = TypeVar("P")
 
 
 def entry_terms(row: Indexable) -> list[Term]:
@@ -94,6 +95,24 @@ def entry_terms(row: Indexable) -> list[Term]:
     if row.ip is not None:
         terms.append((F_IP, row.ip.hex()))
     return terms
+
+
+def postings_by_term(
+    rows: Iterable[Indexable], posting: Callable[[Indexable], P]
+) -> dict[Term, list[P]]:
+    """Each term of `rows` with the postings (`posting(row)`) of the rows
+    holding it, in the rows' order: seq order in, sorted runs out, so an
+    indexer sorts terms only, never postings."""
+    groups: dict[Term, list[P]] = {}
+    for row in rows:
+        p = posting(row)
+        for term in entry_terms(row):
+            run = groups.get(term)
+            if run is None:
+                groups[term] = [p]
+            else:
+                run.append(p)
+    return groups
 
 
 def payload_dict(payload: bytes | None) -> dict[str, Any] | None:

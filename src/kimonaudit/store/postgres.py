@@ -21,7 +21,6 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future
 from contextlib import contextmanager
 from itertools import repeat
 from typing import Any
@@ -46,7 +45,6 @@ from kimonaudit.core.records import (
     TreeState,
 )
 from kimonaudit.errors import ConfigError, Conflict, NotFound, StoreError
-from kimonaudit.store.base import PlanBuilder
 from kimonaudit.store.postgres_console import PostgresConsoleStore
 from kimonaudit.store.postgres_destinations import PostgresDestinationStore
 from kimonaudit.store.postgres_index import (
@@ -71,7 +69,7 @@ from kimonaudit.store.postgres_schema import (
     partition_name,
 )
 from kimonaudit.store.postgres_search import PostgresSearch
-from kimonaudit.store.writer import GroupCommitWriter
+from kimonaudit.store.writer import GroupCommitWriter, QueuedAppends
 
 log = logging.getLogger(__name__)
 
@@ -350,7 +348,11 @@ class _WriteSession:
 
 # -- the store ---------------------------------------------------------------
 class PostgresStore(
-    PostgresSearch, PostgresConsoleStore, PostgresRetentionStore, PostgresDestinationStore
+    QueuedAppends,
+    PostgresSearch,
+    PostgresConsoleStore,
+    PostgresRetentionStore,
+    PostgresDestinationStore,
 ):
     dialect = "postgres"
 
@@ -613,27 +615,6 @@ class PostgresStore(
         )
         if not n:
             raise NotFound(f"no tenant {tenant_id!r}")
-
-    # -- appends -----------------------------------------------------------
-    def append(self, tenant_id: str, event_ids: Sequence[str], build: PlanBuilder) -> AppendPlan:
-        plan: AppendPlan = self.append_future(tenant_id, event_ids, build).result()
-        return plan
-
-    def append_future(
-        self,
-        tenant_id: str,
-        event_ids: Sequence[str],
-        build: PlanBuilder,
-        then: Callable[[AppendPlan], Any] | None = None,
-    ) -> Future[Any]:
-        future = self._writer.submit_future(tenant_id, event_ids, build, then)
-        if self._indexer is not None:
-            future.add_done_callback(self._committed)
-        return future
-
-    def _committed(self, _: Future[Any]) -> None:
-        if self._indexer is not None:
-            self._indexer.notify()
 
     # -- entries and tree --------------------------------------------------
     def tree_state(self, tenant_id: str) -> TreeState:

@@ -42,6 +42,7 @@ from kimonaudit.core.projection import (
     ProjectionRow,
     entry_terms,
     entry_text,
+    postings_by_term,
 )
 from kimonaudit.core.records import ENTRY_COLUMNS, EntryRow
 
@@ -168,16 +169,7 @@ def write_rows(conn: psycopg.Connection[Any], tenant_id: str, rows: Sequence[Ind
     """Add the projection of `rows` inside the caller's transaction."""
     if not rows:
         return
-    # (seq, recorded_at) by term; rows come in seq order, so each run is sorted.
-    groups: dict[tuple[int, str], list[tuple[str, int, int]]] = {}
-    for row in rows:
-        posting = (tenant_id, row.seq, row.recorded_at)
-        for term in entry_terms(row):
-            run = groups.get(term)
-            if run is None:
-                groups[term] = [posting]
-            else:
-                run.append(posting)
+    groups = postings_by_term(rows, lambda row: (tenant_id, row.seq, row.recorded_at))
     ids = _term_ids(conn, tenant_id, {k: len(v) for k, v in groups.items()})
     with conn.cursor() as cur:
         with cur.copy(_COPY_POSTINGS) as cp:

@@ -13,7 +13,6 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,6 @@ from kimonaudit.core.records import (
     TreeState,
 )
 from kimonaudit.errors import ConfigError, Conflict, NotFound, StoreError
-from kimonaudit.store.base import PlanBuilder
 from kimonaudit.store.sqlite_console import SQLiteConsoleStore
 from kimonaudit.store.sqlite_destinations import SQLiteDestinationStore
 from kimonaudit.store.sqlite_index import (
@@ -55,7 +53,7 @@ from kimonaudit.store.sqlite_index import (
 from kimonaudit.store.sqlite_retention import SQLiteRetentionStore
 from kimonaudit.store.sqlite_schema import MIGRATIONS
 from kimonaudit.store.sqlite_search import SQLiteSearch
-from kimonaudit.store.writer import GroupCommitWriter
+from kimonaudit.store.writer import GroupCommitWriter, QueuedAppends
 
 # SQL here is assembled from constant fragments and, for search, from
 # predicates compiled with every value as a parameter (store/querysql.py).
@@ -262,7 +260,13 @@ class _IdxView:
         return self._conn.execute(sql.replace(" FROM indexed", " FROM idx.indexed"), params)
 
 
-class SQLiteStore(SQLiteSearch, SQLiteConsoleStore, SQLiteRetentionStore, SQLiteDestinationStore):
+class SQLiteStore(
+    QueuedAppends,
+    SQLiteSearch,
+    SQLiteConsoleStore,
+    SQLiteRetentionStore,
+    SQLiteDestinationStore,
+):
     dialect = "sqlite"
 
     def __init__(
@@ -440,25 +444,6 @@ class SQLiteStore(SQLiteSearch, SQLiteConsoleStore, SQLiteRetentionStore, SQLite
             "UPDATE tenants SET legal_hold = ? WHERE tenant_id = ?", (int(hold), tenant_id)
         ):
             raise NotFound(f"no tenant {tenant_id!r}")
-
-    # -- appends -----------------------------------------------------------
-    def append(self, tenant_id: str, event_ids: Sequence[str], build: PlanBuilder) -> AppendPlan:
-        plan: AppendPlan = self.append_future(tenant_id, event_ids, build).result()
-        return plan
-
-    def append_future(
-        self,
-        tenant_id: str,
-        event_ids: Sequence[str],
-        build: PlanBuilder,
-        then: Callable[[AppendPlan], Any] | None = None,
-    ) -> Future[Any]:
-        future = self._writer.submit_future(tenant_id, event_ids, build, then)
-        future.add_done_callback(self._committed)
-        return future
-
-    def _committed(self, _: Future[Any]) -> None:
-        self._indexer.notify()
 
     # -- the ledger ----------------------------------------------------------
     def tenant_no(self, tenant_id: str) -> int:

@@ -30,6 +30,7 @@ from kimonaudit.core.projection import (
     ProjectionRow,
     entry_terms,
     entry_text,
+    postings_by_term,
 )
 from kimonaudit.core.records import EntryRow
 from kimonaudit.store.sqlite_schema import INDEX_SCHEMA, INDEX_VERSION
@@ -144,18 +145,10 @@ def write_batch(conn: sqlite3.Connection, terms: TermCache, batch: Batch) -> boo
     process on the same files) got there first."""
     tno = batch.tenant_no
     base = tno << SEQ_BITS
+    groups = postings_by_term(batch.rows, lambda row: base | row.seq)
     docs: list[object] = []
-    # rids by (field, value); rows come in seq order, so each list is sorted.
-    groups: dict[tuple[int, str], list[int]] = {}
     for row in batch.rows:
-        rid = base | row.seq
-        for term in entry_terms(row):
-            rids = groups.get(term)
-            if rids is None:
-                groups[term] = [rid]
-            else:
-                rids.append(rid)
-        docs.append(rid)
+        docs.append(base | row.seq)
         docs.append(entry_text(row))
     end = batch.end
     conn.execute("BEGIN IMMEDIATE")

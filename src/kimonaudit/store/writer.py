@@ -271,3 +271,31 @@ class GroupCommitWriter:
         self.groups += 1
         self.requests += len(group)
         return results
+
+
+class QueuedAppends:
+    """A store's `append` and `append_future` through its GroupCommitWriter
+    (`_writer`), waking its indexer (`_indexer`, if any) after each commit."""
+
+    _writer: GroupCommitWriter
+    _indexer: Any
+
+    def append(self, tenant_id: str, event_ids: Sequence[str], build: PlanBuilder) -> AppendPlan:
+        plan: AppendPlan = self.append_future(tenant_id, event_ids, build).result()
+        return plan
+
+    def append_future(
+        self,
+        tenant_id: str,
+        event_ids: Sequence[str],
+        build: PlanBuilder,
+        then: Callable[[AppendPlan], Any] | None = None,
+    ) -> Future[Any]:
+        future = self._writer.submit_future(tenant_id, event_ids, build, then)
+        if self._indexer is not None:
+            future.add_done_callback(self._committed)
+        return future
+
+    def _committed(self, _: Future[Any]) -> None:
+        if self._indexer is not None:
+            self._indexer.notify()
