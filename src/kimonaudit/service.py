@@ -189,6 +189,8 @@ class AuditLog:
         return self.append_validated(tenant_id, validated)
 
     def append_validated(self, tenant_id: str, events: Sequence[Event]) -> list[Receipt]:
+        """`append` for events already validated (`validate_batch`,
+        `kimonaudit.core.decode`): the receipts, after the commit."""
         if not events:
             return []
         future = self.submit_validated(tenant_id, events)

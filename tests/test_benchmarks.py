@@ -1,0 +1,52 @@
+"""The core benchmark still runs and reports what docs/scaling.md and the
+README say it does, on both stores (a smoke test: no timing is asserted,
+only that every figure is there and consistent with its parts)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from benchmarks import core
+
+
+def _check(r: dict[str, Any], backend: str, events: int) -> None:
+    assert r["backend"] == backend and r["events"] == events
+    assert r["append_events_per_s"] > 0 and r["raw_events_per_s"] > 0
+    assert r["ratio"] == round(r["append_events_per_s"] / r["raw_events_per_s"], 3)
+    u = r["uuid4_ids"]
+    assert u["append_events_per_s"] > 0 and u["raw_events_per_s"] > 0
+    assert u["vs_server_ids"] == round(u["append_events_per_s"] / r["append_events_per_s"], 3)
+    assert r["index_lag"]["indexed_all"] is True
+    assert r["verify_entries_per_s"] > 0
+    for kind in ("inclusion", "consistency"):
+        assert r["proofs_warm"][kind]["n"] == 500 and r["proofs_cold"][kind]["n"] == 200
+
+
+@pytest.fixture(autouse=True)
+def _keep_the_page_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The benchmark drops the OS page cache for its cold proofs; a test
+    # must not do that to the machine.
+    monkeypatch.setattr(core, "_drop_os_cache", lambda: False)
+
+
+def test_core_suite_on_sqlite() -> None:
+    (r,) = core.main(2_000, ["sqlite"], "", 2)
+    _check(r, "sqlite", 2_000)
+
+
+@pytest.mark.postgres
+def test_core_suite_on_postgres_leaves_no_schema(pg_admin_url: str) -> None:
+    import psycopg
+
+    def bench_schemas() -> set[str]:
+        with psycopg.connect(pg_admin_url) as conn:
+            rows = conn.execute(
+                "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'bench_raw_%'"
+            ).fetchall()
+        return {name for (name,) in rows}
+
+    before = bench_schemas()
+    (r,) = core.main(2_000, ["postgres"], pg_admin_url, 2)
+    _check(r, "postgres", 2_000)
+    assert bench_schemas() == before
