@@ -212,14 +212,10 @@ class AuditLog:
             nothing: Future[list[Receipt]] = Future()
             nothing.set_result([])
             return nothing
-        if cached_only:
-            try:
-                ready = self._prepare(tenant_id, events, _no_io)
-            except _NeedsIO:
-                return None
-        else:
-            ready = self._prepare(tenant_id, events, self.actor_hashes.resolve)
-        prepared, parts, actors = ready
+        try:
+            prepared, parts, actors = self._prepare(tenant_id, events, cached_only)
+        except _NeedsIO:
+            return None
         now_us = self.now_us
 
         def build(state: TreeState, existing: Mapping[str, EntryRow]) -> AppendPlan:
@@ -241,19 +237,20 @@ class AuditLog:
         return receipts
 
     def _prepare(
-        self, tenant_id: str, events: Sequence[Event], resolve: Callable[[str, str], str]
+        self, tenant_id: str, events: Sequence[Event], cached_only: bool
     ) -> tuple[list[Prepared], LeafParts, list[ActorRow]]:
         """Everything that needs no lock, done on the caller's thread so it
         overlaps with the writer committing someone else's batch: payload
         commitments, actor hashes, and each leaf but its seq and time.
-        `resolve(tenant, actor id)` gives the hash of an actor not cached."""
-        if resolve is _no_io:
+        `cached_only`: raise _NeedsIO rather than read the database."""
+        resolve: Callable[[str, str], str]
+        if cached_only:
             cached = self.actor_hashes.cached_for_tenant(tenant_id)
             if cached is None:
                 raise _NeedsIO
-            hashes = cached
+            hashes, resolve = cached, _no_io
         else:
-            hashes = self.actor_hashes.for_tenant(tenant_id)
+            hashes, resolve = self.actor_hashes.for_tenant(tenant_id), self.actor_hashes.resolve
         prepared: list[Prepared] = []
         heads: list[bytes] = []
         tails: list[bytes] = []

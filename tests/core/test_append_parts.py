@@ -26,30 +26,12 @@ from kimonaudit.core.leaf import (
 from kimonaudit.core.ledger import RowLeaves, leaf_of_row, leaf_parts, plan_append
 from kimonaudit.core.merkle import LEAF_PREFIX, CompactRange, is_stored_level
 from kimonaudit.core.records import AppendPlan, EntryRow, Prepared, Receipt, TreeState
-from kimonaudit.core.timefmt import MAX_US, MIN_US
 from kimonaudit.errors import Conflict
-
-text = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)
-maybe = st.none() | text
+from tests.core.leaf_strategies import LEAF_FIELDS, maybe
 
 
 @settings(max_examples=300, deadline=None)
-@given(
-    tenant=text,
-    seq=st.integers(0, 2**53 - 1),
-    ts=st.integers(MIN_US, MAX_US),
-    eid=maybe,
-    action=text,
-    category=text,
-    sev=st.sampled_from(list(Severity)),
-    security=st.booleans(),
-    ahash=maybe,
-    atype=maybe,
-    ttype=maybe,
-    tid=maybe,
-    outcome=text,
-    commitment=st.binary(min_size=32, max_size=32),
-)
+@given(**LEAF_FIELDS)
 def test_leaf_parts_join_to_the_leaf(
     tenant: str, seq: int, ts: int, eid: str | None, action: str, category: str, sev: Severity,
     security: bool, ahash: str | None, atype: str | None, ttype: str | None, tid: str | None,

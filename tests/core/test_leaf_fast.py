@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from kimonaudit.core.catalogue import Severity
 from kimonaudit.core.leaf import (
     encode_leaf,
     leaf_fields,
@@ -13,30 +11,11 @@ from kimonaudit.core.leaf import (
     leaf_header,
     leaf_template,
 )
-from kimonaudit.core.timefmt import MAX_US, MIN_US
-
-# Text as validation lets it through: any Unicode scalar value (no surrogates).
-text = st.text(st.characters(exclude_categories=("Cs",)), max_size=40)
-maybe = st.none() | text
+from tests.core.leaf_strategies import LEAF_FIELDS
 
 
 @settings(max_examples=400, deadline=None)
-@given(
-    tenant=text,
-    seq=st.integers(0, 2**53 - 1),
-    ts=st.integers(MIN_US, MAX_US),
-    eid=maybe,
-    action=text,
-    category=text,
-    sev=st.sampled_from(list(Severity)),
-    security=st.booleans(),
-    ahash=maybe,
-    atype=maybe,
-    ttype=maybe,
-    tid=maybe,
-    outcome=text,
-    commitment=st.binary(min_size=32, max_size=32),
-)
+@given(**LEAF_FIELDS)
 def test_fast_leaf_equals_canonical_leaf(
     tenant,
     seq,

@@ -38,9 +38,8 @@ def search_words(text: str) -> list[str]:
         # The same words as the expression below, by a byte table (most
         # documents are ASCII and the indexer makes one per entry).
         return text.encode("ascii").translate(_ASCII_WORD_BYTES).decode("ascii").split()
-    if not text.isascii():
-        decomposed = unicodedata.normalize("NFKD", text)
-        text = "".join(c for c in decomposed if not unicodedata.combining(c))
+    decomposed = unicodedata.normalize("NFKD", text)
+    text = "".join(c for c in decomposed if not unicodedata.combining(c))
     return _WORD.findall(text.casefold())
 
 

@@ -180,9 +180,6 @@ class _WriteSession:
                 found[row.event_id] = row
         return found
 
-    def write(self, plan: AppendPlan) -> None:
-        self.write_all((plan,))
-
     def write_all(self, plans: Sequence[AppendPlan]) -> None:
         c = self.conn
         by_tenant: dict[str, list[AppendPlan]] = {}
