@@ -262,10 +262,24 @@ def test_subclasses_and_tuples_match_the_reference() -> None:
         {"action": "ticket.viewed", "context": {"ip": Text("::1")}},
         {"action": "ticket.viewed", "severity": Mixed.A},
         {"action": "ticket.viewed", "occurred_at": Text("2026-11-26T10:00:00Z")},
+        # A subclass as a key, which the C encoder writes as a plain string:
+        # at the top, nested, inside a change, and beside a "{" in a value.
+        {"action": "ticket.viewed", "context": {Text("k"): "v"}},
+        {"action": "ticket.viewed", "metadata": {"a": {Text("k"): 1}}},
+        {"action": "ticket.viewed", "metadata": {"a": [{Text("k"): 1}]}},
+        {"action": "ticket.viewed", "changes": [{"field": "f", "from": {Text("k"): 1}}]},
+        {"action": "ticket.viewed", "metadata": {"a": "{", Text("k"): 1}},
+        # A subclass as a value inside a list, which the encoder refuses.
+        {"action": "ticket.viewed", "metadata": {"a": [Text("v")]}},
     ]
     for obj in cases:
         expected = outcome(oracle.validate_batch, [copy.deepcopy(obj)])
         assert outcome(validate_batch, [obj]) == expected, obj
+    # The same in a batch that also holds a float (the tier with floats).
+    for obj in cases:
+        batch = [{"action": "ticket.viewed", "metadata": {"n": 1.5}}, obj]
+        expected = outcome(oracle.validate_batch, copy.deepcopy(batch))
+        assert outcome(validate_batch, batch) == expected, obj
 
 
 def test_validate_batch_copies_its_input() -> None:

@@ -258,17 +258,23 @@ def convert_batch(objs: list[Any] | tuple[Any, ...]) -> list[Event]:
     ids), which the caller's reference `validate_batch` reports."""
     if len(objs) > ev.MAX_BATCH_EVENTS:
         raise Slow
+    # Without floats first: their payloads need no walk for floats.
+    floats = False
     try:
-        items = msgspec.convert(objs, _FLOATS.objects)
+        items = msgspec.convert(objs, _PLAIN.objects)
     except (msgspec.ValidationError, RecursionError):
-        items = None  # find the culprit event by event
+        floats = True
+        try:
+            items = msgspec.convert(objs, _FLOATS.objects)
+        except (msgspec.ValidationError, RecursionError):
+            items = None  # find the culprit event by event
     out = []
     for i, obj in enumerate(objs):
         try:
             if type(obj) is not dict:
                 raise Slow
             item = items[i] if items is not None else _convert_one(obj)
-            out.append(_finish(item, False, False)[0])
+            out.append(_finish(item, floats, False)[0])
         except Slow:
             out.append(ev.validate_event(obj, f"events[{i}]."))
     _unique_ids(out)
@@ -416,6 +422,7 @@ _new: Callable[[type[Any]], Any] = object.__new__
 _set = object.__setattr__
 _astuple = msgspec.structs.astuple
 _CONTAINERS = (dict, list)
+_STR_ONLY = frozenset((str,))
 _CACHE_LIMIT = 10_000
 # Frozen, validated parts that repeat from event to event, shared.
 _actors: dict[tuple[Any, ...], tuple[ev.Actor, int]] = {}
@@ -430,7 +437,9 @@ def _finish(item: Any, general: bool, from_json: bool) -> tuple[Event, int]:
 
     `general`: the values may hold floats or characters above U+FFFF, so the
     payload takes the general RFC 8785 encoder. `from_json`: the values come
-    from msgspec's JSON decoder, so they are exact built-in types."""
+    from msgspec's JSON decoder, so they are exact built-in types; otherwise
+    (msgspec.convert of Python values) `general` says floats were allowed,
+    and whatever the C encoder's bytes cannot vouch for is walked."""
     members = 10 - _astuple(item).count(UNSET) if from_json else 0
 
     action = item.action
@@ -555,17 +564,26 @@ def _finish(item: Any, general: bool, from_json: bool) -> tuple[Event, int]:
         "metadata": metadata,
         "occurred_at": occurred_text,
     }
-    if not from_json:
-        # msgspec.convert passes str subclasses through, which the reference
-        # would have turned into plain str: only exact built-in types here.
-        kind = min(_kind(context), _kind(metadata), _kind(change_dicts))
-        if kind == _NOT_EXACT:
-            raise Slow
-        general = kind == _GENERAL
-    try:
-        data = canonical_json(payload) if general else _encode(payload)
-    except (InvalidInput, UnicodeEncodeError):
-        raise Slow from None  # a lone surrogate (Python callers)
+    if not from_json and general:
+        data = _exact_payload(payload, context, metadata, change_dicts, None)
+    else:
+        try:
+            data = canonical_json(payload) if general else _encode(payload)
+        except (InvalidInput, UnicodeEncodeError, TypeError):
+            # A lone surrogate, or a str subclass (Python callers:
+            # msgspec.convert passes them through, the C encoder refuses).
+            raise Slow from None
+        if not from_json and (
+            # msgspec.convert also passes str subclasses through as keys,
+            # which the encoder writes as plain strings, so keys are looked
+            # at: at the top here; nested ones (a "{" beyond the payload's
+            # own three and one per change) and non-ASCII ones by a walk.
+            not _STR_ONLY.issuperset(map(type, context))
+            or not _STR_ONLY.issuperset(map(type, metadata))
+            or not data.isascii()
+            or data.count(b"{") != 3 + len(change_dicts)
+        ):
+            data = _exact_payload(payload, context, metadata, change_dicts, data)
     if len(data) > MAX_PAYLOAD_BYTES:
         raise Slow
 
@@ -599,6 +617,28 @@ def _finish(item: Any, general: bool, from_json: bool) -> tuple[Event, int]:
         },
     )
     return event, members
+
+
+def _exact_payload(
+    payload: dict[str, Any],
+    context: dict[str, Any],
+    metadata: dict[str, Any],
+    change_dicts: list[dict[str, Any]],
+    plain: bytes | None,
+) -> bytes:
+    """The payload bytes of a converted (not JSON-decoded) event after a
+    walk of every value: Slow if any is not an exact built-in type, the
+    general encoder's bytes if floats or non-ASCII keys need it, else
+    `plain` (the C encoder's bytes, when already made)."""
+    kind = min(_kind(context), _kind(metadata), _kind(change_dicts))
+    if kind == _NOT_EXACT:
+        raise Slow
+    try:
+        if kind == _GENERAL:
+            return canonical_json(payload)
+        return plain if plain is not None else _encode(payload)
+    except (InvalidInput, UnicodeEncodeError, TypeError):
+        raise Slow from None  # a lone surrogate (Python callers)
 
 
 def _custom(action: Any) -> ActionInfo:
