@@ -166,6 +166,43 @@ def test_the_indexer_runs_as_a_child_process(sqlite_url, key_file):
         assert log.verify_index(tid) == (60, [])
 
 
+def test_sqlite_term_counts_match_postings_across_batches(sqlite_url, key_file):
+    """Each term's count is its number of postings, and its number the one
+    it was given first, whichever way a batch met it: new, already known,
+    numbered first by another indexer, or after the cache overflowed."""
+    from kimonaudit.store import sqlite_index as si
+
+    with kimonaudit.open(sqlite_url, key_file=key_file, indexer="off") as log:
+        tid = log.create_tenant("acme").id
+        for _ in range(4):
+            _fill(log, tid, 50)  # the same actors and actions: known terms
+        ledger_path = sqlite_url.removeprefix("sqlite:///")
+    ledger = si._open_ledger(ledger_path)
+    index = si.open_index(si.index_path(ledger_path))
+    tno = ledger.execute("SELECT tenant_no FROM tenants").fetchone()[0]
+    first, other, small = si.TermCache(), si.TermCache(), si.TermCache(limit=5)
+    numbered: dict[tuple[int, str], int] = {}
+    for cache, (start, end) in zip(
+        (first, first, other, small), ((0, 50), (50, 100), (100, 150), (150, 200)), strict=True
+    ):
+        rows = si.projection_rows(ledger, tno, start, end)
+        assert si.write_batch(index, cache, si.Batch(tno, start, end, rows))
+        for term, field, value in index.execute("SELECT term, field, value FROM terms"):
+            assert numbered.setdefault((field, value), term) == term
+    wrong = index.execute(
+        "SELECT count(*) FROM terms t WHERE t.n <>"
+        " (SELECT count(*) FROM postings p WHERE p.term = t.term)"
+    ).fetchone()
+    assert wrong == (0,)
+    assert index.execute("SELECT count(*) FROM postings").fetchone()[0] > 200
+    # Some term was counted in more than one batch of 50.
+    assert index.execute("SELECT max(n) FROM terms").fetchone()[0] > 50
+    index.close()
+    ledger.close()
+    with kimonaudit.open(sqlite_url, key_file=key_file) as log:
+        assert log.verify_index(tid) == (200, [])
+
+
 def _verify_index(url: str, key_file: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "KIMONAUDIT_DATABASE_URL": url, "KIMONAUDIT_SIGNING_KEY_FILE": key_file}
     return subprocess.run(

@@ -15,11 +15,12 @@ rebuilt on the next open), and `verify --index` compares it with the ledger.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import chain, repeat
 from typing import Any
@@ -112,32 +113,36 @@ class TermCache:
             self.ids.clear()
             self.epoch = epoch
 
-    def resolve(self, conn: sqlite3.Connection, keys: Iterable[tuple[int, int, str]]) -> None:
+    def add(
+        self, conn: sqlite3.Connection, keys: Sequence[tuple[int, int, str]], counts: Sequence[int]
+    ) -> None:
+        """Add `counts` to the terms' counts, numbering (inserting) the new
+        ones, so that `ids` holds every key afterwards.
+
+        A few multi-row statements rather than one per term: sqlite3 drops
+        and retakes the interpreter lock on every step, and a batch of a
+        busy log meets thousands of terms (most target ids are new)."""
         ids = self.ids
-        missing = [k for k in keys if k not in ids]
-        if not missing:
-            return
-        if len(ids) + len(missing) > self.limit:
+        if len(ids) + len(keys) > self.limit:
             ids.clear()
-            missing = list(keys)
-        conn.executemany(
-            "INSERT OR IGNORE INTO terms (tenant_no, field, value) VALUES (?, ?, ?)", missing
-        )
-        # Read the ids back a few hundred at a time, by (tenant, field): a
-        # batch of a busy log meets thousands of new target ids.
-        by_field: dict[tuple[int, int], list[str]] = {}
-        for tenant_no, field, value in missing:
-            by_field.setdefault((tenant_no, field), []).append(value)
-        for (tenant_no, field), values in by_field.items():
-            for i in range(0, len(values), _ROWS_PER_STATEMENT):
-                chunk = values[i : i + _ROWS_PER_STATEMENT]
-                marks = ", ".join(["?"] * len(chunk))
-                for value, term in conn.execute(
-                    f"SELECT value, term FROM terms WHERE tenant_no = ? AND field = ?"  # noqa: S608
-                    f" AND value IN ({marks})",
-                    (tenant_no, field, *chunk),
-                ):
-                    ids[(tenant_no, field, value)] = term
+        known: list[int] = []
+        new: list[tuple[int, int, str, int]] = []
+        for key, n in zip(keys, counts, strict=True):
+            term = ids.get(key)
+            if term is None:
+                new.append((*key, n))
+            else:
+                known += (term, n)
+        step = 2 * _ROWS_PER_STATEMENT
+        for i in range(0, len(known), step):
+            chunk = known[i : i + step]
+            conn.execute(_add_counts(len(chunk) // 2), chunk)
+        for i in range(0, len(new), _ROWS_PER_STATEMENT):
+            part = new[i : i + _ROWS_PER_STATEMENT]
+            for term, tenant_no, field, value in conn.execute(
+                _upsert_terms(len(part)), list(chain.from_iterable(part))
+            ):
+                ids[(tenant_no, field, value)] = term
 
 
 def write_batch(conn: sqlite3.Connection, terms: TermCache, batch: Batch) -> bool:
@@ -159,14 +164,15 @@ def write_batch(conn: sqlite3.Connection, terms: TermCache, batch: Batch) -> boo
             return False
         terms.check_epoch(conn)
         keys = [(tno, field, value) for field, value in groups]
+        runs_of = list(groups.values())
         try:
-            terms.resolve(conn, keys)
+            terms.add(conn, keys, [len(r) for r in runs_of])
         except BaseException:
             terms.ids.clear()  # ids inserted in a rolled-back transaction are not stored
             raise
         ids = terms.ids
         # Postings go in sorted by (term, rid): by term here, by rid within.
-        runs = sorted(zip([ids[k] for k in keys], groups.values(), strict=True))
+        runs = sorted(zip([ids[k] for k in keys], runs_of, strict=True))
         flat = list(
             chain.from_iterable(chain.from_iterable(zip(repeat(term), rids) for term, rids in runs))
         )
@@ -177,9 +183,6 @@ def write_batch(conn: sqlite3.Connection, terms: TermCache, batch: Batch) -> boo
         for i in range(0, len(docs), step):
             some = docs[i : i + step]
             conn.execute(_insert_docs(len(some) // 2), some)
-        conn.executemany(
-            "UPDATE terms SET n = n + ? WHERE term = ?", [(len(r), t) for t, r in runs]
-        )
         conn.execute(
             "INSERT INTO indexed (tenant_no, next_seq) VALUES (?, ?) "
             "ON CONFLICT (tenant_no) DO UPDATE SET next_seq = excluded.next_seq",
@@ -192,6 +195,28 @@ def write_batch(conn: sqlite3.Connection, terms: TermCache, batch: Batch) -> boo
         terms.ids.clear()
         raise
     return True
+
+
+@functools.lru_cache(maxsize=8)
+def _add_counts(n: int) -> str:
+    """Add counts to `n` known terms: (term, count) pairs bound flat."""
+    return (
+        "UPDATE terms SET n = n + v.column2 FROM (VALUES "  # noqa: S608
+        + ", ".join(["(?, ?)"] * n)
+        + ") AS v WHERE terms.term = v.column1"
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _upsert_terms(n: int) -> str:
+    """Insert `n` terms with their counts, or add the counts where another
+    indexer numbered them first; returns (term, tenant_no, field, value)."""
+    return (
+        "INSERT INTO terms (tenant_no, field, value, n) VALUES "  # noqa: S608
+        + ", ".join(["(?, ?, ?, ?)"] * n)
+        + " ON CONFLICT (tenant_no, field, value) DO UPDATE SET n = n + excluded.n"
+        " RETURNING term, tenant_no, field, value"
+    )
 
 
 def _insert_postings(n: int) -> str:
