@@ -37,6 +37,11 @@ def main() -> None:
         ),
     )
     ap.add_argument("--data-dir", help="search suite: keep and reuse the filled databases here")
+    ap.add_argument(
+        "--no-export",
+        action="store_true",
+        help="search suite: time the queries only, not the whole-tenant CSV export",
+    )
     ap.add_argument("--rate", type=int, default=5000, help="delivery suite: ingest events/s")
     ap.add_argument("--seconds", type=float, default=10.0, help="delivery suite: ingest time")
     args, rest = ap.parse_known_args()
@@ -68,7 +73,11 @@ def main() -> None:
         from benchmarks import search
 
         doc["results"] = search.main(
-            args.events, args.backends.split(","), args.pg_url, args.data_dir
+            args.events,
+            args.backends.split(","),
+            args.pg_url,
+            args.data_dir,
+            export=not args.no_export,
         )
     elif args.suite == "delivery":
         from benchmarks import delivery
