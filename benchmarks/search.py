@@ -12,6 +12,9 @@ are in the way), filled through AuditLog.append; then
 - 10 representative queries through `AuditLog.search` (parse, compile,
   store, cursor), first page of 50, p50/p95 over repeated runs, against the
   targets: p95 <= 20 ms for field filters, <= 200 ms for free text;
+- the same queries cold, each the first search of a freshly opened log
+  after the OS page cache was dropped: on a running server (dropped a few
+  seconds after the open) and racing the process's own start;
 - CSV export of the whole tenant (`AuditLog.export`) in rows/s, against a
   raw scan in the same run: the same rows (``SELECT *`` in seq order, raw
   driver) straight into `csv.writer` (QUOTE_ALL), both into a sink that
@@ -132,14 +135,23 @@ def _drop_os_cache() -> bool:
         return False
 
 
-def cold_queries(url: str, key_file: str) -> dict[str, Any]:
-    """Each query once on a freshly opened log after the OS page cache was
-    dropped (when permitted): what the first search of the day costs."""
-    out: dict[str, Any] = {}
+def cold_queries(url: str, key_file: str, settle: float) -> dict[str, Any]:
+    """Each query once on a freshly opened log with the OS page cache
+    dropped (when permitted): what the first search of the day costs.
+
+    `settle` seconds pass between opening the log and dropping the cache: 0
+    times a search racing the start of its own process (the indexer child
+    then reads its modules from the same cold disk); a few seconds time a
+    running server whose cache was evicted."""
+    out: dict[str, Any] = {"settle_s": settle}
     times: list[float] = []
     for kind, q in QUERIES:
-        dropped = _drop_os_cache()
+        if not settle:
+            dropped = _drop_os_cache()
         with kimonaudit.open(url, key_file=key_file, clock=Clock(1)) as log:
+            if settle:
+                time.sleep(settle)
+                dropped = _drop_os_cache()
             t0 = time.perf_counter()
             log.search(MAIN, q, limit=50)
             ms = (time.perf_counter() - t0) * 1e3
@@ -147,6 +159,9 @@ def cold_queries(url: str, key_file: str) -> dict[str, Any]:
         out[q] = {"kind": kind, "ms": round(ms, 2), "meets_target": ms <= TARGETS_MS[kind]}
         out["os_cache_dropped"] = dropped
     out["max_ms"] = round(max(times), 2)
+    for kind in TARGETS_MS:
+        mine = [t for t, (k, _) in zip(times, QUERIES, strict=True) if k == kind]
+        out[f"{kind}_max_ms"] = round(max(mine), 2)
     return out
 
 
@@ -305,12 +320,16 @@ def run_backend(
                     conn.execute("VACUUM ANALYZE")  # what autovacuum does on its own, soon after
         out["queries"] = time_queries(log, QUERIES)
         out["extra_queries"] = time_queries(log, EXTRA)
-    out["queries_cold"] = cold_queries(url, key_file)
+    out["queries_cold"] = cold_queries(url, key_file, settle=3.0)
+    out["queries_cold_at_start"] = cold_queries(url, key_file, settle=0.0)
+    cold = out["queries_cold"]
     out["summary"] = {
         "filter_p95_max_ms": max(q["p95_ms"] for q in out["queries"] if q["kind"] == "filter"),
         "text_p95_max_ms": max(q["p95_ms"] for q in out["queries"] if q["kind"] == "text"),
         "all_query_targets_met": all(q["meets_target"] for q in out["queries"]),
-        "cold_max_ms": out["queries_cold"]["max_ms"],
+        "cold_filter_max_ms": cold["filter_max_ms"],
+        "cold_text_max_ms": cold["text_max_ms"],
+        "cold_targets_met": all(v["meets_target"] for v in cold.values() if isinstance(v, dict)),
     }
     if not export:
         return out
