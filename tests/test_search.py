@@ -122,6 +122,14 @@ STRATEGIES = {
         "postgres_search._MANY_LOOKUP_BUDGET_MS": None,
         "postgres_search._TEXT_BUDGET_MS": "100s",
     },
+    # SQLite: several terms' newest postings merged, lists cut short after
+    # one posting (so cutoffs and the retry are exercised), then the sort.
+    "merge": {
+        "sqlite_search._SORT_LIMIT": -1,
+        "sqlite_search._MERGE_MIN": 1,
+        "sqlite_search._MERGE_SHARE": 0,
+        "sqlite_search._WALK_BUDGET": -1,
+    },
     # PostgreSQL: free text looked up one document at a time, in the
     # planner's order (the first try for a page of words).
     "probe": {
@@ -155,6 +163,26 @@ def test_every_strategy_gives_the_same_pages(log, clock, monkeypatch, strategy):
     fill(log, clock, t.id)
     for q in QUERIES:
         assert [s for p in all_pages(log, t.id, q, 9) for s in p] == naive(log, t.id, q), q
+
+
+def test_merged_postings_never_skip_past_their_cutoff(log, monkeypatch):
+    """SQLite, a driver of several terms merged from short lists: an old
+    match of one term must not come before newer matches of another that
+    were not read yet."""
+    for name, value in STRATEGIES["merge"].items():
+        monkeypatch.setattr(f"kimonaudit.store.{name}", value)
+    t = log.create_tenant("acme")
+    old = [event(2, actor={"id": "agent_2"}) for _ in range(5)]
+    mid = [event(0, actor={"id": "agent_2"}) for _ in range(5)]
+    new = [event(0, actor={"id": "agent_1"}) for _ in range(10)]
+    assert {e["action"] for e in old} == {"auth.login.succeeded"}
+    for batch in (old, mid, new):
+        log.append(t.id, batch)
+    assert log.store.wait_indexed()
+    q = "action:ticket.viewed,auth.login.succeeded -actor:agent_1"
+    want = naive(log, t.id, q)
+    assert len(want) == 10
+    assert [s for p in all_pages(log, t.id, q, 3) for s in p] == want
 
 
 _WORDS = ["pending", "refund", "mozilla", "ticket", "status", "viewed", "admin", "web"]

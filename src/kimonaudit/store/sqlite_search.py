@@ -34,6 +34,12 @@ _TEXT_BUDGET = 400
 # A driver with more postings than this and several terms is not worth
 # sorting: walking the ledger newest first finds common matches sooner.
 _SORT_LIMIT = 50_000
+# Such a driver is first tried as a merge of each term's newest postings
+# (at least _MERGE_MIN per term, up to _MERGE_TERMS terms): a cold walk
+# reads every ledger page back to the page's last match, one at a time.
+_MERGE_TERMS = 400
+_MERGE_MIN = 16
+_MERGE_SHARE = 4  # per term: this many times the page size over the terms
 
 
 def _row(tenant_id: str, r: Sequence[Any]) -> EntryRow:
@@ -200,7 +206,9 @@ class SQLiteSearch:
         if not ids:
             return []
         if len(ids) > 1 and total > _SORT_LIMIT:
-            rows = self._within_budget(conn, walk, walk_args, _WALK_BUDGET)
+            rows = self._merged(conn, ids, lo, hi, sql, limit)
+            if rows is None:
+                rows = self._within_budget(conn, walk, walk_args, _WALK_BUDGET)
             if rows is not None:
                 return [_row(tenant_id, r) for r in rows]
         q = (
@@ -209,6 +217,56 @@ class SQLiteSearch:
             f"AND ({sql.where}) ORDER BY p.rid DESC LIMIT ?"
         )
         return [_row(tenant_id, r) for r in conn.execute(q, [*ids, lo, hi, *sql.params, limit])]
+
+    @staticmethod
+    def _merged(
+        conn: sqlite3.Connection,
+        ids: Sequence[int],
+        lo: int,
+        hi: int,
+        sql: SearchSql,
+        limit: int,
+    ) -> list[Any] | None:
+        """The newest `limit` matches in [lo, hi) of a driver with several
+        terms, from each term's newest k postings; None when that cannot
+        decide (the caller walks or sorts instead).
+
+        Exact because every posting newer than the cutoff (the newest point
+        at which a term's list was cut short) is among those read: a term
+        cut at its k-th posting holds no unread one above it. So once the
+        candidates above the cutoff give `limit` matches, no older entry can
+        be among the newest `limit`; if no list was cut, they are all."""
+        ids = list(dict.fromkeys(ids))
+        if len(ids) > _MERGE_TERMS:
+            return None
+        one = (
+            "SELECT * FROM (SELECT term, rid FROM idx.postings"
+            " WHERE term = ? AND rid >= ? AND rid < ? ORDER BY rid DESC LIMIT ?)"
+        )
+        k = max(_MERGE_MIN, -(-_MERGE_SHARE * limit // len(ids)))
+        for _ in range(2):
+            newest: dict[int, list[int]] = {t: [] for t in ids}
+            args = [x for t in ids for x in (t, lo, hi, k)]
+            for term, rid in conn.execute(" UNION ALL ".join([one] * len(ids)), args):
+                newest[term].append(rid)
+            cut = max((min(r) for r in newest.values() if len(r) == k), default=lo - 1)
+            found = sorted({r for rs in newest.values() for r in rs if r > cut}, reverse=True)
+            rows: list[Any] = []
+            # In steps of `limit`, newest first: a page needs only the ledger
+            # rows of its own matches, and those of a few rejected ones.
+            for i in range(0, len(found), limit):
+                some = found[i : i + limit]
+                rows += conn.execute(
+                    f"{_SELECT} WHERE e.rid IN ({','.join('?' * len(some))}) "
+                    f"AND ({sql.where}) ORDER BY e.rid DESC",
+                    [*some, *sql.params],
+                ).fetchall()
+                if len(rows) >= limit:
+                    return rows[:limit]
+            if cut < lo:
+                return rows  # nothing was cut: these are all the matches
+            k *= 8
+        return None
 
     # -- every match, oldest first -------------------------------------------------
     def iter_search(
