@@ -133,10 +133,7 @@ class TermCache:
                 new.append((*key, n))
             else:
                 known += (term, n)
-        step = 2 * _ROWS_PER_STATEMENT
-        for i in range(0, len(known), step):
-            chunk = known[i : i + step]
-            conn.execute(_add_counts(len(chunk) // 2), chunk)
+        _execute_flat(conn, _add_counts, known, 2)
         for i in range(0, len(new), _ROWS_PER_STATEMENT):
             part = new[i : i + _ROWS_PER_STATEMENT]
             for term, tenant_no, field, value in conn.execute(
@@ -176,13 +173,8 @@ def write_batch(conn: sqlite3.Connection, terms: TermCache, batch: Batch) -> boo
         flat = list(
             chain.from_iterable(chain.from_iterable(zip(repeat(term), rids) for term, rids in runs))
         )
-        step = 2 * _ROWS_PER_STATEMENT
-        for i in range(0, len(flat), step):
-            chunk = flat[i : i + step]
-            conn.execute(_insert_postings(len(chunk) // 2), chunk)
-        for i in range(0, len(docs), step):
-            some = docs[i : i + step]
-            conn.execute(_insert_docs(len(some) // 2), some)
+        _execute_flat(conn, _insert_postings, flat, 2)
+        _execute_flat(conn, _insert_docs, docs, 2)
         conn.execute(
             "INSERT INTO indexed (tenant_no, next_seq) VALUES (?, ?) "
             "ON CONFLICT (tenant_no) DO UPDATE SET next_seq = excluded.next_seq",
@@ -195,6 +187,21 @@ def write_batch(conn: sqlite3.Connection, terms: TermCache, batch: Batch) -> boo
         terms.ids.clear()
         raise
     return True
+
+
+def _execute_flat(
+    conn: sqlite3.Connection,
+    statement: Callable[[int], str],
+    flat: Sequence[object],
+    width: int,
+) -> None:
+    """Run `statement(n)`, a multi-row statement for n rows, over `flat`
+    (rows of `width` values laid end to end), _ROWS_PER_STATEMENT rows at
+    a time: one step each, where executemany would take one per row."""
+    step = width * _ROWS_PER_STATEMENT
+    for i in range(0, len(flat), step):
+        chunk = flat[i : i + step]
+        conn.execute(statement(len(chunk) // width), chunk)
 
 
 @functools.lru_cache(maxsize=8)
