@@ -11,7 +11,22 @@ want_test=0
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-stamp=".venv/.installed-$( (cat pyproject.toml; echo $want_test) | sha256sum | cut -c1-16)"
+# The optional C extension (src/kimonaudit/_native.c: verify's SQLite scan,
+# Merkle node hashing) needs a C compiler and the SQLite and OpenSSL headers;
+# without them the install still succeeds and the pure-Python code runs.
+if { [ ! -f /usr/include/sqlite3.h ] || [ ! -f /usr/include/openssl/evp.h ] || ! command -v gcc >/dev/null; }; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing gcc and the SQLite and OpenSSL headers for the C extension" >&2
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc libsqlite3-dev libssl-dev >/dev/null
+  else
+    echo "setup: no C compiler or headers; verify will use its slower pure-Python scan" >&2
+  fi
+fi
+
+# The stamp covers the C source too: an editable install builds the extension
+# once, so a changed _native.c needs the install to run again.
+stamp=".venv/.installed-$( (cat pyproject.toml setup.py src/kimonaudit/_native.c; echo $want_test) | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
   if [ $want_test = 1 ]; then

@@ -20,10 +20,11 @@ first checkpoint that no longer matches names the stretch since the last
 one that does. Entries that are gone are missing; from the first one on,
 the tree cannot be rebuilt and later checkpoints cannot be checked.
 
-Large logs are scanned by worker processes, each recomputing the leaf
-hashes of one stretch of sequence numbers, while this process rebuilds the
-tree in order: leaf recomputation is the expensive part and parallelises;
-the tree is cheap and must be sequential.
+Large logs are scanned in stretches of sequence numbers by several workers
+(threads where the store checks rows natively, as SQLite's C scanner does;
+processes otherwise), while this process rebuilds the tree in order: leaf
+recomputation is the expensive part and parallelises; the tree is cheap and
+must be sequential.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import hashlib
 import multiprocessing as mp
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from kimonaudit.core.leaf import PAYLOAD_COMMITMENT_PREFIX
@@ -96,40 +97,103 @@ class Chunk:
 
 
 def scan(store: Store, tenant_id: str, start: int, end: int | None) -> Chunk:
-    """Check each row of seq in [start, end) alone; keep its stored leaf hash."""
+    """Check each row of seq in [start, end) alone; keep its stored leaf hash.
+
+    The store's native scanner, where it has one, checks the rows in C and
+    lists those that fail (or that it cannot read); only those go through
+    `_check` here, so both paths give the same chunk."""
+    native = store.scan_ledger(tenant_id, start, end)
+    if native is None:
+        return _scan_rows(store, tenant_id, start, end)
     out = Chunk(start, end)
-    sha = hashlib.sha256
+    out.seqs.frombytes(native.seqs)
+    out.hashes += native.hashes
+    out.present, out.redacted = native.present, native.redacted
     leaf_hash = RowLeaves(tenant_id).leaf_hash
-    last_shift = 0
+    shift = 0
+    odd = native.odd
+    k = 0
+    while k < len(odd):
+        # Odd rows come in runs (everything after an inserted row is
+        # shifted): one read per run of consecutive seqs.
+        first = k
+        while k + 1 < len(odd) and out.seqs[odd[k + 1]] == out.seqs[odd[k]] + 1:
+            k += 1
+        lo, hi = out.seqs[odd[first]], out.seqs[odd[k]] + 1
+        run = odd[first : k + 1]
+        done = 0
+        for i, row in zip(run, store.iter_entries(tenant_id, lo, hi), strict=False):
+            if row.seq != out.seqs[i] or bytes(row.leaf_hash) != out.hashes[i * _H : (i + 1) * _H]:
+                break
+            shift = _check(out, i, row, leaf_hash, shift)
+            done += 1
+        if done != len(run):
+            # Changed since the native read (a purge, or rows being edited
+            # right now): the Python scan reads the whole range again.
+            return _scan_rows(store, tenant_id, start, end)
+        k += 1
+    return out
+
+
+def _scan_rows(store: Store, tenant_id: str, start: int, end: int | None) -> Chunk:
+    out = Chunk(start, end)
+    leaf_hash = RowLeaves(tenant_id).leaf_hash
+    shift = 0
     for row in store.iter_entries(tenant_id, start, end):
         i = len(out.seqs)
-        seq = row.seq
-        payload, salt = row.payload, row.salt
-        if payload is None and salt is None:
-            out.redacted += 1
-        elif payload is None or salt is None:
-            out.payload_bad[i] = "payload or salt removed by hand"
-        elif sha(PAYLOAD_COMMITMENT_PREFIX + salt + payload).digest() != row.payload_commitment:
-            out.payload_bad[i] = "payload does not match its commitment"
-        else:
-            out.present += 1
-        stored = bytes(row.leaf_hash)
-        out.seqs.append(seq)
-        out.hashes += stored
-        lh = leaf_hash(row)
-        if lh == stored:
-            continue
-        for shift in (last_shift, *SHIFTS) if last_shift else SHIFTS:
-            q = seq - shift
-            if q >= 0 and _leaf_hash(row._replace(seq=q)) == stored:
-                out.moved[i] = q
-                last_shift = shift
-                break
-        else:
-            out.altered[i] = lh
-            if len(out.suspects) < PARTNER_SEARCH:
-                out.suspects[i] = row
+        out.seqs.append(row.seq)
+        out.hashes += bytes(row.leaf_hash)
+        shift = _check(out, i, row, leaf_hash, shift)
     return out
+
+
+def _check(
+    out: Chunk, i: int, row: EntryRow, leaf_hash: Callable[[EntryRow], bytes], last_shift: int
+) -> int:
+    """Row `i`'s own checks: its payload against its commitment, then its
+    fields against its stored leaf hash, trying the nearby seqs a moved row
+    may have been signed at (`last_shift` first: rows after an insertion all
+    move alike). Returns the shift that placed it, or `last_shift`."""
+    payload, salt = row.payload, row.salt
+    if payload is None and salt is None:
+        out.redacted += 1
+    elif payload is None or salt is None:
+        out.payload_bad[i] = "payload or salt removed by hand"
+    elif not _commits(salt, payload, row.payload_commitment):
+        out.payload_bad[i] = "payload does not match its commitment"
+    else:
+        out.present += 1
+    stored = bytes(row.leaf_hash)
+    try:
+        lh = leaf_hash(row)
+    except (TypeError, ValueError, IndexError, AttributeError):
+        # A column holds a value of a type or range the writer never stores
+        # (a text severity, a blob id): no leaf can come from it.
+        out.altered[i] = _UNREADABLE
+        return last_shift
+    if lh == stored:
+        return last_shift
+    for shift in (last_shift, *SHIFTS) if last_shift else SHIFTS:
+        q = row.seq - shift
+        if q >= 0 and _leaf_hash(row._replace(seq=q)) == stored:
+            out.moved[i] = q
+            return shift
+    out.altered[i] = lh
+    if len(out.suspects) < PARTNER_SEARCH:
+        out.suspects[i] = row
+    return last_shift
+
+
+# The recomputed leaf hash recorded for a row whose fields give no leaf.
+_UNREADABLE = bytes(_H)
+
+
+def _commits(salt: bytes, payload: bytes, commitment: bytes) -> bool:
+    try:
+        digest = hashlib.sha256(PAYLOAD_COMMITMENT_PREFIX + salt + payload).digest()
+    except TypeError:  # a payload or salt stored as text
+        return False
+    return digest == commitment
 
 
 def _scan_in_worker(url: str, tenant_id: str, start: int, end: int | None) -> Chunk:
@@ -167,23 +231,27 @@ def _trusted_checkpoints(
 def _chunks(
     store: Store, tenant_id: str, start: int, expected: int, workers: int
 ) -> Iterator[Chunk]:
-    if workers <= 1 or expected - start < PARALLEL_FROM:
+    # A native scanner releases the GIL, so threads share its work with no
+    # start-up cost; the Python scan needs processes, worth it only when large.
+    native = store.scan_ledger(tenant_id, start, start) is not None
+    if workers <= 1 or expected - start < (2 * CHUNK if native else PARALLEL_FROM):
         yield scan(store, tenant_id, start, None)
         return
     bounds = list(range(start, expected, CHUNK))
-    # spawn, not fork: the parent has a writer thread and open connections.
-    pool: Executor = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
-    try:
+    ends = [*bounds[1:], None]  # the last chunk also takes rows past `expected`
+    if native:
+        pool: Executor = ThreadPoolExecutor(max_workers=workers)
         futures = [
-            pool.submit(
-                _scan_in_worker,
-                store.url,
-                tenant_id,
-                lo,
-                None if i == len(bounds) - 1 else bounds[i + 1],
-            )
-            for i, lo in enumerate(bounds)
+            pool.submit(scan, store, tenant_id, lo, hi) for lo, hi in zip(bounds, ends, strict=True)
         ]
+    else:
+        # spawn, not fork: the parent has a writer thread and open connections.
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+        futures = [
+            pool.submit(_scan_in_worker, store.url, tenant_id, lo, hi)
+            for lo, hi in zip(bounds, ends, strict=True)
+        ]
+    try:
         for fut in futures:
             yield fut.result()
     finally:
@@ -334,6 +402,17 @@ class _TreeCheck:
         self.last_good = size
 
 
+def _in_place(rows: Chunk, first: int) -> bool:
+    """Whether every row is at the seq it was signed at with its own leaf
+    hash, from `first` on with no gap: the tree then takes them in order."""
+    seqs = rows.seqs
+    return (
+        not rows.altered
+        and not rows.moved
+        and (not seqs or (seqs[0] == first and seqs[-1] - first == len(seqs) - 1))
+    )
+
+
 def _fold_intact(tree: _TreeCheck, hashes: bytearray, count: int) -> None:
     """The common case, fast: every row in place with its own leaf hash.
     The leaves between two checkpoints go into the tree in one
@@ -387,8 +466,25 @@ def verify_tenant(
         start = check_purged_prefix(store, tenant_id, checkpoints, notes.append)
     expected = max([state.size, *checkpoints.keys()])
 
+    def new_tree() -> _TreeCheck:
+        tree = _TreeCheck(checkpoints, sorted(s for s in checkpoints if s > purged))
+        tree.a = start.copy()
+        tree.last_good = purged
+        return tree
+
+    # Rebuild the signed sequence of leaf hashes and check the checkpoints.
+    # In the common case every row is in place with its own leaf hash: then
+    # each chunk is folded into the tree as it arrives, on this thread while
+    # the workers scan the next ones. Once a chunk is not, folding stops
+    # here and the tree is rebuilt below from the classified rows.
+    tree = new_tree()
+    folded = 0
     rows = Chunk(purged, None)
     for chunk in _chunks(store, tenant_id, purged, expected, workers):
+        if folded == len(rows.seqs) and _in_place(chunk, purged + folded):
+            take = min(len(chunk.seqs), expected - purged - folded)
+            _fold_intact(tree, chunk.hashes, take)
+            folded += take
         rows.extend(chunk)
         if progress is not None:
             progress(len(rows.seqs), expected - purged)
@@ -396,17 +492,14 @@ def verify_tenant(
     live = max(expected, store.tree_state(tenant_id).size)
     cls = _classify(rows, expected, live)
 
-    # Rebuild the signed sequence of leaf hashes and check the checkpoints.
     seqs, hashes = rows.seqs, rows.hashes
     n = len(seqs)
-    tree = _TreeCheck(checkpoints, sorted(s for s in checkpoints if s > purged), a=start)
-    tree.last_good = purged
     missing: list[int] = []
-    intact = not rows.altered and not rows.moved and (n == 0 or seqs[-1] - seqs[0] == n - 1)
-    if intact and (n == 0 or seqs[0] == purged):
-        _fold_intact(tree, hashes, min(n, expected - purged))
+    if _in_place(rows, purged):
+        _fold_intact(tree, hashes[folded * _H :], min(n, expected - purged) - folded)
         missing = list(range(purged + n, expected))
     else:
+        tree = new_tree()
         ptr = 0
         for pos in range(purged, expected):
             i = cls.moved_to.get(pos)

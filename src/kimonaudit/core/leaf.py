@@ -146,6 +146,11 @@ def _s(value: str | None) -> str:
     return text
 
 
+def json_string(value: str) -> bytes:
+    """`value` as the leaf writes it: a JSON string (RFC 8785), UTF-8."""
+    return _escape(value).encode("utf-8", "surrogatepass")
+
+
 _batch_templates: dict[tuple[str, int], str] = {}
 
 

@@ -72,6 +72,21 @@ def node_hash(left: bytes, right: bytes) -> bytes:
     return _sha256(NODE_PREFIX + left + right).digest()
 
 
+def node_hashes_py(row: list[bytes]) -> list[bytes]:
+    """`node_hash` of each pair of a level (even length), left to right."""
+    sha, prefix = _sha256, NODE_PREFIX
+    return [sha(prefix + row[i] + row[i + 1]).digest() for i in range(0, len(row), 2)]
+
+
+# The same in C where the optional extension was built (pyproject.toml): a
+# verify or an append batch hashes one node per leaf, and the comprehension
+# costs three times the C loop. tests/test_native.py pins the two together.
+try:
+    from kimonaudit._native import node_hashes
+except ImportError:
+    node_hashes = node_hashes_py
+
+
 def root_of(leaf_hashes: Sequence[bytes]) -> bytes:
     """MTH over ``leaf_hashes`` (RFC 9162 section 2.1.1); EMPTY_ROOT for none.
 
@@ -193,7 +208,6 @@ class CompactRange:
         end = size + len(leaf_hashes)
         stored: list[tuple[int, int, bytes]] = []
         kept: dict[int, bytes] = {}
-        sha, prefix = _sha256, NODE_PREFIX
         level, start = 0, size
         row = list(leaf_hashes)  # the new nodes of this level, from index `start`
         while row:
@@ -205,7 +219,7 @@ class CompactRange:
             if len(row) & 1:
                 # The last node has no right sibling yet: a frontier node.
                 kept[level] = row.pop()
-            row = [sha(prefix + row[i] + row[i + 1]).digest() for i in range(0, len(row), 2)]
+            row = node_hashes(row)
             level += 1
             start >>= 1
             if row and level % STORED_LEVEL_STRIDE == 0:

@@ -61,6 +61,19 @@ class EntryRow(NamedTuple):
 ENTRY_COLUMNS: tuple[str, ...] = EntryRow._fields
 
 
+class LedgerScan(NamedTuple):
+    """What a native scan of a seq range found (`Store.scan_ledger`): every
+    row's seq and stored leaf hash, and which rows failed a check (or could
+    not be read natively) so the verifier checks them again in Python.
+    `present` and `redacted` count the rows that passed."""
+
+    seqs: bytes  # each row's seq as native int64, array("q") layout
+    hashes: bytes  # stored leaf hashes, 32 bytes each, in row order
+    odd: list[int]  # indexes into seqs
+    present: int
+    redacted: int
+
+
 class Receipt(NamedTuple):
     """What a writer gets back once its entry is committed."""
 

@@ -22,6 +22,7 @@ from kimonaudit.core.records import (
     AppendPlan,
     CheckpointRecord,
     EntryRow,
+    LedgerScan,
     TenantRecord,
     TreeState,
 )
@@ -74,6 +75,12 @@ class Store(Protocol):
 
     def leaf_hashes(self, tenant_id: str, start: int, end: int) -> list[bytes]:
         """Stored leaf hashes for seq in [start, end), in order."""
+        ...
+
+    def scan_ledger(self, tenant_id: str, start: int, end: int | None) -> LedgerScan | None:
+        """`verifier.scan`'s per-row checks of seq in [start, end) done
+        natively, or None where the verifier must scan in Python (no native
+        scanner for this store, or a row it cannot read)."""
         ...
 
     def tree_hashes(

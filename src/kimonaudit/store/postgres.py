@@ -33,6 +33,7 @@ from psycopg.types.string import BytesBinaryDumper
 from psycopg_pool import ConnectionPool
 
 from kimonaudit.apikeys import ApiKeyRecord
+from kimonaudit.core.leaf import json_string
 from kimonaudit.core.merkle import CompactRange
 from kimonaudit.core.records import (
     ENTRY_COLUMNS,
@@ -41,10 +42,12 @@ from kimonaudit.core.records import (
     AppendPlan,
     CheckpointRecord,
     EntryRow,
+    LedgerScan,
     TenantRecord,
     TreeState,
 )
 from kimonaudit.errors import ConfigError, Conflict, NotFound, StoreError
+from kimonaudit.store.native import native
 from kimonaudit.store.postgres_console import PostgresConsoleStore
 from kimonaudit.store.postgres_destinations import PostgresDestinationStore
 from kimonaudit.store.postgres_index import (
@@ -84,6 +87,15 @@ _ENTRY_TYPES = [
     "text", "text", "text", "int8", "bytea", "bytea", "bytea", "bytea", "bytea",
 ]  # fmt: skip
 _COPY_ENTRIES = f"COPY entries ({_COLS}) FROM STDIN (FORMAT BINARY)"
+# verify's scan (Store.scan_ledger): the columns the native row check reads,
+# in its order (kimonaudit/_native.c), as binary COPY.
+_COPY_LEDGER = (
+    "COPY (SELECT seq, event_id, recorded_at, action, category, severity, security, actor_hash, "
+    "actor_type, target_type, target_id, outcome, payload, salt, payload_commitment, leaf_hash "
+    "FROM entries WHERE tenant_id = %s AND seq >= %s AND seq < %s ORDER BY seq) "
+    "TO STDOUT (FORMAT BINARY)"
+)
+_COPY_PIECE = 4 << 20  # bytes of COPY data checked per call
 _COPY_EVENT_IDS = (
     "COPY event_ids (tenant_id, event_id, seq, recorded_at, leaf_hash) FROM STDIN (FORMAT BINARY)"
 )
@@ -640,6 +652,48 @@ class PostgresStore(
                 (tenant_id, event_id),
             ).fetchone()
         return None if r is None else EntryRow._make(r)
+
+    def scan_ledger(self, tenant_id: str, start: int, end: int | None) -> LedgerScan | None:
+        # The rows arrive as binary COPY and are checked in C as they come,
+        # a few MB at a time, without a Python object per row or column.
+        if native is None:
+            return None
+        hi = (1 << 62) if end is None else end
+        tenant = json_string(tenant_id)
+        seqs, hashes, odd = bytearray(), bytearray(), []
+        present = redacted = 0
+        buf = bytearray()
+        ended = False
+
+        def take(final: bool) -> bool:
+            nonlocal present, redacted, ended
+            found = native.scan_copy(buf, tenant)
+            if found is None:
+                return False
+            s, h, o, p, r, used, ended = found
+            base = len(seqs) // 8
+            seqs.extend(s)
+            hashes.extend(h)
+            odd.extend(i + base for i in o)
+            present += p
+            redacted += r
+            del buf[:used]
+            if final and (buf or not ended):
+                raise StoreError("verify: the ledger COPY ended early or held extra data")
+            return True
+
+        with (
+            self._read("verifying entries") as conn,
+            conn.cursor() as cur,
+            cur.copy(_COPY_LEDGER, (tenant_id, start, hi)) as copy,
+        ):
+            for data in copy:
+                buf += data
+                if len(buf) >= _COPY_PIECE and not take(False):
+                    return None
+            if not take(True):
+                return None
+        return LedgerScan(bytes(seqs), bytes(hashes), odd, present, redacted)
 
     def iter_entries(
         self, tenant_id: str, start: int = 0, end: int | None = None

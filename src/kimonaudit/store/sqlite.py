@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import sqlite3
 import threading
 import time
@@ -19,6 +20,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from kimonaudit.apikeys import ApiKeyRecord
+from kimonaudit.core.leaf import json_string
 from kimonaudit.core.merkle import CompactRange
 from kimonaudit.core.projection import ProjectionRow
 from kimonaudit.core.records import (
@@ -28,10 +30,12 @@ from kimonaudit.core.records import (
     AppendPlan,
     CheckpointRecord,
     EntryRow,
+    LedgerScan,
     TenantRecord,
     TreeState,
 )
 from kimonaudit.errors import ConfigError, Conflict, NotFound, StoreError
+from kimonaudit.store.native import native
 from kimonaudit.store.sqlite_console import SQLiteConsoleStore
 from kimonaudit.store.sqlite_destinations import SQLiteDestinationStore
 from kimonaudit.store.sqlite_index import (
@@ -512,6 +516,17 @@ class SQLiteStore(
             if len(rows) < _PAGE:
                 return
             lo = rows[-1][0] + 1
+
+    def scan_ledger(self, tenant_id: str, start: int, end: int | None) -> LedgerScan | None:
+        # A file only: the C scanner opens its own read-only connection.
+        if native is None or not os.path.isfile(self.path):
+            return None
+        lo, hi = self._span(tenant_id, start, end)
+        try:
+            found = native.scan(self.path, lo, hi, json_string(tenant_id))
+        except OSError as exc:
+            raise StoreError(str(exc)) from exc
+        return None if found is None else LedgerScan(*found)
 
     def leaf_hashes(self, tenant_id: str, start: int, end: int) -> list[bytes]:
         lo, hi = self._span(tenant_id, start, end)
