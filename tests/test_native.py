@@ -176,7 +176,7 @@ def _reports(url, key_file, tid, monkeypatch):
             m.setattr(verifier, "CHUNK", 4)
             # PostgreSQL's COPY checked a few rows per call: odd rows' indexes
             # must be carried across calls.
-            m.setattr("kimonaudit.store.postgres._COPY_PIECE", 1500)
+            m.setattr("kimonaudit.store.postgres._COPY_ROWS", 3)
             m.setattr(_native, "scan", counting(_native.scan))
             m.setattr(_native, "scan_copy", counting(_native.scan_copy))
             native = lg.verify(tid)
@@ -248,17 +248,32 @@ def test_escaping_in_stored_text_verifies_natively(tmp_path, key_file, monkeypat
 
 @pytest.mark.postgres
 def test_copy_pieces_cut_anywhere_give_the_same_scan(pg_url, key_file, clock, monkeypatch):
-    """PostgreSQL's COPY checked a few bytes at a time (rows and the header
-    cut at every point) finds what one piece finds."""
-    url, tid = make_log(pg_url, key_file, clock)
+    """PostgreSQL's COPY checked a row at a time, and its bytes cut at any
+    point (inside the header, a length, a value), finds what one call finds."""
+    import psycopg
+
     import kimonaudit.store.postgres as pg
 
+    url, tid = make_log(pg_url, key_file, clock)
     with kimonaudit.open(url, key_file=key_file) as lg:
         whole = lg.store.scan_ledger(tid, 0, None)
-        monkeypatch.setattr(pg, "_COPY_PIECE", 7)
+        monkeypatch.setattr(pg, "_COPY_ROWS", 1)
         assert lg.store.scan_ledger(tid, 0, None) == whole
         assert lg.store.scan_ledger(tid, 5, 9).seqs == whole.seqs[5 * 8 : 9 * 8]
+        assert lg.store.scan_ledger(tid, 9, 9) == pg.LedgerScan(b"", b"", [], 0, 0)
     assert whole.present == 19 and whole.redacted == 1 and whole.odd == []
+    with psycopg.connect(url) as conn, conn.cursor().copy(pg._COPY_LEDGER, (tid, 0, 99)) as cp:
+        data = b"".join(bytes(m) for m in cp)
+    tenant = json_string(tid)
+    for cut in (1, 3, 7, 50, 333):
+        seqs, hashes, present, buf, ended = b"", b"", 0, b"", False
+        for i in range(0, len(data), cut):
+            buf += data[i : i + cut]
+            s, h, odd, p, _, used, ended = _native.scan_copy(buf, tenant)
+            seqs, hashes, present, buf = seqs + s, hashes + h, present + p, buf[used:]
+            assert odd == []
+        assert ended and buf == b""
+        assert (seqs, hashes, present) == (whole.seqs, whole.hashes, whole.present), cut
 
 
 @pytest.mark.parametrize(

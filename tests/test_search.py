@@ -84,6 +84,8 @@ QUERIES = [
     '"status pending"',
     "refund",
     "refund actor:agent_1",
+    "pending actor:agent_42",
+    '"status pending" target_type:ticket',
     "-refund is:failure",
     "mozilla -pending",
     "pending created:>-1d",
@@ -116,6 +118,7 @@ STRATEGIES = {
         "sqlite_search._SORT_LIMIT": -1,
         "postgres_search._SORT_LIMIT": -1,
         "postgres_search._TEXT_DRIVER_LIMIT": -1,
+        "postgres_search._TEXT_DRIVER_BUDGET_MS": None,
         "postgres_search._FILTER_BUDGET_MS": "100s",
         "postgres_search._TEXT_PLANNER_BUDGET_MS": None,
         "postgres_search._TEXT_JOIN_BUDGET_MS": None,
@@ -134,7 +137,14 @@ STRATEGIES = {
     # planner's order (the first try for a page of words).
     "probe": {
         "postgres_search._TEXT_DRIVER_LIMIT": -1,
+        "postgres_search._TEXT_DRIVER_BUDGET_MS": None,
         "postgres_search._TEXT_PLANNER_BUDGET_MS": "100s",
+    },
+    # PostgreSQL: free text beside a filter of many postings, the filter's
+    # postings read newest first and each document checked (the first try).
+    "postings-then-words": {
+        "postgres_search._TEXT_DRIVER_LIMIT": -1,
+        "postgres_search._TEXT_DRIVER_BUDGET_MS": "100s",
     },
     # Only the last resort (the planner's choice of index, then a sort).
     "lookup": {
@@ -143,6 +153,7 @@ STRATEGIES = {
         "sqlite_search._SORT_LIMIT": 10**9,
         "postgres_search._SORT_LIMIT": 10**9,
         "postgres_search._TEXT_DRIVER_LIMIT": 10**9,
+        "postgres_search._TEXT_DRIVER_BUDGET_MS": None,
         "postgres_search._FILTER_BUDGET_MS": None,
         "postgres_search._TEXT_PLANNER_BUDGET_MS": None,
         "postgres_search._TEXT_JOIN_BUDGET_MS": None,
