@@ -63,7 +63,7 @@ _TEXT_PLANNER_BUDGET_MS: str | None = "40ms"
 _TEXT_BUDGET_MS: str | None = "120ms"
 _TEXT_JOIN_BUDGET_MS: str | None = "120ms"
 _MANY_LOOKUP_BUDGET_MS: str | None = "1s"
-_TEXT_DRIVER_BUDGET_MS: str | None = "30ms"
+_TEXT_DRIVER_BUDGET_MS: str | None = "60ms"
 _WALK_RETRY_BUDGET_MS: str | None = "5s"
 # A driver with more postings than this and several terms is not worth
 # sorting: walking the ledger newest first finds common matches sooner.
@@ -194,7 +194,6 @@ class PostgresSearch:
         hi: int,
         walk_common: bool,
         probe: bool = False,
-        words_first: bool = True,
     ) -> tuple[str, list[object], str, str] | None:
         """How to read the indexed matches in [lo, hi): (FROM and WHERE
         giving ``e``, its parameters, the seq column to order by, the kind),
@@ -208,7 +207,7 @@ class PostgresSearch:
         hash or merge the whole partitioned ledger: at 10M entries a page of
         a common word took 1-14 s that way and 4-15 ms probed. Counts keep
         the join, which is the better plan when every match is read."""
-        text_first = words_first and any(not negated for _, negated in sql.texts)
+        text_first = any(not negated for _, negated in sql.texts)
         if text_first and best is not None and best[1] <= _TEXT_DRIVER_LIMIT:
             # A rare enough posting list beats the words: its candidates are
             # few, each document checked on the way (`where` reads it).
@@ -341,14 +340,19 @@ class PostgresSearch:
             if best is not None and len(best[0]) == 1:
                 # A common word beside a busy filter ("pending actor:agent_42",
                 # 90,000 postings at 10M entries): the filter's postings newest
-                # first, each candidate's document checked, often fill a page
-                # long before the word's documents do. A short try first.
-                by_term = self._source(
-                    tenant_id, sql, best, lo, hi, walk_common=False, probe=True, words_first=False
+                # first, each checked against its document before the ledger
+                # is read, often fill a page long before the word's documents
+                # do. A short try first.
+                text, text_params = _text_conditions(sql)
+                tq = (
+                    f"{_SELECT_COLS} FROM (SELECT p.seq, p.recorded_at FROM search_postings p"  # noqa: S608
+                    " WHERE p.tenant_id = %s AND p.term = %s AND p.seq >= %s AND p.seq < %s"
+                    " AND EXISTS (SELECT 1 FROM search_docs d WHERE d.tenant_id = p.tenant_id"
+                    f" AND d.seq = p.seq AND {text})) c {_PROBE} WHERE ({sql.where})"
+                    " ORDER BY c.seq DESC LIMIT %s"
                 )
-                assert by_term is not None
-                tq = f"{_SELECT_COLS} FROM {by_term[0]} ORDER BY {by_term[2]} DESC LIMIT %s"
-                rows = self._try(tq, [*by_term[1], limit], _ORDERED, _TEXT_DRIVER_BUDGET_MS)
+                targs = [tenant_id, best[0][0], lo, hi, *text_params, tenant_id, *sql.params, limit]
+                rows = self._try(tq, targs, _ORDERED, _TEXT_DRIVER_BUDGET_MS)
                 if rows is not None:
                     return rows
             # Each word's documents looked up one by one, in the planner's
