@@ -33,18 +33,25 @@ def run_verify(db_url: str, key_file: str, *args: str) -> tuple[int, dict]:
     return proc.returncode, reports[0]
 
 
-@pytest.fixture
-def filled(db_url, key_file, clock, tmp_path):
-    """20 entries, checkpoints at 10 and 20, the newest saved to a file."""
-    with kimonaudit.open(db_url, key_file=key_file, clock=clock) as lg:
+def matrix_log(url: str, key_file: str, clock) -> tuple[str, str]:
+    """The matrix's log: 20 entries, checkpoints at 10 and 20; returns the
+    tenant id and the newest checkpoint's note."""
+    with kimonaudit.open(url, key_file=key_file, clock=clock) as lg:
         t = lg.create_tenant("acme")
         lg.append(t.id, [event(i) for i in range(10)])
         lg.checkpoint(t.id)
         clock.advance(minutes=5)
         lg.append(t.id, [event(i) for i in range(10, 20)])
-        saved = tmp_path / "checkpoint.txt"
-        saved.write_text(lg.checkpoint(t.id).note)
-    return t.id, saved
+        return t.id, lg.checkpoint(t.id).note
+
+
+@pytest.fixture
+def filled(db_url, key_file, clock, tmp_path):
+    """20 entries, checkpoints at 10 and 20, the newest saved to a file."""
+    tid, note = matrix_log(db_url, key_file, clock)
+    saved = tmp_path / "checkpoint.txt"
+    saved.write_text(note)
+    return tid, saved
 
 
 class Tamper:

@@ -217,6 +217,35 @@ static const char SQL[] =
     "actor_type, target_type, target_id, outcome, payload, salt, payload_commitment, leaf_hash "
     "FROM ledger WHERE rid >= ?1 AND rid < ?2 ORDER BY rid LIMIT ?3";
 
+/* The leaf's text fields in key order: the text before each value, its
+ * column, and whether it may be null. */
+typedef struct {
+    const char *before;
+    int col, nullable;
+} text_field_t;
+
+static const text_field_t HEAD[] = {
+    {"{\"_v\":1,\"action\":", C_ACTION, 0},
+    {",\"actor_hash\":", C_ACTOR_HASH, 1},
+    {",\"actor_type\":", C_ACTOR_TYPE, 1},
+    {",\"category\":", C_CATEGORY, 0},
+    {",\"id\":", C_EID, 1},
+    {",\"outcome\":", C_OUTCOME, 0},
+};
+static const text_field_t TAIL[] = {
+    {",\"target_id\":", C_TARGET_ID, 1},
+    {",\"target_type\":", C_TARGET_TYPE, 1},
+};
+
+static int put_fields(buf_t *b, const val_t *c, const text_field_t *f, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        int rc;
+        if (buf_put(b, f[i].before, strlen(f[i].before))) return -1;
+        if ((rc = put_text(b, &c[f[i].col], f[i].nullable))) return rc;
+    }
+    return 0;
+}
+
 /* The leaf text of row `r` into s->leaf (with the 0x00 prefix).
  * 0: built; -2: a column is not what the writer stores; -1: out of memory. */
 static int build_leaf(scan_t *s, const row_t *r) {
@@ -229,18 +258,8 @@ static int build_leaf(scan_t *s, const row_t *r) {
         return -2;
     int64_t at = c[C_AT].i, sev = c[C_SEVERITY].i;
     if (at < MIN_US || at > MAX_US || sev < 0 || sev >= N_SEVERITY) return -2;
-    if (PUTS(b, "\x00{\"_v\":1,\"action\":")) return -1;
-    if ((rc = put_text(b, &c[C_ACTION], 0))) return rc;
-    if (PUTS(b, ",\"actor_hash\":")) return -1;
-    if ((rc = put_text(b, &c[C_ACTOR_HASH], 1))) return rc;
-    if (PUTS(b, ",\"actor_type\":")) return -1;
-    if ((rc = put_text(b, &c[C_ACTOR_TYPE], 1))) return rc;
-    if (PUTS(b, ",\"category\":")) return -1;
-    if ((rc = put_text(b, &c[C_CATEGORY], 0))) return rc;
-    if (PUTS(b, ",\"id\":")) return -1;
-    if ((rc = put_text(b, &c[C_EID], 1))) return rc;
-    if (PUTS(b, ",\"outcome\":")) return -1;
-    if ((rc = put_text(b, &c[C_OUTCOME], 0))) return rc;
+    if (PUTS(b, "\x00")) return -1; /* RFC 6962's leaf prefix */
+    if ((rc = put_fields(b, c, HEAD, sizeof HEAD / sizeof HEAD[0]))) return rc;
     if (PUTS(b, ",\"payload_commitment\":\"")) return -1;
     const unsigned char *cm = c[C_COMMIT].p;
     int ncm = c[C_COMMIT].n;
@@ -261,10 +280,8 @@ static int build_leaf(scan_t *s, const row_t *r) {
     if (put_uint(b, (uint64_t)r->seq)) return -1;
     if (PUTS(b, ",\"severity\":\"")) return -1;
     if (buf_put(b, SEVERITY[sev], strlen(SEVERITY[sev]))) return -1;
-    if (PUTS(b, "\",\"target_id\":")) return -1;
-    if ((rc = put_text(b, &c[C_TARGET_ID], 1))) return rc;
-    if (PUTS(b, ",\"target_type\":")) return -1;
-    if ((rc = put_text(b, &c[C_TARGET_TYPE], 1))) return rc;
+    if (PUTS(b, "\"")) return -1;
+    if ((rc = put_fields(b, c, TAIL, sizeof TAIL / sizeof TAIL[0]))) return rc;
     if (PUTS(b, ",\"tenant\":")) return -1;
     if (buf_put(b, s->tenant_json, (size_t)s->tenant_len)) return -1;
     return PUTS(b, "}");

@@ -233,7 +233,7 @@ def _chunks(
 ) -> Iterator[Chunk]:
     # A native scanner releases the GIL, so threads share its work with no
     # start-up cost; the Python scan needs processes, worth it only when large.
-    native = store.scan_ledger(tenant_id, start, start) is not None
+    native = store.scans_natively()
     if workers <= 1 or expected - start < (2 * CHUNK if native else PARALLEL_FROM):
         yield scan(store, tenant_id, start, None)
         return

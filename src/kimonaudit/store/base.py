@@ -77,6 +77,11 @@ class Store(Protocol):
         """Stored leaf hashes for seq in [start, end), in order."""
         ...
 
+    def scans_natively(self) -> bool:
+        """Whether `scan_ledger` checks rows in C (without the GIL), so that
+        verify's workers can be threads."""
+        ...
+
     def scan_ledger(self, tenant_id: str, start: int, end: int | None) -> LedgerScan | None:
         """`verifier.scan`'s per-row checks of seq in [start, end) done
         natively, or None where the verifier must scan in Python (no native

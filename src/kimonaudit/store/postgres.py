@@ -698,6 +698,9 @@ class PostgresStore(
             ).fetchone()
         return None if r is None else EntryRow._make(r)
 
+    def scans_natively(self) -> bool:
+        return native is not None
+
     def scan_ledger(self, tenant_id: str, start: int, end: int | None) -> LedgerScan | None:
         # The rows arrive as binary COPY and are checked in C a few MB at a
         # time, without a Python object per row or column.

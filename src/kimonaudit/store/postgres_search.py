@@ -89,6 +89,28 @@ def _text_conditions(sql: SearchSql) -> tuple[str, list[object]]:
     return (" AND ".join(parts) or "true"), params
 
 
+def _postings_probe(
+    tenant_id: str, term: int, lo: int, hi: int, sql: SearchSql, docs_first: bool = False
+) -> tuple[str, list[object]]:
+    """One term's postings in [lo, hi) as candidates `c`, each probed in the
+    ledger and kept if it matches (FROM body and parameters). `docs_first`
+    checks each candidate's document for the free text before the probe,
+    so the ledger is read for matches only."""
+    docs, doc_params = "", []
+    if docs_first:
+        text, doc_params = _text_conditions(sql)
+        docs = (
+            " AND EXISTS (SELECT 1 FROM search_docs d WHERE d.tenant_id = p.tenant_id"  # noqa: S608
+            f" AND d.seq = p.seq AND {text})"
+        )
+    return (
+        "(SELECT p.seq, p.recorded_at FROM search_postings p WHERE p.tenant_id = %s"  # noqa: S608
+        f" AND p.term = %s AND p.seq >= %s AND p.seq < %s{docs}) c {_PROBE}"
+        f" WHERE ({sql.where})",
+        [tenant_id, term, lo, hi, *doc_params, tenant_id, *sql.params],
+    )
+
+
 class PostgresSearch:
     # Provided by PostgresStore.
     def _read(self, what: str) -> AbstractContextManager[psycopg.Connection[Any]]:
@@ -243,14 +265,7 @@ class PostgresSearch:
             return None
         if len(ids) == 1:
             if probe:
-                return (
-                    "(SELECT p.seq, p.recorded_at FROM search_postings p WHERE p.tenant_id = %s"  # noqa: S608
-                    f" AND p.term = %s AND p.seq >= %s AND p.seq < %s) c {_PROBE}"
-                    f" WHERE ({sql.where})",
-                    [tenant_id, ids[0], lo, hi, tenant_id, *sql.params],
-                    "c.seq",
-                    "one",
-                )
+                return (*_postings_probe(tenant_id, ids[0], lo, hi, sql), "c.seq", "one")
             return (
                 f"search_postings p {_JOIN.format(a='p')} WHERE p.tenant_id = %s AND p.term = %s "
                 f"AND p.seq >= %s AND p.seq < %s AND ({sql.where})",
@@ -343,16 +358,9 @@ class PostgresSearch:
                 # first, each checked against its document before the ledger
                 # is read, often fill a page long before the word's documents
                 # do. A short try first.
-                text, text_params = _text_conditions(sql)
-                tq = (
-                    f"{_SELECT_COLS} FROM (SELECT p.seq, p.recorded_at FROM search_postings p"  # noqa: S608
-                    " WHERE p.tenant_id = %s AND p.term = %s AND p.seq >= %s AND p.seq < %s"
-                    " AND EXISTS (SELECT 1 FROM search_docs d WHERE d.tenant_id = p.tenant_id"
-                    f" AND d.seq = p.seq AND {text})) c {_PROBE} WHERE ({sql.where})"
-                    " ORDER BY c.seq DESC LIMIT %s"
-                )
-                targs = [tenant_id, best[0][0], lo, hi, *text_params, tenant_id, *sql.params, limit]
-                rows = self._try(tq, targs, _ORDERED, _TEXT_DRIVER_BUDGET_MS)
+                body, targs = _postings_probe(tenant_id, best[0][0], lo, hi, sql, docs_first=True)
+                tq = f"{_SELECT_COLS} FROM {body} ORDER BY c.seq DESC LIMIT %s"
+                rows = self._try(tq, [*targs, limit], _ORDERED, _TEXT_DRIVER_BUDGET_MS)
                 if rows is not None:
                     return rows
             # Each word's documents looked up one by one, in the planner's

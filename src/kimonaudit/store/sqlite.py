@@ -517,9 +517,12 @@ class SQLiteStore(
                 return
             lo = rows[-1][0] + 1
 
-    def scan_ledger(self, tenant_id: str, start: int, end: int | None) -> LedgerScan | None:
+    def scans_natively(self) -> bool:
         # A file only: the C scanner opens its own read-only connection.
-        if native is None or not os.path.isfile(self.path):
+        return native is not None and os.path.isfile(self.path)
+
+    def scan_ledger(self, tenant_id: str, start: int, end: int | None) -> LedgerScan | None:
+        if native is None or not self.scans_natively():
             return None
         lo, hi = self._span(tenant_id, start, end)
         try:
