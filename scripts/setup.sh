@@ -11,14 +11,16 @@ want_test=0
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-# The optional C extension (src/kimonaudit/_native.c: verify's SQLite scan,
-# Merkle node hashing) needs a C compiler and the SQLite and OpenSSL headers;
-# without them the install still succeeds and the pure-Python code runs.
-if { [ ! -f /usr/include/sqlite3.h ] || [ ! -f /usr/include/openssl/evp.h ] || ! command -v gcc >/dev/null; }; then
+# The optional C extension (src/kimonaudit/_native.c: verify's row scans,
+# Merkle node hashing) needs a C compiler and the SQLite, OpenSSL and libpq
+# headers; without them the install still succeeds and the pure-Python code
+# runs (without libpq's, PostgreSQL's scan reads its rows through psycopg).
+if { [ ! -f /usr/include/sqlite3.h ] || [ ! -f /usr/include/openssl/evp.h ] \
+  || [ ! -f /usr/include/postgresql/libpq-fe.h ] || ! command -v gcc >/dev/null; }; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "setup: installing gcc and the SQLite and OpenSSL headers for the C extension" >&2
+    echo "setup: installing gcc and the SQLite, OpenSSL and libpq headers for the C extension" >&2
     apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc libsqlite3-dev libssl-dev >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc libsqlite3-dev libssl-dev libpq-dev >/dev/null
   else
     echo "setup: no C compiler or headers; verify will use its slower pure-Python scan" >&2
   fi

@@ -21,6 +21,7 @@ from kimonaudit import verifier
 from kimonaudit.core.leaf import json_string, leaf_fields
 from kimonaudit.core.merkle import LEAF_PREFIX, CompactRange, node_hashes_py
 from kimonaudit.core.timefmt import MAX_US, MIN_US
+from kimonaudit.errors import StoreError
 from tests.helpers import event, raw_db
 from tests.test_tamper import CASES, Tamper, matrix_log
 
@@ -155,7 +156,9 @@ def log(db_url, key_file, clock):
 
 def _reports(url, key_file, tid, monkeypatch):
     """verify's report with the native scan in chunks of 4 on two threads,
-    and with the Python scan; plus how many native scan calls ran."""
+    and with the Python scan; plus how many native scan calls ran. On
+    PostgreSQL the native scan runs both ways (libpq read in C, and psycopg
+    read with the rows checked in C), which must agree."""
     calls = []
 
     def counting(real):
@@ -173,7 +176,13 @@ def _reports(url, key_file, tid, monkeypatch):
             m.setattr("kimonaudit.store.postgres._COPY_ROWS", 3)
             m.setattr(_native, "scan", counting(_native.scan))
             m.setattr(_native, "scan_copy", counting(_native.scan_copy))
+            m.setattr(_native, "scan_pg", counting(_native.scan_pg))
             native = lg.verify(tid)
+            if lg.store.dialect == "postgres":
+                libpq_calls = len(calls)
+                m.setattr("kimonaudit.store.postgres._SCAN_WITH_LIBPQ", False)
+                assert lg.verify(tid) == native
+                assert 0 < libpq_calls < len(calls)
         with monkeypatch.context() as m:
             m.setattr(type(lg.store), "scan_ledger", lambda *a: None)
             python = lg.verify(tid)
@@ -252,11 +261,12 @@ def test_copy_pieces_cut_anywhere_give_the_same_scan(pg_url, key_file, clock, mo
     with kimonaudit.open(url, key_file=key_file) as lg:
         whole = lg.store.scan_ledger(tid, 0, None)
         monkeypatch.setattr(pg, "_COPY_ROWS", 1)
+        monkeypatch.setattr(pg, "_SCAN_WITH_LIBPQ", False)  # psycopg reads, C checks
         assert lg.store.scan_ledger(tid, 0, None) == whole
         assert lg.store.scan_ledger(tid, 5, 9).seqs == whole.seqs[5 * 8 : 9 * 8]
         assert lg.store.scan_ledger(tid, 9, 9) == pg.LedgerScan(b"", b"", [], 0, 0)
     assert whole.present == 19 and whole.redacted == 1 and whole.odd == []
-    with psycopg.connect(url) as conn, conn.cursor().copy(pg._COPY_LEDGER, (tid, 0, 99)) as cp:
+    with psycopg.connect(url) as conn, conn.cursor().copy(pg._COPY_LEDGER.format(tid, 0, 99)) as cp:
         data = b"".join(bytes(m) for m in cp)
     tenant = json_string(tid)
     for cut in (1, 3, 7, 50, 333):
@@ -268,6 +278,53 @@ def test_copy_pieces_cut_anywhere_give_the_same_scan(pg_url, key_file, clock, mo
             assert odd == []
         assert ended and buf == b""
         assert (seqs, hashes, present) == (whole.seqs, whole.hashes, whole.present), cut
+
+
+@pytest.mark.postgres
+def test_libpq_scan_errors_are_clear_store_errors(pg_url, key_file, clock):
+    """A connection the native scan cannot open, or a server error during
+    its COPY, stops verify with a StoreError naming the cause, and the
+    password never shows."""
+    import kimonaudit.store.postgres as pg
+
+    url, tid = make_log(pg_url, key_file, clock)
+    with kimonaudit.open(url, key_file=key_file) as lg:
+        store = lg.store
+        store._scan_conninfo = "host=127.0.0.1 port=1 user=nobody password=s3cret-pw"
+        store._secret = "s3cret-pw"
+        with pytest.raises(StoreError, match="reading the ledger failed: connection") as info:
+            lg.verify(tid)
+        assert "s3cret-pw" not in str(info.value)
+    conninfo = pg.make_conninfo(url)
+    with pytest.raises(ConnectionError, match="syntax error"):
+        _native.scan_pg(conninfo, "COPY (SELEC 1) TO STDOUT (FORMAT BINARY)", b'"t"')
+    with pytest.raises(ValueError, match="not the binary COPY"):
+        _native.scan_pg(conninfo, "COPY (SELECT 1) TO STDOUT (FORMAT BINARY)", b'"t"')
+    with pytest.raises(ConnectionError, match="COPY"):
+        _native.scan_pg(conninfo, "SELECT 1", b'"t"')
+
+
+@pytest.mark.postgres
+def test_libpq_scan_of_a_range_is_that_range(pg_url, key_file, clock):
+    """scan_pg reads exactly [start, end), including an empty range."""
+    import kimonaudit.store.postgres as pg
+
+    url, tid = make_log(pg_url, key_file, clock)
+    with kimonaudit.open(url, key_file=key_file) as lg:
+        whole = lg.store.scan_ledger(tid, 0, None)
+        part = lg.store.scan_ledger(tid, 5, 9)
+        assert part.seqs == whole.seqs[5 * 8 : 9 * 8] and part.present == 4
+        assert lg.store.scan_ledger(tid, 9, 9) == pg.LedgerScan(b"", b"", [], 0, 0)
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr(pg, "_SCAN_WITH_LIBPQ", False)
+            assert lg.store.scan_ledger(tid, 0, None) == whole
+
+
+def test_ci_builds_the_libpq_scan():
+    """Where libpq's headers are installed (scripts/setup.sh installs them)
+    the extension reads PostgreSQL's rows itself."""
+    if os.path.exists("/usr/include/postgresql/libpq-fe.h"):
+        assert hasattr(_native, "scan_pg")
 
 
 @pytest.mark.parametrize(

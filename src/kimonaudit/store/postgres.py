@@ -28,8 +28,9 @@ from typing import Any
 import psycopg
 from psycopg import errors as pgerrors
 from psycopg.abc import Buffer
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.pq import ExecStatus, TransactionStatus
+from psycopg.sql import SQL, Literal
 from psycopg.types.string import BytesBinaryDumper
 from psycopg_pool import ConnectionPool
 
@@ -90,13 +91,18 @@ _ENTRY_TYPES = [
 _COPY_ENTRIES = f"COPY entries ({_COLS}) FROM STDIN (FORMAT BINARY)"
 # verify's scan (Store.scan_ledger): the columns the native row check reads,
 # in its order (kimonaudit/_native.c), as binary COPY.
-_COPY_LEDGER = (
+# COPY takes no bound parameters: the values are composed into the text, as
+# literals, for psycopg's COPY and for the native scan's own connection alike.
+_COPY_LEDGER = SQL(
     "COPY (SELECT seq, event_id, recorded_at, action, category, severity, security, actor_hash, "
     "actor_type, target_type, target_id, outcome, payload, salt, payload_commitment, leaf_hash "
-    "FROM entries WHERE tenant_id = %s AND seq >= %s AND seq < %s ORDER BY seq) "
+    "FROM entries WHERE tenant_id = {} AND seq >= {} AND seq < {} ORDER BY seq) "
     "TO STDOUT (FORMAT BINARY)"
 )
 _COPY_ROWS = 5_000  # COPY messages (one per row) checked per call
+# Whether the extension, where built with libpq, reads the COPY itself; when
+# not, psycopg reads it and the extension checks it (scan_copy).
+_SCAN_WITH_LIBPQ = True
 _COPY_EVENT_IDS = (
     "COPY event_ids (tenant_id, event_id, seq, recorded_at, leaf_hash) FROM STDIN (FORMAT BINARY)"
 )
@@ -436,6 +442,14 @@ class PostgresStore(
             self._kwargs["connect_timeout"] = connect_timeout
         if "application_name" not in given:
             self._kwargs["application_name"] = "kimonaudit"
+        # verify's native scan connects through libpq itself (_native.scan_pg):
+        # the same server and options, UTF-8 text, and no JIT (as the readers).
+        self._scan_conninfo = make_conninfo(
+            url,
+            **{k: v for k, v in self._kwargs.items() if k != "autocommit"},
+            client_encoding="UTF8",
+            options=f"{given.get('options') or ''} -c jit=off".strip(),
+        )
 
         wconn = self._connect()
         try:
@@ -708,6 +722,16 @@ class PostgresStore(
             return None
         hi = (1 << 62) if end is None else end
         tenant = json_string(tenant_id)
+        query = _COPY_LEDGER.format(Literal(tenant_id), Literal(start), Literal(hi))
+        scan_pg = getattr(native, "scan_pg", None) if _SCAN_WITH_LIBPQ else None
+        if scan_pg is not None:
+            try:
+                found = scan_pg(self._scan_conninfo, query.as_string(None), tenant)
+            except (ConnectionError, ValueError) as exc:
+                raise StoreError(
+                    f"verify: reading the ledger failed: {_reason(exc, self._secret)}"
+                ) from None
+            return None if found is None else LedgerScan(*found)
         seqs, hashes, odd = bytearray(), bytearray(), []
         present = redacted = 0
         pending: list[Buffer] = []
@@ -739,7 +763,7 @@ class PostgresStore(
         with (
             self._read("verifying entries") as conn,
             conn.cursor() as cur,
-            cur.copy(_COPY_LEDGER, (tenant_id, start, hi)) as copy,
+            cur.copy(query) as copy,
         ):
             for data in _copy_messages(conn, copy):
                 pending.append(data)
