@@ -18,10 +18,13 @@ from hypothesis import strategies as st
 
 import kimonaudit
 from kimonaudit import verifier
+from kimonaudit.core.events import Target, validate_batch
 from kimonaudit.core.leaf import json_string, leaf_fields
 from kimonaudit.core.merkle import LEAF_PREFIX, CompactRange, node_hashes_py
+from kimonaudit.core.records import Prepared
 from kimonaudit.core.timefmt import MAX_US, MIN_US
 from kimonaudit.errors import StoreError
+from tests.core.test_events import EVENTS
 from tests.helpers import event, raw_db
 from tests.test_tamper import CASES, Tamper, matrix_log
 
@@ -356,3 +359,255 @@ def test_compact_range_with_native_nodes_matches_append(monkeypatch):
     many.extend(leaves[:5])
     many.extend(leaves[5:])
     assert many.root() == one.root() and many.hashes == one.hashes
+
+
+# -- the append path: AuditLog._prepare's loop and plan_append's leaf hashes ----------
+
+
+@pytest.fixture(scope="module")
+def prep_log(tmp_path_factory):
+    d = tmp_path_factory.mktemp("prep")
+    with kimonaudit.open(f"sqlite:///{d / 'p.db'}", key_file=str(d / "k"), indexer="off") as lg:
+        yield lg, lg.create_tenant('acme "é" \\ ☃').id
+
+
+def _prepared_both_ways(lg, tid, events, monkeypatch, cached_only=False, native_results=None):
+    """_prepare's result with the native loop and with the Python loop, given
+    the same salts and server-made ids; `native_results` collects what the
+    native loop returned (None: it left the batch to Python)."""
+    native_results = [] if native_results is None else native_results
+    import kimonaudit.service as service
+
+    def salts(n):
+        return bytes((i * 7 + 3) % 256 for i in range(n))
+
+    def new_ids(n):
+        return [f"0190-{i:04d}" for i in range(n)]
+
+    out = []
+    real = service._native_prepare
+    with monkeypatch.context() as m:
+        m.setattr(
+            service,
+            "_native_prepare",
+            lambda *a: native_results.append(real(*a)) or native_results[-1],
+        )
+        m.setattr(service.os, "urandom", salts)
+        m.setattr(service.ids, "uuid7_batch", new_ids)
+        for flag in (True, False):
+            m.setattr(service, "NATIVE_PREPARE", flag)
+            lg._directory_cache.clear()
+            out.append(lg._prepare(tid, events, cached_only))
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(batch=st.lists(EVENTS, min_size=1, max_size=12))
+def test_native_prepare_is_the_python_prepare(prep_log, batch):
+    """Every Prepared field, leaf head and tail, and the directory rows to
+    write, for any batch validation accepts (shared actors, no ids, non-ASCII
+    text, IPv4 and IPv6 addresses, every severity)."""
+    lg, tid = prep_log
+    # Ids unique within the batch; the first event again without its id, so
+    # its actor and target objects are shared.
+    batch = [
+        dict(ev, id=f"{ev['id'][:150]}-{i}") if "id" in ev else ev for i, ev in enumerate(batch)
+    ]
+    events = validate_batch([*batch, {k: v for k, v in batch[0].items() if k != "id"}])
+    ran = []
+    with pytest.MonkeyPatch.context() as mp:
+        native, python = _prepared_both_ways(lg, tid, events, mp, native_results=ran)
+    assert len(ran) == 1 and ran[0] is not None  # the C loop did the batch
+    assert native[0] == python[0]
+    assert [type(p) for p in native[0]] == [Prepared] * len(events)
+    assert native[1] == python[1]
+    assert sorted(native[2]) == sorted(python[2])
+
+
+def test_native_prepare_hands_odd_events_to_python(prep_log, monkeypatch):
+    """Values validation never gives (a target id of a str subclass, an
+    event id with a lone surrogate) make the native loop give up; the Python
+    loop's answer (or error) is the one returned."""
+    import dataclasses
+
+    lg, tid = prep_log
+    good = validate_batch([event(i) for i in range(3)])
+
+    class Text(str):
+        pass
+
+    odd_target = dataclasses.replace(good[1], target=Target("ticket", Text("T-42")))
+    calls = []
+    events = [good[0], odd_target, good[2]]
+    native, python = _prepared_both_ways(lg, tid, events, monkeypatch, native_results=calls)
+    assert calls == [None]
+    assert native == python and native[0][1].target_id == "T-42"
+    surrogate = dataclasses.replace(good[0], id="x\ud800")
+    native, python = _prepared_both_ways(lg, tid, [surrogate], monkeypatch)
+    assert native == python and native[1].heads[0].count(b"\xed\xa0\x80") == 1
+
+
+def test_native_prepare_passes_hook_errors_through(prep_log, monkeypatch):
+    """An actor the directory must be read for, in cached_only mode, raises
+    _NeedsIO from inside the native loop just as from the Python one."""
+    import kimonaudit.service as service
+
+    lg, tid = prep_log
+    events = validate_batch([event(0, actor={"id": "never-seen-before", "type": "agent"})])
+    for flag in (True, False):
+        monkeypatch.setattr(service, "NATIVE_PREPARE", flag)
+        lg.actor_hashes.for_tenant(tid)  # the tenant's cache exists, without this actor
+        with pytest.raises(service._NeedsIO):
+            lg._prepare(tid, events, True)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(st.binary(max_size=80), st.binary(max_size=80), st.booleans()), max_size=20
+    ),
+    middles=st.tuples(st.binary(max_size=40), st.binary(max_size=40)),
+    seq0=st.integers(0, 2**53),
+)
+def test_native_leaf_hashes_are_plan_appends(rows, middles, seq0):
+    """SHA-256(head + middles[security] + str(seq) + tail), seq counting up."""
+    prepared = [("id", "a", "c", 0, sec) for _, _, sec in rows]
+    heads = [h for h, _, _ in rows]
+    tails = [t for _, t, _ in rows]
+    want = [
+        hashlib.sha256(h + middles[sec] + str(seq0 + i).encode() + t).digest()
+        for i, (h, t, sec) in enumerate(rows)
+    ]
+    assert _native.leaf_hashes(prepared, heads, tails, middles, seq0) == want
+
+
+def test_native_leaf_hashes_refuse_bad_input():
+    with pytest.raises(ValueError, match="different lengths"):
+        _native.leaf_hashes([("i", "a", "c", 0, True)], [], [], (b"", b""), 0)
+    with pytest.raises(TypeError, match="Prepared rows and bytes"):
+        _native.leaf_hashes([("i",)], [b"h"], [b"t"], (b"", b""), 0)
+
+
+# -- the SQLite append path's native connection -------------------------------------
+
+
+def _append_script(url, key_file, clock, monkeypatch):
+    """One scripted run of appends (server ids, client ids, retries with the
+    same and with other content, a retry beside new events, a new actor
+    name, two tenants) and what it left: receipts or errors, and every
+    table the append path writes."""
+    import sqlite3
+
+    import kimonaudit.service as service
+    from kimonaudit.errors import Conflict
+    from kimonaudit.store.sqlite import sqlite_path
+
+    counter = iter(range(10**9))
+    monkeypatch.setattr(
+        service.os, "urandom", lambda n: bytes(next(counter) % 256 for _ in range(n))
+    )
+    ids = iter(range(10**9))
+    monkeypatch.setattr(
+        service.ids, "uuid7_batch", lambda n: [f"srv-{next(ids)}" for _ in range(n)]
+    )
+    seen = []
+    with kimonaudit.open(url, key_file=key_file, clock=clock, indexer="off") as lg:
+        a = lg.create_tenant("a", tenant_id="t_a").id
+        b = lg.create_tenant("b", tenant_id="t_b").id
+        batches = [
+            (a, [event(i) for i in range(40)]),
+            (b, [event(i, id=f"c-{i}") for i in range(25)]),
+            (b, [event(i, id=f"c-{i}") for i in range(20, 30)]),  # 5 retries, 5 new
+            (b, [event(99, id="c-3", outcome="failure")]),  # other content: Conflict
+            (a, [event(7, id="dup")]),
+            (a, [event(8), event(7, id="dup"), event(9)]),  # a retry beside new events
+            (a, [event(1, actor={"id": "agent_1", "type": "agent", "name": "Renamed"})]),
+        ]
+        for tid, batch in batches:
+            clock.advance(seconds=1)
+            try:
+                seen.append([tuple(r) for r in lg.append(tid, batch)])
+            except Conflict as exc:
+                seen.append(str(exc))
+        for tid in (a, b):
+            assert lg.verify(tid).ok
+    conn = sqlite3.connect(sqlite_path(url))
+    tables = [
+        ("ledger", "rid"),
+        ("tree_nodes", "tenant_id, level, idx"),
+        ("tree_state", "tenant_id"),
+        ("actors", "tenant_id, actor_hash"),
+    ]
+    for table, order in tables:
+        cols = [c[1] for c in conn.execute(f"PRAGMA table_info({table})") if c[1] != "updated_at"]
+        seen.append(
+            conn.execute(f"SELECT {', '.join(cols)} FROM {table} ORDER BY {order}").fetchall()
+        )
+    conn.close()
+    return seen
+
+
+def test_native_sqlite_writes_are_the_sqlite3_writes(tmp_path, key_file, monkeypatch):
+    """The same appends through the native SQLiteBatch connection and through
+    the sqlite3 module leave the same receipts, errors and rows."""
+    import kimonaudit.store.sqlite as sq
+    from tests.conftest import FakeClock
+
+    runs = []
+    opened = []
+    real = sq._open_batch
+
+    def opening(*args):
+        opened.append(real(*args))
+        return opened[-1]
+
+    for native_writes in (True, False):
+        opened.clear()
+        with monkeypatch.context() as m:
+            m.setattr(sq, "NATIVE_WRITES", native_writes)
+            m.setattr(sq, "_open_batch", opening)
+            url = f"sqlite:///{tmp_path / f'w{native_writes}.db'}"
+            runs.append(_append_script(url, key_file, FakeClock(), m))
+            assert bool(opened) == native_writes
+    native, python = runs
+    assert native == python
+    assert "already used for an event with other content" in native[3]
+    assert len(native[7]) == 40 + 25 + 5 + 1 + 2 + 1  # ledger rows
+
+
+def test_sqlite_batch_runs_statements_and_reports_errors(tmp_path):
+    """SQLiteBatch binds None, int, float, str and bytes, returns each
+    step's rows, and stops at the first failing step with sqlite3's
+    exception types and a clear message."""
+    import sqlite3
+
+    path = str(tmp_path / "b.db")
+    sqlite3.connect(path).executescript("CREATE TABLE t (k INTEGER PRIMARY KEY, v)")
+    b = _native.SQLiteBatch(path, ["PRAGMA busy_timeout=1000"])
+    values = [None, -(2**63), 2.5, "é\x00x", b"\x00\xff"]
+    got = b.run(
+        [("BEGIN", ())]
+        + [("INSERT INTO t VALUES (?, ?)", (i, v)) for i, v in enumerate(values)]
+        + [("SELECT v FROM t ORDER BY k", ()), ("SELECT count(*) FROM t WHERE k > ?", [2])]
+    )
+    assert got[:6] == [None] * 6
+    assert got[6] == [(v,) for v in values] and got[7] == [(2,)]
+    assert b.in_transaction
+    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE constraint failed"):
+        b.run([("INSERT INTO t VALUES (?, ?)", (9, 1)), ("INSERT INTO t VALUES (0, 1)", ())])
+    assert b.run([("SELECT count(*) FROM t", ())]) == [[(6,)]]  # the first insert stayed
+    with pytest.raises(sqlite3.OperationalError, match="syntax error"):
+        b.run([("SELEC 1", ())])
+    with pytest.raises(sqlite3.OperationalError, match="wrong number of values"):
+        b.run([("SELECT ?", ())])
+    with pytest.raises(TypeError, match="cannot bind a list"):
+        b.run([("SELECT ?", ([1],))])
+    with pytest.raises(TypeError, match=r"\(sql, params\) tuple"):
+        b.run(["SELECT 1"])
+    b.run([("ROLLBACK", ())])
+    assert not b.in_transaction
+    b.close()
+    with pytest.raises(sqlite3.OperationalError, match="closed"):
+        b.run([("SELECT 1", ())])
+    with pytest.raises(sqlite3.OperationalError, match="cannot open"):
+        _native.SQLiteBatch(str(tmp_path / "missing.db"), [])

@@ -199,20 +199,25 @@ typedef struct {
     buf_t seqs, hashes, odd, leaf;
     long long present, redacted;
     EVP_MD_CTX *ctx;
-    const EVP_MD *md;
     const char *tenant_json;
     Py_ssize_t tenant_len;
     int64_t ts_us; /* rows of one batch share recorded_at: its text is kept */
     char ts[TS_LEN];
 } scan_t;
 
+/* SHA-256 of a, b and c concatenated (any may be empty). */
+static int digest3(EVP_MD_CTX *ctx, const void *a, size_t na, const void *b, size_t nb,
+                   const void *c, size_t nc, unsigned char *out) {
+    if (!EVP_DigestInit_ex2(ctx, SHA256_MD, NULL)) return -1;
+    if (na && !EVP_DigestUpdate(ctx, a, na)) return -1;
+    if (nb && !EVP_DigestUpdate(ctx, b, nb)) return -1;
+    if (nc && !EVP_DigestUpdate(ctx, c, nc)) return -1;
+    return EVP_DigestFinal_ex(ctx, out, NULL) ? 0 : -1;
+}
+
 static int sha256(scan_t *s, const void *a, size_t na, const void *b2, size_t nb,
                   const void *c, size_t nc, unsigned char *out) {
-    if (!EVP_DigestInit_ex2(s->ctx, s->md, NULL)) return -1;
-    if (na && !EVP_DigestUpdate(s->ctx, a, na)) return -1;
-    if (nb && !EVP_DigestUpdate(s->ctx, b2, nb)) return -1;
-    if (nc && !EVP_DigestUpdate(s->ctx, c, nc)) return -1;
-    return EVP_DigestFinal_ex(s->ctx, out, NULL) ? 0 : -1;
+    return digest3(s->ctx, a, na, b2, nb, c, nc, out);
 }
 
 static const char SQL[] =
@@ -433,7 +438,6 @@ static PyObject *scan(PyObject *self, PyObject *args) {
     memset(&s, 0, sizeof s);
     s.tenant_json = tenant;
     s.tenant_len = tenant_len;
-    s.md = SHA256_MD;
     s.ctx = EVP_MD_CTX_new();
     if (!s.ctx) return PyErr_NoMemory();
     int rc;
@@ -568,7 +572,6 @@ static PyObject *scan_copy(PyObject *self, PyObject *args) {
     memset(&s, 0, sizeof s);
     s.tenant_json = tenant;
     s.tenant_len = tenant_len;
-    s.md = SHA256_MD;
     s.ctx = EVP_MD_CTX_new();
     if (!s.ctx) {
         PyBuffer_Release(&data);
@@ -689,7 +692,6 @@ static PyObject *scan_pg(PyObject *self, PyObject *args) {
     memset(&s, 0, sizeof s);
     s.tenant_json = tenant;
     s.tenant_len = tenant_len;
-    s.md = SHA256_MD;
     s.ctx = EVP_MD_CTX_new();
     if (!s.ctx) return PyErr_NoMemory();
     char *err = NULL;
@@ -849,6 +851,786 @@ static PyObject *node_hashes(PyObject *self, PyObject *arg) {
     return out;
 }
 
+/* --- appends: the per-event work that needs no lock --------------------------
+ * AuditLog._prepare, event by event: the payload's commitment, and each
+ * leaf's bytes but for recorded_at, security and seq (its head and tail, as
+ * core.leaf's leaf_head and leaf_tail build them, from the same key table as
+ * the scan's leaf above). The actor's hash, an IP address's bytes and a
+ * payload not encoded yet come from Python callables, called once per
+ * distinct value, so those rules stay in Python. */
+
+enum { H_ACTOR, H_IP_BYTES, H_PAYLOAD, N_HOOKS };
+#define N_PREPARED 15
+
+static PyObject *A_payload, *A_actor, *A_action, *A_info, *A_category, *A_security, *A_target,
+    *A_type, *A_id, *A_severity, *A_context, *A_outcome, *A_occurred_at, *K_ip;
+
+/* `o` (a str, or None where `nullable`) as a JSON string; 1 for anything
+ * else, or a lone surrogate (the Python path writes those with
+ * surrogatepass): the batch is left to Python. */
+static int put_obj(buf_t *b, PyObject *o, int nullable) {
+    if (o == Py_None && nullable) return PUTS(b, "null") ? -1 : 0;
+    if (!PyUnicode_CheckExact(o)) return 1;
+    Py_ssize_t n;
+    const char *u = PyUnicode_AsUTF8AndSize(o, &n);
+    if (!u) {
+        PyErr_Clear();
+        return 1;
+    }
+    return put_json(b, (const unsigned char *)u, (int)n) ? -1 : 0;
+}
+
+static int put_bytes(buf_t *b, PyObject *o) {
+    return buf_put(b, PyBytes_AS_STRING(o), (size_t)PyBytes_GET_SIZE(o)) ? -1 : 0;
+}
+
+/* The text of `b` as a new bytes object, stored in `dict` under `key`. */
+static PyObject *keep(PyObject *dict, PyObject *key, const buf_t *b) {
+    PyObject *v = PyBytes_FromStringAndSize((const char *)b->p, (Py_ssize_t)b->len);
+    if (v && PyDict_SetItem(dict, key, v)) Py_CLEAR(v);
+    return v;
+}
+
+typedef struct {
+    PyObject *by_actor, *starts, *arounds, *afters, *ips;
+    PyObject *hooks[N_HOOKS];
+    PyObject *new_ids;
+    Py_ssize_t next_id;
+    const char *tenant_json;
+    Py_ssize_t tenant_len;
+    EVP_MD_CTX *ctx;
+    buf_t head, tail, part;
+} prep_t;
+
+/* Parts many events of a batch share, each made once and kept (a new
+ * reference; NULL with an error, or NULL with *slow set). */
+
+/* The head up to "id": (leaf_head_start): action, actor, category. */
+static PyObject *head_start(prep_t *p, PyObject *key, PyObject *action, PyObject *a_hash,
+                            PyObject *a_type, PyObject *category, int *slow) {
+    PyObject *v = PyDict_GetItemWithError(p->starts, key);
+    if (v || PyErr_Occurred()) return Py_XNewRef(v);
+    PyObject *vals[] = {action, a_hash, a_type, category};
+    buf_t *b = &p->part;
+    b->len = 0;
+    if (PUTS(b, "\x00")) return PyErr_NoMemory();
+    for (int k = 0; k < 4; k++) {
+        int rc = buf_put(b, HEAD[k].before, strlen(HEAD[k].before)) ? -1
+                                                                      : put_obj(b, vals[k], HEAD[k].nullable);
+        if (rc > 0) *slow = 1;
+        if (rc) return rc < 0 ? PyErr_NoMemory() : NULL;
+    }
+    if (buf_put(b, HEAD[4].before, strlen(HEAD[4].before))) return PyErr_NoMemory();
+    return keep(p->starts, key, b);
+}
+
+/* From the end of the id to the commitment's hex (leaf_after_id). */
+static PyObject *after_id(prep_t *p, PyObject *outcome, int *slow) {
+    PyObject *v = PyDict_GetItemWithError(p->afters, outcome);
+    if (v || PyErr_Occurred()) return Py_XNewRef(v);
+    buf_t *b = &p->part;
+    b->len = 0;
+    int rc = buf_put(b, HEAD[5].before, strlen(HEAD[5].before)) ? -1 : put_obj(b, outcome, 0);
+    if (!rc) rc = PUTS(b, ",\"payload_commitment\":\"") ? -1 : 0;
+    if (rc > 0) *slow = 1;
+    if (rc) return rc < 0 ? PyErr_NoMemory() : NULL;
+    return keep(p->afters, outcome, b);
+}
+
+/* The tail around the target id (leaf_tail_around): a pair of bytes. */
+static PyObject *tail_around(prep_t *p, PyObject *key, long sev, PyObject *target_type,
+                             int *slow) {
+    PyObject *v = PyDict_GetItemWithError(p->arounds, key);
+    if (v || PyErr_Occurred()) return Py_XNewRef(v);
+    if (sev < 0 || sev >= N_SEVERITY) {
+        *slow = 1;
+        return NULL;
+    }
+    buf_t *b = &p->part;
+    b->len = 0;
+    if (PUTS(b, ",\"severity\":\"") || buf_put(b, SEVERITY[sev], strlen(SEVERITY[sev])) ||
+        PUTS(b, "\"") || buf_put(b, TAIL[0].before, strlen(TAIL[0].before)))
+        return PyErr_NoMemory();
+    PyObject *before = PyBytes_FromStringAndSize((const char *)b->p, (Py_ssize_t)b->len);
+    if (!before) return NULL;
+    b->len = 0;
+    int rc = buf_put(b, TAIL[1].before, strlen(TAIL[1].before)) ? -1 : put_obj(b, target_type, 1);
+    if (!rc)
+        rc = PUTS(b, ",\"tenant\":") || buf_put(b, p->tenant_json, (size_t)p->tenant_len) ||
+                     PUTS(b, "}")
+                 ? -1
+                 : 0;
+    if (rc) {
+        Py_DECREF(before);
+        if (rc > 0) *slow = 1;
+        return rc < 0 ? PyErr_NoMemory() : NULL;
+    }
+    PyObject *after = PyBytes_FromStringAndSize((const char *)b->p, (Py_ssize_t)b->len);
+    if (!after) {
+        Py_DECREF(before);
+        return NULL;
+    }
+    v = PyTuple_Pack(2, before, after);
+    Py_DECREF(before);
+    Py_DECREF(after);
+    if (v && PyDict_SetItem(p->arounds, key, v)) Py_CLEAR(v);
+    return v;
+}
+
+/* dict[key], or hook(arg) stored under key: a new reference. */
+static PyObject *hooked(PyObject *dict, PyObject *key, PyObject *hook, PyObject *arg) {
+    PyObject *v = PyDict_GetItemWithError(dict, key);
+    if (v || PyErr_Occurred()) return Py_XNewRef(v);
+    v = PyObject_CallOneArg(hook, arg);
+    if (v && PyDict_SetItem(dict, key, v)) Py_CLEAR(v);
+    return v;
+}
+
+/* One event: its Prepared fields into `f` (new references), its head and
+ * tail into p->head and p->tail. 0 done, 1 leave the batch to Python, -1 a
+ * Python error. */
+static int prepare_one(prep_t *p, PyObject *ev, const unsigned char *salt, PyObject **f) {
+    int rc = -1, slow = 0;
+    PyObject *payload = NULL, *actor = NULL, *akey = NULL, *pa = NULL, *info = NULL,
+             *skey = NULL, *start = NULL, *target = NULL, *sev = NULL, *tkey = NULL,
+             *around = NULL, *context = NULL, *ip = NULL, *after = NULL;
+    unsigned char commitment[HASH];
+
+    if (!(payload = PyObject_GetAttr(ev, A_payload))) goto done;
+    if (payload == Py_None) {
+        Py_SETREF(payload, PyObject_CallOneArg(p->hooks[H_PAYLOAD], ev));
+        if (!payload) goto done;
+    }
+    if (!PyBytes_CheckExact(payload)) goto slow;
+    /* The events hold their actor objects for the whole batch, so an
+     * object's address names it, as in the Python loop. */
+    if (!(actor = PyObject_GetAttr(ev, A_actor))) goto done;
+    if (!(akey = PyLong_FromVoidPtr(actor))) goto done;
+    if (!(pa = hooked(p->by_actor, akey, p->hooks[H_ACTOR], actor))) goto done;
+    if (!PyTuple_CheckExact(pa) || PyTuple_GET_SIZE(pa) != 2) goto slow;
+    PyObject *a_hash = PyTuple_GET_ITEM(pa, 0), *a_type = PyTuple_GET_ITEM(pa, 1);
+
+    if (!(f[1] = PyObject_GetAttr(ev, A_action))) goto done;
+    if (!(info = PyObject_GetAttr(ev, A_info))) goto done;
+    if (!(f[2] = PyObject_GetAttr(info, A_category))) goto done;
+    if (!(f[4] = PyObject_GetAttr(info, A_security))) goto done;
+    if (!(skey = PyTuple_Pack(3, akey, f[1], f[2]))) goto done;
+    if (!(start = head_start(p, skey, f[1], a_hash, a_type, f[2], &slow))) goto check;
+
+    if (!(target = PyObject_GetAttr(ev, A_target))) goto done;
+    if (target == Py_None) {
+        f[7] = Py_NewRef(Py_None);
+        f[8] = Py_NewRef(Py_None);
+    } else {
+        if (!(f[7] = PyObject_GetAttr(target, A_type))) goto done;
+        if (!(f[8] = PyObject_GetAttr(target, A_id))) goto done;
+    }
+    if (!(sev = PyObject_GetAttr(ev, A_severity))) goto done;
+    if (!(f[3] = PyNumber_Index(sev))) goto done; /* int(ev.severity) */
+    long sev_n = PyLong_AsLong(f[3]);
+    if (sev_n == -1 && PyErr_Occurred()) goto done;
+    if (!(tkey = PyTuple_Pack(2, f[3], f[7]))) goto done;
+    if (!(around = tail_around(p, tkey, sev_n, f[7], &slow))) goto check;
+
+    if (!(context = PyObject_GetAttr(ev, A_context))) goto done;
+    ip = PyObject_GetItem(context, K_ip); /* a dict, or a read-only view of one */
+    if (!ip) {
+        if (!PyErr_ExceptionMatches(PyExc_KeyError)) goto done;
+        PyErr_Clear();
+    }
+    if (ip && PyUnicode_Check(ip)) {
+        if (!(f[11] = hooked(p->ips, ip, p->hooks[H_IP_BYTES], ip))) goto done;
+    } else {
+        f[11] = Py_NewRef(Py_None);
+    }
+
+    if (!(f[9] = PyObject_GetAttr(ev, A_outcome))) goto done;
+    if (!(after = after_id(p, f[9], &slow))) goto check;
+
+    if (digest3(p->ctx, "\x02", 1, salt, 32, PyBytes_AS_STRING(payload),
+                (size_t)PyBytes_GET_SIZE(payload), commitment)) {
+        PyErr_SetString(PyExc_MemoryError, "prepare: SHA-256 failed");
+        goto done;
+    }
+    if (!(f[0] = PyObject_GetAttr(ev, A_id))) goto done;
+    if (f[0] == Py_None) {
+        if (p->next_id >= PyList_GET_SIZE(p->new_ids)) goto slow;
+        Py_SETREF(f[0], Py_NewRef(PyList_GET_ITEM(p->new_ids, p->next_id++)));
+    }
+    if (!(f[10] = PyObject_GetAttr(ev, A_occurred_at))) goto done;
+
+    /* head: start, the id, after, the commitment's hex, then up to the
+     * recorded_at value */
+    p->head.len = 0;
+    int r = put_bytes(&p->head, start);
+    if (!r) r = put_obj(&p->head, f[0], 0);
+    if (!r) r = put_bytes(&p->head, after);
+    if (!r && buf_reserve(&p->head, 2 * HASH)) r = -1;
+    if (!r) {
+        for (int k = 0; k < HASH; k++) {
+            p->head.p[p->head.len++] = (unsigned char)HEX[commitment[k] >> 4];
+            p->head.p[p->head.len++] = (unsigned char)HEX[commitment[k] & 15];
+        }
+        r = PUTS(&p->head, "\",\"recorded_at\":\"") ? -1 : 0;
+    }
+    /* tail: the parts around the target id */
+    p->tail.len = 0;
+    if (!r) r = put_bytes(&p->tail, PyTuple_GET_ITEM(around, 0));
+    if (!r) r = put_obj(&p->tail, f[8], 1);
+    if (!r) r = put_bytes(&p->tail, PyTuple_GET_ITEM(around, 1));
+    if (r > 0) goto slow;
+    if (r < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    f[5] = Py_NewRef(a_hash);
+    f[6] = Py_NewRef(a_type);
+    f[12] = Py_NewRef(payload);
+    if (!(f[13] = PyBytes_FromStringAndSize((const char *)salt, 32))) goto done;
+    if (!(f[14] = PyBytes_FromStringAndSize((const char *)commitment, HASH))) goto done;
+    rc = 0;
+    goto done;
+check: /* a shared part was not made: an error, or something for Python */
+    if (!slow) goto done;
+slow:
+    rc = 1;
+done:
+    Py_XDECREF(payload);
+    Py_XDECREF(actor);
+    Py_XDECREF(akey);
+    Py_XDECREF(pa);
+    Py_XDECREF(info);
+    Py_XDECREF(skey);
+    Py_XDECREF(start);
+    Py_XDECREF(target);
+    Py_XDECREF(sev);
+    Py_XDECREF(tkey);
+    Py_XDECREF(around);
+    Py_XDECREF(context);
+    Py_XDECREF(ip);
+    Py_XDECREF(after);
+    return rc;
+}
+
+PyDoc_STRVAR(prepare_doc,
+"prepare(events, salts, new_ids, tenant_json, hooks, ips, prepared_type)\n"
+"    -> (prepared, heads, tails) or None\n\n"
+"AuditLog._prepare's loop: per event its Prepared (a `prepared_type`), and\n"
+"its leaf head and tail bytes. `salts` holds 32 bytes per event, `new_ids`\n"
+"the ids of the events without one, in order. `hooks`: (actor_of(actor) ->\n"
+"(hash, type), ip_bytes(text), payload_bytes(event)), each called once per\n"
+"distinct value; `ips` caches ip_bytes across calls. None: an event this\n"
+"does not handle (a value that is not what validation gives); run the\n"
+"Python loop instead. Exceptions from the hooks propagate.");
+
+static PyObject *prepare(PyObject *self, PyObject *args) {
+    PyObject *events, *new_ids, *hooks, *ips, *ptype_obj;
+    const char *tenant;
+    Py_ssize_t tenant_len;
+    Py_buffer salts;
+    if (!PyArg_ParseTuple(args, "O!y*O!y#O!O!O!", &PyList_Type, &events, &salts, &PyList_Type,
+                          &new_ids, &tenant, &tenant_len, &PyTuple_Type, &hooks, &PyDict_Type,
+                          &ips, &PyType_Type, &ptype_obj))
+        return NULL;
+    PyTypeObject *ptype = (PyTypeObject *)ptype_obj;
+    Py_ssize_t n = PyList_GET_SIZE(events);
+    if (PyTuple_GET_SIZE(hooks) != N_HOOKS || salts.len != 32 * n ||
+        !PyType_IsSubtype(ptype, &PyTuple_Type)) {
+        PyBuffer_Release(&salts);
+        PyErr_SetString(PyExc_ValueError, "prepare: bad hooks, salts or prepared type");
+        return NULL;
+    }
+    prep_t p;
+    memset(&p, 0, sizeof p);
+    for (int k = 0; k < N_HOOKS; k++) p.hooks[k] = PyTuple_GET_ITEM(hooks, k);
+    p.tenant_json = tenant;
+    p.tenant_len = tenant_len;
+    p.new_ids = new_ids;
+    p.ips = ips;
+    PyObject *out = NULL, *prepared = PyList_New(n), *heads = PyList_New(n),
+             *tails = PyList_New(n);
+    p.by_actor = PyDict_New();
+    p.starts = PyDict_New();
+    p.arounds = PyDict_New();
+    p.afters = PyDict_New();
+    p.ctx = EVP_MD_CTX_new();
+    if (!prepared || !heads || !tails || !p.by_actor || !p.starts || !p.arounds || !p.afters ||
+        !p.ctx) {
+        if (!PyErr_Occurred()) PyErr_NoMemory();
+        goto end;
+    }
+    const unsigned char *salt = salts.buf;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *f[N_PREPARED] = {NULL};
+        int rc = prepare_one(&p, PyList_GET_ITEM(events, i), salt + 32 * i, f);
+        PyObject *item = NULL, *h = NULL, *t = NULL;
+        if (rc == 0 && (item = ptype->tp_alloc(ptype, N_PREPARED)) &&
+            (h = PyBytes_FromStringAndSize((const char *)p.head.p, (Py_ssize_t)p.head.len)) &&
+            (t = PyBytes_FromStringAndSize((const char *)p.tail.p, (Py_ssize_t)p.tail.len))) {
+            for (int k = 0; k < N_PREPARED; k++) PyTuple_SET_ITEM(item, k, f[k]);
+            PyList_SET_ITEM(prepared, i, item);
+            PyList_SET_ITEM(heads, i, h);
+            PyList_SET_ITEM(tails, i, t);
+            continue;
+        }
+        if (item) {
+            for (int k = 0; k < N_PREPARED; k++) PyTuple_SET_ITEM(item, k, Py_NewRef(Py_None));
+            Py_DECREF(item);
+        }
+        Py_XDECREF(h);
+        for (int k = 0; k < N_PREPARED; k++) Py_XDECREF(f[k]);
+        if (rc == 1) out = Py_NewRef(Py_None);
+        else if (rc == 0 && !PyErr_Occurred()) PyErr_NoMemory();
+        goto end;
+    }
+    out = PyTuple_Pack(3, prepared, heads, tails);
+end:
+    PyBuffer_Release(&salts);
+    Py_XDECREF(prepared);
+    Py_XDECREF(heads);
+    Py_XDECREF(tails);
+    Py_XDECREF(p.by_actor);
+    Py_XDECREF(p.starts);
+    Py_XDECREF(p.arounds);
+    Py_XDECREF(p.afters);
+    EVP_MD_CTX_free(p.ctx);
+    free(p.head.p);
+    free(p.tail.p);
+    free(p.part.p);
+    return out;
+}
+
+PyDoc_STRVAR(leaf_hashes_doc,
+"leaf_hashes(prepared, heads, tails, middles, seq0) -> list[bytes]\n\n"
+"plan_append's leaf hashes: SHA-256 of head + middles[security] + str(seq)\n"
+"+ tail for each event, seqs counting from seq0; `middles` is leaf_middle's\n"
+"(security false, security true) pair, security the Prepared's item 4.");
+
+static PyObject *leaf_hashes(PyObject *self, PyObject *args) {
+    PyObject *prepared, *heads, *tails;
+    const char *mid[2];
+    Py_ssize_t mid_n[2];
+    long long seq;
+    if (!PyArg_ParseTuple(args, "O!O!O!(y#y#)L", &PyList_Type, &prepared, &PyList_Type, &heads,
+                          &PyList_Type, &tails, &mid[0], &mid_n[0], &mid[1], &mid_n[1], &seq))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(prepared);
+    if (PyList_GET_SIZE(heads) != n || PyList_GET_SIZE(tails) != n) {
+        PyErr_SetString(PyExc_ValueError, "leaf_hashes: lists of different lengths");
+        return NULL;
+    }
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    PyObject *out = PyList_New(n);
+    buf_t b = {NULL, 0, 0};
+    if (!ctx || !out) {
+        EVP_MD_CTX_free(ctx);
+        Py_XDECREF(out);
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < n; i++, seq++) {
+        PyObject *p = PyList_GET_ITEM(prepared, i), *h = PyList_GET_ITEM(heads, i),
+                 *t = PyList_GET_ITEM(tails, i);
+        if (!PyTuple_Check(p) || PyTuple_GET_SIZE(p) < 5 || !PyBytes_Check(h) ||
+            !PyBytes_Check(t)) {
+            PyErr_SetString(PyExc_TypeError, "leaf_hashes: expected Prepared rows and bytes");
+            goto fail;
+        }
+        int sec = PyObject_IsTrue(PyTuple_GET_ITEM(p, 4));
+        if (sec < 0) goto fail;
+        char digits[24];
+        int nd = snprintf(digits, sizeof digits, "%lld", seq);
+        b.len = 0;
+        unsigned char lh[HASH];
+        if (buf_put(&b, PyBytes_AS_STRING(h), (size_t)PyBytes_GET_SIZE(h)) ||
+            buf_put(&b, mid[sec], (size_t)mid_n[sec]) || buf_put(&b, digits, (size_t)nd) ||
+            digest3(ctx, b.p, b.len, PyBytes_AS_STRING(t), (size_t)PyBytes_GET_SIZE(t), NULL, 0,
+                    lh)) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+        PyObject *v = PyBytes_FromStringAndSize((const char *)lh, HASH);
+        if (!v) goto fail;
+        PyList_SET_ITEM(out, i, v);
+    }
+    EVP_MD_CTX_free(ctx);
+    free(b.p);
+    return out;
+fail:
+    EVP_MD_CTX_free(ctx);
+    free(b.p);
+    Py_DECREF(out);
+    return NULL;
+}
+
+/* --- appends: a write connection that lets go of the GIL once per call --------
+ * The sqlite3 module lets go of the GIL for every statement step and must
+ * wait for it again after each, while threads preparing the next batches
+ * hold it: a group commit's ten statements and thousand node rows cost the
+ * writer thread more time waiting than writing. SQLiteBatch.run takes the
+ * whole list of statements of a step of the group commit (BEGIN and the
+ * tenant state; or the rows, nodes, state and COMMIT), binds every value,
+ * then runs them all without the GIL. The values are the Python objects'
+ * own buffers, kept alive by the caller's list for the call. */
+
+typedef struct {
+    PyObject_HEAD
+    sqlite3 *db;
+    struct {
+        char *sql;
+        size_t len;
+        sqlite3_stmt *st;
+    } cache[32];
+    unsigned next_slot;
+} batch_t;
+
+typedef struct {
+    int kind; /* V_NULL, V_INT, V_TEXT, V_BLOB; V_OTHER: a float */
+    int64_t i;
+    double d;
+    const char *p;
+    Py_ssize_t n;
+} param_t;
+
+typedef struct {
+    const char *sql;
+    Py_ssize_t sql_len;
+    param_t *params;
+    Py_ssize_t n_params;
+    int columns; /* of its result, -1 before it runs */
+    buf_t out;   /* its rows, column by column: kind byte, then the value */
+} step_t;
+
+static sqlite3_stmt *batch_stmt(batch_t *b, const char *sql, size_t len, int *rc) {
+    for (unsigned k = 0; k < 32; k++)
+        if (b->cache[k].st && b->cache[k].len == len && memcmp(b->cache[k].sql, sql, len) == 0)
+            return b->cache[k].st;
+    sqlite3_stmt *st = NULL;
+    *rc = sqlite3_prepare_v3(b->db, sql, (int)len, SQLITE_PREPARE_PERSISTENT, &st, NULL);
+    if (*rc != SQLITE_OK) return NULL;
+    unsigned k = b->next_slot++ % 32;
+    sqlite3_finalize(b->cache[k].st);
+    free(b->cache[k].sql);
+    b->cache[k].sql = malloc(len);
+    if (!b->cache[k].sql) {
+        sqlite3_finalize(st);
+        b->cache[k].st = NULL;
+        *rc = SQLITE_NOMEM;
+        return NULL;
+    }
+    memcpy(b->cache[k].sql, sql, len);
+    b->cache[k].len = len;
+    b->cache[k].st = st;
+    return st;
+}
+
+/* Run one step to its end, its rows into s->out. An SQLite result code. */
+static int batch_step(batch_t *b, step_t *s) {
+    int rc = SQLITE_OK;
+    sqlite3_stmt *st = batch_stmt(b, s->sql, (size_t)s->sql_len, &rc);
+    if (!st) return rc;
+    if (sqlite3_bind_parameter_count(st) != s->n_params) {
+        return SQLITE_RANGE;
+    }
+    for (Py_ssize_t k = 0; k < s->n_params && rc == SQLITE_OK; k++) {
+        const param_t *v = &s->params[k];
+        int at = (int)k + 1;
+        switch (v->kind) {
+            case V_NULL: rc = sqlite3_bind_null(st, at); break;
+            case V_INT: rc = sqlite3_bind_int64(st, at, v->i); break;
+            case V_OTHER: rc = sqlite3_bind_double(st, at, v->d); break;
+            case V_TEXT: rc = sqlite3_bind_text64(st, at, v->p, (sqlite3_uint64)v->n, SQLITE_STATIC, SQLITE_UTF8); break;
+            default: rc = sqlite3_bind_blob64(st, at, v->p, (sqlite3_uint64)v->n, SQLITE_STATIC);
+        }
+    }
+    s->columns = sqlite3_column_count(st);
+    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        for (int c = 0; c < s->columns && rc == SQLITE_ROW; c++) {
+            unsigned char kind;
+            int t = sqlite3_column_type(st, c);
+            int64_t i;
+            double d;
+            int n;
+            const void *p;
+            switch (t) {
+                case SQLITE_INTEGER:
+                    kind = V_INT;
+                    i = sqlite3_column_int64(st, c);
+                    if (buf_put(&s->out, &kind, 1) || buf_put(&s->out, &i, sizeof i)) rc = SQLITE_NOMEM;
+                    break;
+                case SQLITE_FLOAT:
+                    kind = V_OTHER;
+                    d = sqlite3_column_double(st, c);
+                    if (buf_put(&s->out, &kind, 1) || buf_put(&s->out, &d, sizeof d)) rc = SQLITE_NOMEM;
+                    break;
+                case SQLITE_NULL:
+                    kind = V_NULL;
+                    if (buf_put(&s->out, &kind, 1)) rc = SQLITE_NOMEM;
+                    break;
+                default:
+                    kind = t == SQLITE_TEXT ? V_TEXT : V_BLOB;
+                    p = t == SQLITE_TEXT ? (const void *)sqlite3_column_text(st, c)
+                                         : sqlite3_column_blob(st, c);
+                    n = sqlite3_column_bytes(st, c);
+                    if (buf_put(&s->out, &kind, 1) || buf_put(&s->out, &n, sizeof n) ||
+                        (n && buf_put(&s->out, p, (size_t)n)))
+                        rc = SQLITE_NOMEM;
+            }
+        }
+        if (rc == SQLITE_ROW) rc = SQLITE_OK; /* on to the next row */
+    }
+    if (rc == SQLITE_DONE) rc = SQLITE_OK;
+    int reset = sqlite3_reset(st);
+    sqlite3_clear_bindings(st); /* the bound buffers are only the call's */
+    if (rc == SQLITE_OK) rc = reset;
+    return rc;
+}
+
+/* The rows of a step as a list of tuples. */
+static PyObject *batch_rows(const step_t *s) {
+    PyObject *rows = PyList_New(0);
+    const unsigned char *p = s->out.p, *end = s->out.p + s->out.len;
+    while (rows && p < end) {
+        PyObject *row = PyTuple_New(s->columns);
+        if (!row) {
+            Py_CLEAR(rows);
+            break;
+        }
+        for (int c = 0; c < s->columns; c++) {
+            unsigned char kind = *p++;
+            PyObject *v;
+            int64_t i;
+            double d;
+            int n;
+            if (kind == V_INT) {
+                memcpy(&i, p, sizeof i);
+                p += sizeof i;
+                v = PyLong_FromLongLong(i);
+            } else if (kind == V_OTHER) {
+                memcpy(&d, p, sizeof d);
+                p += sizeof d;
+                v = PyFloat_FromDouble(d);
+            } else if (kind == V_NULL) {
+                v = Py_NewRef(Py_None);
+            } else {
+                memcpy(&n, p, sizeof n);
+                p += sizeof n;
+                v = kind == V_TEXT ? PyUnicode_DecodeUTF8((const char *)p, n, NULL)
+                                   : PyBytes_FromStringAndSize((const char *)p, n);
+                p += n;
+            }
+            if (!v) {
+                Py_DECREF(row);
+                Py_CLEAR(rows);
+                break;
+            }
+            PyTuple_SET_ITEM(row, c, v);
+        }
+        if (rows && PyList_Append(rows, row)) Py_CLEAR(rows);
+        Py_DECREF(row);
+    }
+    return rows;
+}
+
+static void batch_error(int rc, const char *message) {
+    PyObject *mod = PyImport_ImportModule("sqlite3");
+    if (!mod) return;
+    const char *name = (rc & 0xff) == SQLITE_CONSTRAINT ? "IntegrityError" : "OperationalError";
+    PyObject *cls = PyObject_GetAttrString(mod, name);
+    Py_DECREF(mod);
+    if (!cls) return;
+    PyErr_SetString(cls, message);
+    Py_DECREF(cls);
+}
+
+PyDoc_STRVAR(batch_run_doc,
+"run(steps) -> list\n\n"
+"Run `steps`, a list of (sql, params) pairs, in order, without the GIL;\n"
+"params hold None, int, float, str or bytes. Returns per step the list of\n"
+"its rows (tuples), or None for a statement that returns no columns. The\n"
+"first failing step stops the rest and raises sqlite3.IntegrityError (a\n"
+"constraint) or sqlite3.OperationalError; the transaction is left as it is.");
+
+static PyObject *batch_run(batch_t *self, PyObject *steps_obj) {
+    if (!self->db) {
+        batch_error(SQLITE_MISUSE, "the connection is closed");
+        return NULL;
+    }
+    PyObject *steps = PySequence_Fast(steps_obj, "run: steps must be a list");
+    if (!steps) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(steps);
+    step_t *st = calloc((size_t)n + 1, sizeof *st);
+    PyObject **keep = calloc((size_t)n + 1, sizeof *keep); /* each step's params, kept alive */
+    PyObject *out = NULL;
+    if (!st || !keep) {
+        PyErr_NoMemory();
+        goto end;
+    }
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *pair = PySequence_Fast_GET_ITEM(steps, k);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 ||
+            !PyUnicode_Check(PyTuple_GET_ITEM(pair, 0))) {
+            PyErr_SetString(PyExc_TypeError, "run: each step is a (sql, params) tuple");
+            goto end;
+        }
+        st[k].sql = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(pair, 0), &st[k].sql_len);
+        if (!st[k].sql) goto end;
+        keep[k] = PySequence_Fast(PyTuple_GET_ITEM(pair, 1), "run: params must be a sequence");
+        if (!keep[k]) goto end;
+        Py_ssize_t m = PySequence_Fast_GET_SIZE(keep[k]);
+        st[k].n_params = m;
+        st[k].columns = -1;
+        st[k].params = calloc((size_t)m + 1, sizeof(param_t));
+        if (!st[k].params) {
+            PyErr_NoMemory();
+            goto end;
+        }
+        PyObject **items = PySequence_Fast_ITEMS(keep[k]);
+        for (Py_ssize_t j = 0; j < m; j++) {
+            PyObject *v = items[j];
+            param_t *q = &st[k].params[j];
+            if (v == Py_None) {
+                q->kind = V_NULL;
+            } else if (PyLong_Check(v)) {
+                q->kind = V_INT;
+                q->i = PyLong_AsLongLong(v);
+                if (q->i == -1 && PyErr_Occurred()) goto end;
+            } else if (PyFloat_Check(v)) {
+                q->kind = V_OTHER;
+                q->d = PyFloat_AS_DOUBLE(v);
+            } else if (PyUnicode_Check(v)) {
+                q->kind = V_TEXT;
+                q->p = PyUnicode_AsUTF8AndSize(v, &q->n);
+                if (!q->p) goto end;
+            } else if (PyBytes_Check(v)) {
+                q->kind = V_BLOB;
+                q->p = PyBytes_AS_STRING(v);
+                q->n = PyBytes_GET_SIZE(v);
+            } else {
+                PyErr_Format(PyExc_TypeError, "run: cannot bind a %s (step %zd, value %zd)",
+                             Py_TYPE(v)->tp_name, k, j);
+                goto end;
+            }
+        }
+    }
+    int rc = SQLITE_OK;
+    Py_ssize_t failed = -1;
+    char *message = NULL;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t k = 0; k < n; k++) {
+        rc = batch_step(self, &st[k]);
+        if (rc != SQLITE_OK) {
+            failed = k;
+            const char *m = rc == SQLITE_NOMEM   ? "out of memory"
+                            : rc == SQLITE_RANGE ? "wrong number of values bound"
+                                                 : sqlite3_errmsg(self->db);
+            message = strdup(m ? m : "unknown error");
+            break;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    if (failed >= 0) {
+        char text[512];
+        snprintf(text, sizeof text, "%s (statement %zd of %zd)", message ? message : "out of memory",
+                 failed + 1, n);
+        free(message);
+        batch_error(rc, text);
+        goto end;
+    }
+    out = PyList_New(n);
+    for (Py_ssize_t k = 0; out && k < n; k++) {
+        PyObject *rows = st[k].columns > 0 ? batch_rows(&st[k]) : Py_NewRef(Py_None);
+        if (!rows) Py_CLEAR(out);
+        else PyList_SET_ITEM(out, k, rows);
+    }
+end:
+    for (Py_ssize_t k = 0; st && k < n; k++) {
+        free(st[k].params);
+        free(st[k].out.p);
+        Py_XDECREF(keep[k]);
+    }
+    free(st);
+    free(keep);
+    Py_DECREF(steps);
+    return out;
+}
+
+static void batch_close_db(batch_t *self) {
+    for (unsigned k = 0; k < 32; k++) {
+        sqlite3_finalize(self->cache[k].st);
+        free(self->cache[k].sql);
+        self->cache[k].st = NULL;
+        self->cache[k].sql = NULL;
+    }
+    if (self->db) sqlite3_close_v2(self->db);
+    self->db = NULL;
+}
+
+static PyObject *batch_close(batch_t *self, PyObject *unused) {
+    batch_close_db(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *batch_in_transaction(batch_t *self, void *closure) {
+    return PyBool_FromLong(self->db && !sqlite3_get_autocommit(self->db));
+}
+
+static int batch_init(batch_t *self, PyObject *args, PyObject *kwds) {
+    const char *path;
+    PyObject *pragmas;
+    static char *kw[] = {"path", "pragmas", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "sO!", kw, &path, &PyList_Type, &pragmas))
+        return -1;
+    batch_close_db(self);
+    int rc = sqlite3_open_v2(path, &self->db, SQLITE_OPEN_READWRITE, NULL);
+    for (Py_ssize_t k = 0; rc == SQLITE_OK && k < PyList_GET_SIZE(pragmas); k++) {
+        const char *sql = PyUnicode_AsUTF8(PyList_GET_ITEM(pragmas, k));
+        if (!sql) {
+            batch_close_db(self);
+            return -1;
+        }
+        rc = sqlite3_exec(self->db, sql, NULL, NULL, NULL);
+    }
+    if (rc != SQLITE_OK) {
+        char text[512];
+        snprintf(text, sizeof text, "cannot open %s for writing: %s", path,
+                 self->db ? sqlite3_errmsg(self->db) : sqlite3_errstr(rc));
+        batch_close_db(self);
+        batch_error(rc, text);
+        return -1;
+    }
+    return 0;
+}
+
+static void batch_dealloc(batch_t *self) {
+    batch_close_db(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMethodDef batch_methods[] = {
+    {"run", (PyCFunction)batch_run, METH_O, batch_run_doc},
+    {"close", (PyCFunction)batch_close, METH_NOARGS, "Close the connection."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef batch_getset[] = {
+    {"in_transaction", (getter)batch_in_transaction, NULL, "Whether a transaction is open.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject BatchType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "kimonaudit._native.SQLiteBatch",
+    .tp_basicsize = sizeof(batch_t),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "SQLiteBatch(path, pragmas): a write connection to an existing SQLite file\n"
+              "(each pragma run once) whose run() executes many statements per call.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)batch_init,
+    .tp_dealloc = (destructor)batch_dealloc,
+    .tp_methods = batch_methods,
+    .tp_getset = batch_getset,
+};
+
 static PyMethodDef methods[] = {
     {"node_hashes", node_hashes, METH_O, node_hashes_doc},
     {"scan", scan, METH_VARARGS, scan_doc},
@@ -857,6 +1639,8 @@ static PyMethodDef methods[] = {
     {"scan_pg", scan_pg, METH_VARARGS, scan_pg_doc},
 #endif
     {"leaf", leaf, METH_VARARGS, leaf_doc},
+    {"prepare", prepare, METH_VARARGS, prepare_doc},
+    {"leaf_hashes", leaf_hashes, METH_VARARGS, leaf_hashes_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -871,5 +1655,25 @@ PyMODINIT_FUNC PyInit__native(void) {
         PyErr_SetString(PyExc_ImportError, "OpenSSL has no SHA-256 implementation");
         return NULL;
     }
-    return PyModule_Create(&module);
+#define INTERN(var, text) \
+    if (!(var = PyUnicode_InternFromString(text))) return NULL
+    INTERN(A_payload, "_payload");
+    INTERN(A_actor, "actor");
+    INTERN(A_action, "action");
+    INTERN(A_info, "info");
+    INTERN(A_category, "category");
+    INTERN(A_security, "security");
+    INTERN(A_target, "target");
+    INTERN(A_type, "type");
+    INTERN(A_id, "id");
+    INTERN(A_severity, "severity");
+    INTERN(A_context, "context");
+    INTERN(A_outcome, "outcome");
+    INTERN(A_occurred_at, "occurred_at");
+    INTERN(K_ip, "ip");
+#undef INTERN
+    if (PyType_Ready(&BatchType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m && PyModule_AddObjectRef(m, "SQLiteBatch", (PyObject *)&BatchType) < 0) Py_CLEAR(m);
+    return m;
 }

@@ -1,5 +1,8 @@
 # Types of the optional C extension built from _native.c.
 
+from collections.abc import Callable
+from typing import Any
+
 def scan(
     path: str, lo: int, hi: int, tenant_json: bytes
 ) -> tuple[bytes, bytes, list[int], int, int] | None: ...
@@ -8,3 +11,22 @@ def node_hashes(row: list[bytes]) -> list[bytes]: ...
 def scan_copy(
     data: bytes | bytearray, tenant_json: bytes
 ) -> tuple[bytes, bytes, list[int], int, int, int, bool] | None: ...
+def scan_pg(
+    conninfo: str, sql: str, tenant_json: bytes
+) -> tuple[bytes, bytes, list[int], int, int] | None: ...
+def prepare(
+    events: list[Any],
+    salts: bytes,
+    new_ids: list[str],
+    tenant_json: bytes,
+    hooks: tuple[Callable[..., Any], ...],
+    ips: dict[str, bytes],
+    prepared_type: type[Any],
+) -> tuple[list[Any], list[bytes], list[bytes]] | None: ...
+def leaf_hashes(
+    prepared: list[Any],
+    heads: list[bytes],
+    tails: list[bytes],
+    middles: tuple[bytes, bytes],
+    seq0: int,
+) -> list[bytes]: ...

@@ -9,7 +9,7 @@ from stored columns.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
 from kimonaudit.core.leaf import (
@@ -150,6 +150,15 @@ class RowLeaves:
 
 _CACHE_LIMIT = 10_000
 
+# The leaf hashes of a batch in C where the optional extension was built:
+# the same bytes hashed, without a Python step per entry under the write
+# lock. tests/test_native.py pins the two together.
+_leaf_hashes: Callable[..., list[bytes]] | None
+try:
+    from kimonaudit._native import leaf_hashes as _leaf_hashes
+except ImportError:
+    _leaf_hashes = None
+
 
 def same_content(p: Prepared, row: EntryRow | Prepared) -> bool:
     """Whether a retried event says what the stored entry with its id says.
@@ -206,10 +215,15 @@ def plan_append(
     sha256 = _sha256
     # Prepared[4] is `security`; Prepared[0] the event id. Indexing instead
     # of attribute access: this loop runs once per entry under the lock.
-    leaves = [
-        sha256(b"%b%b%d%b" % (head, middle[1 if p[4] else 0], seq, tail)).digest()
-        for p, head, tail, seq in zip(new, heads, tails, range(seq0, seq0 + len(new)), strict=True)
-    ]
+    if _leaf_hashes is not None and type(new) is list and type(heads) is list:
+        leaves = _leaf_hashes(new, heads, list(tails), middle, seq0)
+    else:
+        leaves = [
+            sha256(b"%b%b%d%b" % (head, middle[1 if p[4] else 0], seq, tail)).digest()
+            for p, head, tail, seq in zip(
+                new, heads, tails, range(seq0, seq0 + len(new)), strict=True
+            )
+        ]
     nodes = tree.extend(leaves)
     new_row = tuple.__new__
     # Prepared is (event_id, header..., payload_commitment); EntryRow puts

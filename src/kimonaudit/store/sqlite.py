@@ -67,7 +67,7 @@ _LEDGER_COLS = "rid, tenant_no, " + ", ".join(ENTRY_COLUMNS[2:])
 _ENTRY_COLS = ", ".join(f"e.{c}" for c in ENTRY_COLUMNS[1:])
 _SELECT_ENTRY = f"SELECT {_ENTRY_COLS} FROM ledger e"  # noqa: S608
 _PAGE = 5_000
-_ROWS_PER_STATEMENT = 400  # 400 x 19 columns stays under SQLITE_MAX_VARIABLE_NUMBER (32766)
+_ROWS_PER_STATEMENT = 1_000  # 1,000 x 19 columns stays under SQLITE_MAX_VARIABLE_NUMBER (32766)
 
 
 @functools.lru_cache(maxsize=32)
@@ -87,6 +87,32 @@ def _insert_ledger(n: int) -> str:
 
 
 _PUT_NODE = "INSERT OR REPLACE INTO tree_nodes (tenant_id, level, idx, hash) VALUES (?, ?, ?, ?)"
+_NODES_PER_STATEMENT = 4_096  # x 3 values, under SQLITE_MAX_VARIABLE_NUMBER
+
+
+@functools.lru_cache(maxsize=16)
+def _put_nodes(n: int) -> str:
+    """INSERT OR REPLACE of `n` (level, idx, hash) rows of one tenant."""
+    return (
+        "INSERT OR REPLACE INTO tree_nodes (tenant_id, level, idx, hash) "  # noqa: S608
+        f"SELECT ?, column1, column2, column3 FROM (VALUES {', '.join(['(?, ?, ?)'] * n)})"
+    )
+
+
+def _node_chunks(
+    nodes: Sequence[tuple[int, int, bytes]],
+) -> Iterator[Sequence[tuple[int, int, bytes]]]:
+    """`nodes` in chunks of power-of-two sizes: a few statements instead of
+    one step per node (each of which lets go of the GIL, and must wait for
+    it again while an appending thread holds it), from a dozen statement
+    texts at most, so they stay prepared in the connection's cache."""
+    i, n = 0, len(nodes)
+    while i < n:
+        size = min(_NODES_PER_STATEMENT, 1 << ((n - i).bit_length() - 1))
+        yield nodes[i : i + size]
+        i += size
+
+
 _API_KEY_COLS = "key_id, tenant_id, name, scopes, secret_hash, created_at, revoked_at, last_used_at"
 
 
@@ -147,6 +173,28 @@ def _connect(path: str, synchronous: str, cache_kib: int = WRITER_CACHE_KIB) -> 
     return conn
 
 
+# Appends through the native extension's SQLiteBatch where it was built
+# (tests switch it off to run the sqlite3 module's path).
+NATIVE_WRITES = True
+
+
+def _open_batch(path: str, synchronous: str) -> Any:
+    """The append path's native connection, with _connect's settings; None
+    without the extension."""
+    make = getattr(native, "SQLiteBatch", None)
+    if make is None:
+        return None
+    pragmas = [
+        f"PRAGMA synchronous={synchronous}",
+        "PRAGMA busy_timeout=30000",
+        f"PRAGMA cache_size=-{WRITER_CACHE_KIB}",
+    ]
+    try:
+        return make(path, pragmas)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open SQLite database {path}: {exc}") from exc
+
+
 def _row(tenant_id: str, r: Sequence[object]) -> EntryRow:
     # Stored as INTEGER; the leaf needs a real bool. tuple.__new__ rather
     # than EntryRow(...): a scan (verify, export) builds one per row, and
@@ -185,33 +233,8 @@ class _WriteSession:
         return found
 
     def write_all(self, plans: Sequence[AppendPlan]) -> None:
-        c = self.conn
-        by_tenant: dict[str, list[AppendPlan]] = {}
-        for plan in plans:
-            by_tenant.setdefault(plan.tenant_id, []).append(plan)
-        for tenant_id, mine in by_tenant.items():
-            tno = self.tenant_nos[tenant_id]
-            base = tno << SEQ_BITS
-            rows = [row for plan in mine for row in plan.rows]
-            # Multi-row statements rather than executemany: sqlite3 drops
-            # the GIL once per statement, and a thread preparing the next
-            # batch would otherwise make this one wait a switch interval
-            # (5 ms) to get it back after every single row.
-            for i in range(0, len(rows), _ROWS_PER_STATEMENT):
-                chunk = rows[i : i + _ROWS_PER_STATEMENT]
-                c.execute(_insert_ledger(len(chunk)), [base, tno, *chain.from_iterable(chunk)])
-            nodes = [(tenant_id, *node) for plan in mine for node in plan.nodes]
-            if nodes:
-                c.executemany(_PUT_NODE, nodes)
-            actors = [a for plan in mine for a in plan.actors]
-            if actors:
-                _upsert_actors(c, tenant_id, actors)
-            st = mine[-1].state
-            c.execute(
-                "UPDATE tree_state SET size = ?, frontier = ?, last_recorded_at = ?, purged = ? "
-                "WHERE tenant_id = ?",
-                (st.size, st.tree.to_bytes(), st.last_recorded_at, st.purged, st.tenant_id),
-            )
+        for sql, params in _write_statements(plans, self.tenant_nos):
+            self.conn.execute(sql, params)
 
     def commit(self) -> None:
         self.conn.execute("COMMIT")
@@ -224,31 +247,140 @@ class _WriteSession:
         self.conn.close()
 
 
-def _load_state(conn: sqlite3.Connection, tenant_id: str) -> tuple[TreeState, int]:
-    row = conn.execute(
-        "SELECT s.size, s.frontier, s.last_recorded_at, s.purged, t.tenant_no"
-        " FROM tree_state s JOIN tenants t ON t.tenant_id = s.tenant_id WHERE s.tenant_id = ?",
-        (tenant_id,),
-    ).fetchone()
+_LOAD_STATE = (
+    "SELECT s.size, s.frontier, s.last_recorded_at, s.purged, t.tenant_no"
+    " FROM tree_state s JOIN tenants t ON t.tenant_id = s.tenant_id WHERE s.tenant_id = ?"
+)
+_UPSERT_ACTOR = (
+    "INSERT INTO actors (tenant_id, actor_hash, actor_id, actor_type, name, email, updated_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, actor_hash) DO UPDATE SET"
+    " actor_id = excluded.actor_id, actor_type = excluded.actor_type,"
+    " name = coalesce(excluded.name, actors.name),"
+    " email = coalesce(excluded.email, actors.email),"
+    " updated_at = excluded.updated_at"
+    # An erased actor's tombstone is never filled in again (issue 8).
+    " WHERE actors.erased_at IS NULL"
+)
+_SAVE_STATE = (
+    "UPDATE tree_state SET size = ?, frontier = ?, last_recorded_at = ?, purged = ? "
+    "WHERE tenant_id = ?"
+)
+
+
+def _state_of(tenant_id: str, row: Sequence[Any] | None) -> tuple[TreeState, int]:
     if row is None:
         raise NotFound(f"no tenant {tenant_id!r}")
     size, frontier, last, purged, tno = row
     return TreeState(tenant_id, CompactRange.from_bytes(size, frontier), last, purged), tno
 
 
+def _load_state(conn: sqlite3.Connection, tenant_id: str) -> tuple[TreeState, int]:
+    return _state_of(tenant_id, conn.execute(_LOAD_STATE, (tenant_id,)).fetchone())
+
+
+def _actor_params(tenant_id: str, a: ActorRow, now: int) -> tuple[object, ...]:
+    return (tenant_id, a.actor_hash, a.actor_id, a.actor_type, a.name, a.email, now)
+
+
 def _upsert_actors(conn: sqlite3.Connection, tenant_id: str, actors: Sequence[ActorRow]) -> None:
     now = int(time.time() * 1_000_000)
-    conn.executemany(
-        "INSERT INTO actors (tenant_id, actor_hash, actor_id, actor_type, name, email, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, actor_hash) DO UPDATE SET"
-        " actor_id = excluded.actor_id, actor_type = excluded.actor_type,"
-        " name = coalesce(excluded.name, actors.name),"
-        " email = coalesce(excluded.email, actors.email),"
-        " updated_at = excluded.updated_at"
-        # An erased actor's tombstone is never filled in again (issue 8).
-        " WHERE actors.erased_at IS NULL",
-        [(tenant_id, a.actor_hash, a.actor_id, a.actor_type, a.name, a.email, now) for a in actors],
-    )
+    conn.executemany(_UPSERT_ACTOR, [_actor_params(tenant_id, a, now) for a in actors])
+
+
+def _write_statements(
+    plans: Sequence[AppendPlan], tenant_nos: Mapping[str, int]
+) -> list[tuple[str, Sequence[object]]]:
+    """The statements that write `plans` (built one after the other), as
+    (sql, params): the ledger rows and tree nodes in multi-row statements,
+    the directory rows that changed, each tenant's new state."""
+    out: list[tuple[str, Sequence[object]]] = []
+    by_tenant: dict[str, list[AppendPlan]] = {}
+    for plan in plans:
+        by_tenant.setdefault(plan.tenant_id, []).append(plan)
+    for tenant_id, mine in by_tenant.items():
+        tno = tenant_nos[tenant_id]
+        base = tno << SEQ_BITS
+        rows = [row for plan in mine for row in plan.rows]
+        # Multi-row statements rather than executemany: sqlite3 drops the
+        # GIL once per statement step, and a thread preparing the next
+        # batch would otherwise make this one wait a switch interval (5 ms)
+        # to get it back after every single row.
+        for i in range(0, len(rows), _ROWS_PER_STATEMENT):
+            chunk = rows[i : i + _ROWS_PER_STATEMENT]
+            out.append((_insert_ledger(len(chunk)), [base, tno, *chain.from_iterable(chunk)]))
+        nodes = [node for plan in mine for node in plan.nodes]
+        for part in _node_chunks(nodes):
+            out.append((_put_nodes(len(part)), [tenant_id, *chain.from_iterable(part)]))
+        actors = [a for plan in mine for a in plan.actors]
+        if actors:
+            now = int(time.time() * 1_000_000)
+            out.extend((_UPSERT_ACTOR, _actor_params(tenant_id, a, now)) for a in actors)
+        st = mine[-1].state
+        out.append(
+            (_SAVE_STATE, (st.size, st.tree.to_bytes(), st.last_recorded_at, st.purged, tenant_id))
+        )
+    return out
+
+
+class _BatchWriteSession:
+    """The append path's session on a native SQLiteBatch connection: the
+    statements of a group commit are queued and run a step at a time (BEGIN
+    with the tenants' states; the writes with COMMIT), each step one call
+    that lets go of the GIL once (kimonaudit/_native.c explains why). Other
+    writer tasks keep the sqlite3 connection (`_WriteSession`)."""
+
+    def __init__(self, batch: Any, tenant_nos: dict[str, int]) -> None:
+        self.batch = batch
+        self.tenant_nos = tenant_nos
+        self.queued: list[tuple[str, Sequence[object]]] = []
+
+    def _run(self, steps: list[tuple[str, Sequence[object]]]) -> list[Any]:
+        queued, self.queued = self.queued, []
+        results: list[Any] = self.batch.run(queued + steps)
+        return results[len(queued) :]
+
+    def begin(self) -> None:
+        # IMMEDIATE takes the write lock now, so another process writing the
+        # same file makes us wait here rather than fail at commit.
+        self.queued.append(("BEGIN IMMEDIATE", ()))
+
+    def lock_state(self, tenant_id: str) -> TreeState:
+        (rows,) = self._run([(_LOAD_STATE, (tenant_id,))])
+        state, tno = _state_of(tenant_id, rows[0] if rows else None)
+        self.tenant_nos[tenant_id] = tno
+        return state
+
+    def existing(self, tenant_id: str, event_ids: Sequence[str]) -> Mapping[str, EntryRow]:
+        tno = self.tenant_nos[tenant_id]
+        ids = list(event_ids)
+        steps: list[tuple[str, Sequence[object]]] = []
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            q = (
+                f"{_SELECT_ENTRY} WHERE e.tenant_no = ? "
+                f"AND e.event_id IN ({','.join('?' * len(chunk))})"
+            )
+            steps.append((q, (tno, *chunk)))
+        found: dict[str, EntryRow] = {}
+        for rows in self._run(steps):
+            for r in rows:
+                row = _row(tenant_id, r)
+                found[row.event_id] = row
+        return found
+
+    def write_all(self, plans: Sequence[AppendPlan]) -> None:
+        self.queued.extend(_write_statements(plans, self.tenant_nos))
+
+    def commit(self) -> None:
+        self._run([("COMMIT", ())])
+
+    def rollback(self) -> None:
+        self.queued.clear()
+        if self.batch.in_transaction:
+            self.batch.run([("ROLLBACK", ())])
+
+    def close(self) -> None:
+        self.batch.close()
 
 
 class _IdxView:
@@ -307,7 +439,12 @@ class SQLiteStore(
         except sqlite3.DatabaseError as exc:
             wconn.close()
             raise StoreError(f"cannot open the search index {self.index_file}: {exc}") from exc
-        self._writer = GroupCommitWriter(_WriteSession(wconn, {}))
+        tenant_nos: dict[str, int] = {}
+        tasks = _WriteSession(wconn, tenant_nos)
+        batch = _open_batch(self.path, self._sync) if NATIVE_WRITES else None
+        self._writer = GroupCommitWriter(
+            tasks if batch is None else _BatchWriteSession(batch, tenant_nos), tasks=tasks
+        )
 
     # -- plumbing ----------------------------------------------------------
     @staticmethod

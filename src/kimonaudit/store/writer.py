@@ -79,8 +79,16 @@ T = TypeVar("T")
 
 
 class GroupCommitWriter:
-    def __init__(self, session: WriteSession, name: str = "kimonaudit-writer") -> None:
+    def __init__(
+        self,
+        session: WriteSession,
+        name: str = "kimonaudit-writer",
+        tasks: WriteSession | None = None,
+    ) -> None:
         self._session = session
+        # Other work on the write connection (`run`) may go to a session of
+        # its own: SQLite's appends use a native connection (store/sqlite.py).
+        self._tasks = session if tasks is None else tasks
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._closed = False
         self.groups = 0  # commits made; with `requests`, shows how much merging happens
@@ -133,6 +141,8 @@ class GroupCommitWriter:
         self._queue.put(_STOP)
         self._thread.join()
         self._session.close()
+        if self._tasks is not self._session:
+            self._tasks.close()
 
     # -- writer thread -----------------------------------------------------
     def _run(self) -> None:
@@ -167,7 +177,7 @@ class GroupCommitWriter:
                 return
 
     def _run_task(self, task: _Task) -> None:
-        s = self._session
+        s = self._tasks
         try:
             if task.transaction:
                 s.begin()
