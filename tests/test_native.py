@@ -9,6 +9,7 @@ these tests instead of skipping them."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import string
 
@@ -611,3 +612,63 @@ def test_sqlite_batch_runs_statements_and_reports_errors(tmp_path):
         b.run([("SELECT 1", ())])
     with pytest.raises(sqlite3.OperationalError, match="cannot open"):
         _native.SQLiteBatch(str(tmp_path / "missing.db"), [])
+
+
+# -- validation: the common event finished in C --------------------------------------
+
+
+def test_native_finish_takes_the_common_events(monkeypatch):
+    """The benchmark's helpdesk events mostly finish in C, and every one is
+    the Event (payload bytes included) that `_finish` makes."""
+    from benchmarks.workload import events as workload
+
+    from kimonaudit.core import decode
+    from tests.core.test_decode_differential import snapshot
+
+    objs = list(itertools.islice(workload(3_000), 3_000))
+    results = []
+    real = decode._native_finish
+    monkeypatch.setattr(
+        decode, "_native_finish", lambda items: results.append(real(items)) or results[-1]
+    )
+    native = [
+        snapshot(e) for b in range(0, 3_000, 1_000) for e in validate_batch(objs[b : b + 1_000])
+    ]
+    finished = sum(e is not None for r in results for e in r)
+    assert len(results) == 3 and finished > 2_400  # api.request's "{id}" routes go to Python
+    monkeypatch.setattr(decode, "NATIVE_FINISH", False)
+    python = [
+        snapshot(e) for b in range(0, 3_000, 1_000) for e in validate_batch(objs[b : b + 1_000])
+    ]
+    assert native == python
+
+
+def test_native_finish_refuses_a_wrong_context():
+    with pytest.raises(ValueError, match="wrong length"):
+        _native.finish([], ())
+    with pytest.raises(TypeError, match="wrong type"):
+        _native.finish([], (None,) * 15)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    ms=st.integers(0, (1 << 48) - (1 << 10)),
+    start=st.integers(0, 0xFFF),
+    rand=st.binary(min_size=0, max_size=8 * 40).map(lambda b: b[: len(b) // 8 * 8]),
+)
+def test_native_uuid7_texts_are_the_python_ones(ms, start, rand):
+    """The C assembly of a batch's UUIDv7 texts, carry into the next
+    millisecond included, is the Python one; each parses as version 7."""
+    import uuid
+
+    from kimonaudit import ids
+
+    n = len(rand) // 8
+    made = _native.uuid7_texts(ms, start, n, rand)
+    assert made == ids.uuid7_texts(ms, start, n, rand)
+    assert all(uuid.UUID(u).version == 7 and uuid.UUID(u).variant == uuid.RFC_4122 for u in made)
+
+
+def test_native_uuid7_texts_refuse_bad_input():
+    with pytest.raises(ValueError, match="bad counts"):
+        _native.uuid7_texts(1, 0, 2, b"x" * 8)

@@ -1631,6 +1631,431 @@ static PyTypeObject BatchType = {
     .tp_getset = batch_getset,
 };
 
+/* --- validation: the common event finished in C --------------------------------
+ * core.decode._finish turns each struct msgspec.convert made from a library
+ * caller's dict into an Event. This does the same for the events it can
+ * vouch for: text that is printable ASCII, an actor already in `_actors`,
+ * no timestamp or severity given, no float anywhere (the batch converted
+ * without them), a payload the C encoder wrote as plain ASCII. Anything else
+ * is None in the result, and _finish (whose reference, in turn, is
+ * events.validate_event) does that event. Nothing here accepts an event
+ * _finish would refuse: tests/core/test_decode_differential.py and
+ * tests/test_native.py compare them. */
+
+enum { F_UNSET, F_CATALOGUE, F_CUSTOM, F_ACTORS, F_TARGETS, F_RESERVED, F_NORMAL_IP, F_ENCODE,
+       F_MAX_PAYLOAD, F_EVENT, F_TARGET, F_CHANGE, F_CACHE_LIMIT, F_ACTOR, F_ACTOR_TYPE,
+       N_FINISH };
+
+static PyObject *A_field, *A_before, *A_after, *A_name, *A_email, *A_metadata, *A_changes,
+    *K_user_agent, *K_request_id, *K_changes, *K_context, *K_metadata, *K_occurred_at, *K_from,
+    *K_to, *K_field, *K_type, *K_id, *K_action, *K_info, *K_severity, *K_actor, *K_target,
+    *K_outcome, *K_payload, *S_success;
+
+/* Printable ASCII (what _check_text passes without its regex). */
+static int plain_text(PyObject *o) {
+    if (!PyUnicode_CheckExact(o) || !PyUnicode_IS_ASCII(o)) return 0;
+    const unsigned char *p = PyUnicode_1BYTE_DATA(o);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(o);
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (p[i] < 0x20 || p[i] > 0x7e) return 0;
+    return 1;
+}
+
+/* A new object of a frozen dataclass with `dict` as its __dict__, as
+ * object.__new__ and object.__setattr__ make it. Steals `dict`. */
+static PyObject *frozen(PyObject *type, PyObject *dict) {
+    if (!dict) return NULL;
+    PyTypeObject *t = (PyTypeObject *)type;
+    PyObject *o = t->tp_alloc(t, 0);
+    if (o && PyObject_GenericSetDict(o, dict, NULL)) Py_CLEAR(o);
+    Py_DECREF(dict);
+    return o;
+}
+
+/* dict[key] = value, where both are borrowed. */
+#define PUT(d, k, v) (PyDict_SetItem((d), (k), (v)) == 0)
+
+static int absent(PyObject *v, PyObject *unset) { return v == unset || v == Py_None; }
+
+/* An actor type as events._ACTOR_TYPE wants it: [a-z][a-z0-9_]{0,39}. */
+static int actor_type_ok(PyObject *o) {
+    if (!PyUnicode_CheckExact(o) || !PyUnicode_IS_ASCII(o)) return 0;
+    const unsigned char *p = PyUnicode_1BYTE_DATA(o);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(o);
+    if (n < 1 || n > 40 || p[0] < 'a' || p[0] > 'z') return 0;
+    for (Py_ssize_t i = 1; i < n; i++)
+        if (!((p[i] >= 'a' && p[i] <= 'z') || (p[i] >= '0' && p[i] <= '9') || p[i] == '_'))
+            return 0;
+    return 1;
+}
+
+/* decode._actor for printable ASCII values: the (Actor, members) pair it
+ * caches, or Py_None to leave the actor to it. */
+static PyObject *new_actor(PyObject *const *cx, PyObject *const *parts) {
+    PyObject *unset = cx[F_UNSET], *id = parts[0], *type = parts[1];
+    PyObject *name = parts[2], *email = parts[3];
+    if (!plain_text(id)) return Py_NewRef(Py_None);
+    if (absent(type, unset)) type = cx[F_ACTOR_TYPE];
+    else if (!actor_type_ok(type)) return Py_NewRef(Py_None);
+    PyObject *empty = PyUnicode_New(0, 0);
+    if (!empty) return NULL;
+    PyObject **opt[2] = {&name, &email};
+    for (int k = 0; k < 2; k++) {
+        int blank = *opt[k] == unset ? 1 : PyObject_RichCompareBool(*opt[k], empty, Py_EQ);
+        if (blank < 0) {
+            Py_DECREF(empty);
+            return NULL;
+        }
+        if (blank) *opt[k] = Py_None;
+        else if (*opt[k] != Py_None && !plain_text(*opt[k])) {
+            Py_DECREF(empty);
+            return Py_NewRef(Py_None);
+        }
+    }
+    Py_DECREF(empty);
+    int members = 4;
+    for (int k = 0; k < 4; k++) members -= parts[k] == unset;
+    PyObject *d = PyDict_New();
+    if (!d || !PUT(d, K_id, id) || !PUT(d, K_type, type) || !PUT(d, A_name, name) ||
+        !PUT(d, A_email, email)) {
+        Py_XDECREF(d);
+        return NULL;
+    }
+    PyObject *actor = frozen(cx[F_ACTOR], d);
+    if (!actor) return NULL;
+    PyObject *pair = Py_BuildValue("(Ni)", actor, members);
+    return pair;
+}
+
+
+/* One struct: a new Event, Py_None to leave it to _finish, NULL on error. */
+static PyObject *finish_one(PyObject *item, PyObject *const *cx) {
+    PyObject *unset = cx[F_UNSET];
+    PyObject *out = NULL, *action = NULL, *eid = NULL, *actor_s = NULL, *akey = NULL,
+             *target_s = NULL, *ttype = NULL, *tid = NULL, *target = NULL, *context = NULL,
+             *ip = NULL, *ip_norm = NULL, *changes_s = NULL, *changes = NULL, *change_dicts = NULL,
+             *outcome = NULL, *occurred = NULL, *metadata = NULL, *severity = NULL,
+             *payload = NULL, *data = NULL, *tkey = NULL, *aparts[4] = {NULL}, *info = NULL,
+             *actor = NULL;
+#define GET(var, obj, name) \
+    if (!(var = PyObject_GetAttr((obj), (name)))) goto done
+#define SLOW goto slow
+
+    GET(action, item, A_action);
+    if (!PyUnicode_CheckExact(action)) SLOW;
+    info = PyDict_GetItemWithError(cx[F_CATALOGUE], action);
+    if (!info && !PyErr_Occurred()) info = PyDict_GetItemWithError(cx[F_CUSTOM], action);
+    if (!info) {
+        if (PyErr_Occurred()) goto done;
+        SLOW;
+    }
+    Py_INCREF(info); /* held: the hooks below run Python */
+    GET(eid, item, A_id);
+    if (eid == unset) Py_SETREF(eid, Py_NewRef(Py_None));
+    if (eid != Py_None) {
+        if (!plain_text(eid) || PyUnicode_FindChar(eid, '/', 0, PyUnicode_GET_LENGTH(eid), 1) != -1)
+            SLOW;
+        int reserved = PySet_Contains(cx[F_RESERVED], eid);
+        if (reserved < 0) goto done;
+        if (reserved) SLOW;
+    }
+    GET(actor_s, item, A_actor);
+    if (absent(actor_s, unset)) {
+        actor = Py_NewRef(Py_None);
+    } else {
+        static PyObject **names[4] = {&A_id, &A_type, &A_name, &A_email};
+        for (int k = 0; k < 4; k++) GET(aparts[k], actor_s, *names[k]);
+        if (!(akey = PyTuple_Pack(4, aparts[0], aparts[1], aparts[2], aparts[3]))) goto done;
+        PyObject *hit = PyDict_GetItemWithError(cx[F_ACTORS], akey);
+        if (hit) {
+            Py_INCREF(hit);
+        } else {
+            if (PyErr_Occurred()) goto done;
+            if (!(hit = new_actor(cx, aparts))) goto done;
+            if (hit == Py_None) {
+                Py_DECREF(hit);
+                SLOW; /* _actor decides, and caches it for the next time */
+            }
+            Py_ssize_t limit = PyLong_AsSsize_t(cx[F_CACHE_LIMIT]);
+            if (limit >= 0 && PyDict_GET_SIZE(cx[F_ACTORS]) >= limit) PyDict_Clear(cx[F_ACTORS]);
+            if ((limit < 0 && PyErr_Occurred()) || PyDict_SetItem(cx[F_ACTORS], akey, hit)) {
+                Py_DECREF(hit);
+                goto done;
+            }
+        }
+        if (!PyTuple_Check(hit) || PyTuple_GET_SIZE(hit) != 2) {
+            Py_DECREF(hit);
+            SLOW;
+        }
+        actor = Py_NewRef(PyTuple_GET_ITEM(hit, 0));
+        Py_DECREF(hit);
+    }
+    GET(target_s, item, A_target);
+    if (absent(target_s, unset)) {
+        target = Py_NewRef(Py_None);
+    } else {
+        GET(ttype, target_s, A_type);
+        GET(tid, target_s, A_id);
+        if (!(tkey = PyTuple_Pack(2, ttype, tid))) goto done;
+        target = PyDict_GetItemWithError(cx[F_TARGETS], tkey);
+        if (target) {
+            Py_INCREF(target);
+        } else {
+            if (PyErr_Occurred()) goto done;
+            if (!plain_text(ttype) || !plain_text(tid)) SLOW;
+            PyObject *d = PyDict_New();
+            if (!d || !PUT(d, K_type, ttype) || !PUT(d, K_id, tid)) {
+                Py_XDECREF(d);
+                goto done;
+            }
+            if (!(target = frozen(cx[F_TARGET], d))) goto done;
+            Py_ssize_t limit = PyLong_AsSsize_t(cx[F_CACHE_LIMIT]);
+            if (limit < 0 && PyErr_Occurred()) goto done;
+            if (PyDict_GET_SIZE(cx[F_TARGETS]) >= limit) PyDict_Clear(cx[F_TARGETS]);
+            if (PyDict_SetItem(cx[F_TARGETS], tkey, target)) goto done;
+        }
+    }
+    GET(context, item, A_context);
+    if (absent(context, unset)) {
+        Py_SETREF(context, PyDict_New());
+        if (!context) goto done;
+    } else if (!PyDict_CheckExact(context)) {
+        SLOW;
+    } else if (PyDict_GET_SIZE(context)) {
+        ip = Py_XNewRef(PyDict_GetItemWithError(context, K_ip));
+        if (!ip && PyErr_Occurred()) goto done;
+        if (ip && ip != Py_None) {
+            if (!PyUnicode_CheckExact(ip)) SLOW;
+            ip_norm = PyObject_CallOneArg(cx[F_NORMAL_IP], ip);
+            if (!ip_norm) {
+                if (!PyErr_ExceptionMatches(PyExc_ValueError)) goto done;
+                PyErr_Clear();
+                SLOW;
+            }
+        }
+        PyObject *keys[2] = {K_user_agent, K_request_id};
+        for (int k = 0; k < 2; k++) {
+            PyObject *v = PyDict_GetItemWithError(context, keys[k]);
+            if (!v && PyErr_Occurred()) goto done;
+            if (v && v != Py_None && !PyUnicode_CheckExact(v)) SLOW;
+        }
+    }
+    GET(changes_s, item, A_changes);
+    if (!(change_dicts = PyList_New(0))) goto done;
+    if (absent(changes_s, unset) || (PyList_Check(changes_s) && !PyList_GET_SIZE(changes_s))) {
+        changes = PyTuple_New(0);
+        if (!changes) goto done;
+    } else {
+        if (!PyList_Check(changes_s)) SLOW;
+        Py_ssize_t n = PyList_GET_SIZE(changes_s);
+        if (!(changes = PyTuple_New(n))) goto done;
+        for (Py_ssize_t k = 0; k < n; k++) {
+            PyObject *c = PyList_GET_ITEM(changes_s, k), *name = NULL, *before = NULL,
+                     *after = NULL, *d = NULL, *cd = NULL;
+            int ok = (name = PyObject_GetAttr(c, A_field)) && (before = PyObject_GetAttr(c, A_before)) &&
+                     (after = PyObject_GetAttr(c, A_after));
+            int plain = ok && plain_text(name);
+            if (plain) {
+                if (before == unset) Py_SETREF(before, Py_NewRef(Py_None));
+                if (after == unset) Py_SETREF(after, Py_NewRef(Py_None));
+                ok = (d = PyDict_New()) && PUT(d, K_field, name) && PUT(d, A_before, before) &&
+                     PUT(d, A_after, after) && (cd = PyDict_New()) && PUT(cd, K_field, name) &&
+                     PUT(cd, K_from, before) && PUT(cd, K_to, after) &&
+                     PyList_Append(change_dicts, cd) == 0;
+            }
+            Py_XDECREF(name);
+            Py_XDECREF(before);
+            Py_XDECREF(after);
+            Py_XDECREF(cd);
+            if (!ok || !plain) {
+                Py_XDECREF(d);
+                if (!ok) goto done;
+                SLOW;
+            }
+            PyObject *change = frozen(cx[F_CHANGE], d);
+            if (!change) goto done;
+            PyTuple_SET_ITEM(changes, k, change);
+        }
+    }
+    GET(outcome, item, A_outcome);
+    if (absent(outcome, unset)) Py_SETREF(outcome, Py_NewRef(S_success));
+    GET(occurred, item, A_occurred_at);
+    if (!absent(occurred, unset)) SLOW; /* _timestamp's parsing stays in Python */
+    GET(metadata, item, A_metadata);
+    if (absent(metadata, unset)) {
+        Py_SETREF(metadata, PyDict_New());
+        if (!metadata) goto done;
+    } else if (!PyDict_CheckExact(metadata)) {
+        SLOW;
+    }
+    GET(severity, item, A_severity);
+    if (!absent(severity, unset)) SLOW;
+    Py_SETREF(severity, PyObject_GetAttr(info, K_severity));
+    if (!severity) goto done;
+
+    /* The payload, encoded with the context as it will be stored. */
+    if (ip_norm && PyDict_SetItem(context, K_ip, ip_norm)) goto done;
+    if (!(payload = PyDict_New()) || !PUT(payload, K_changes, change_dicts) ||
+        !PUT(payload, K_context, context) || !PUT(payload, K_metadata, metadata) ||
+        !PUT(payload, K_occurred_at, Py_None))
+        goto done;
+    data = PyObject_CallOneArg(cx[F_ENCODE], payload);
+    if (!data) {
+        PyErr_Clear(); /* _finish meets the same refusal and says Slow */
+        SLOW;
+    }
+    if (!PyBytes_CheckExact(data)) SLOW;
+    /* What _finish accepts without walking every value: keys that are
+     * exact str at the top, ASCII bytes, and no "{" beyond the payload's
+     * own three and one per change (so no nested object). */
+    PyObject *maps[2] = {context, metadata};
+    for (int k = 0; k < 2; k++) {
+        Py_ssize_t pos = 0;
+        PyObject *key, *value;
+        while (PyDict_Next(maps[k], &pos, &key, &value))
+            if (!PyUnicode_CheckExact(key)) SLOW;
+    }
+    const char *bytes = PyBytes_AS_STRING(data);
+    Py_ssize_t len = PyBytes_GET_SIZE(data), braces = 0;
+    for (Py_ssize_t k = 0; k < len; k++) {
+        if ((unsigned char)bytes[k] > 0x7f) SLOW;
+        braces += bytes[k] == '{';
+    }
+    if (braces != 3 + PyList_GET_SIZE(change_dicts)) SLOW;
+    Py_ssize_t max_payload = PyLong_AsSsize_t(cx[F_MAX_PAYLOAD]);
+    if (max_payload < 0 && PyErr_Occurred()) goto done;
+    if (len > max_payload) SLOW;
+
+    PyObject *d = PyDict_New(), *ctx_view = NULL, *meta_view = NULL;
+    int ok = d && (ctx_view = PyDictProxy_New(context)) && (meta_view = PyDictProxy_New(metadata)) &&
+             PUT(d, K_id, eid) && PUT(d, K_action, action) && PUT(d, K_info, info) &&
+             PUT(d, K_severity, severity) && PUT(d, K_actor, actor) && PUT(d, K_target, target) &&
+             PUT(d, K_context, ctx_view) && PUT(d, K_changes, changes) &&
+             PUT(d, K_outcome, outcome) && PUT(d, K_occurred_at, Py_None) &&
+             PUT(d, K_metadata, meta_view) && PUT(d, K_payload, data);
+    Py_XDECREF(ctx_view);
+    Py_XDECREF(meta_view);
+    if (!ok) {
+        Py_XDECREF(d);
+        goto done;
+    }
+    out = frozen(cx[F_EVENT], d);
+    goto done;
+slow:
+    out = Py_NewRef(Py_None);
+done:
+    Py_XDECREF(action);
+    Py_XDECREF(eid);
+    Py_XDECREF(actor_s);
+    Py_XDECREF(akey);
+    for (int k = 0; k < 4; k++) Py_XDECREF(aparts[k]);
+    Py_XDECREF(target_s);
+    Py_XDECREF(ttype);
+    Py_XDECREF(tid);
+    Py_XDECREF(tkey);
+    Py_XDECREF(target);
+    Py_XDECREF(context);
+    Py_XDECREF(ip);
+    Py_XDECREF(ip_norm);
+    Py_XDECREF(changes_s);
+    Py_XDECREF(changes);
+    Py_XDECREF(change_dicts);
+    Py_XDECREF(outcome);
+    Py_XDECREF(occurred);
+    Py_XDECREF(metadata);
+    Py_XDECREF(severity);
+    Py_XDECREF(payload);
+    Py_XDECREF(data);
+    Py_XDECREF(info);
+    Py_XDECREF(actor);
+    return out;
+#undef GET
+#undef SLOW
+}
+
+PyDoc_STRVAR(finish_doc,
+"finish(items, context) -> list[Event | None]\n\n"
+"core.decode._finish for the structs msgspec.convert made without floats:\n"
+"per item its Event, or None where _finish must decide. `context` holds\n"
+"what _finish uses: (UNSET, CATALOGUE, custom actions, actor cache, target\n"
+"cache, reserved ids, normal_ip, encode, MAX_PAYLOAD_BYTES, Event, Target,\n"
+"Change, cache limit, Actor, the default actor type).");
+
+static PyObject *finish(PyObject *self, PyObject *args) {
+    PyObject *items, *cx;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyList_Type, &items, &PyTuple_Type, &cx)) return NULL;
+    if (PyTuple_GET_SIZE(cx) != N_FINISH) {
+        PyErr_SetString(PyExc_ValueError, "finish: the context has the wrong length");
+        return NULL;
+    }
+    PyObject *const *c = &PyTuple_GET_ITEM(cx, 0);
+    if (!PyDict_Check(c[F_CATALOGUE]) || !PyDict_Check(c[F_CUSTOM]) || !PyDict_Check(c[F_ACTORS]) ||
+        !PyDict_Check(c[F_TARGETS]) || !PyAnySet_Check(c[F_RESERVED]) || !PyType_Check(c[F_EVENT]) ||
+        !PyType_Check(c[F_TARGET]) || !PyType_Check(c[F_CHANGE]) || !PyType_Check(c[F_ACTOR]) ||
+        !PyUnicode_Check(c[F_ACTOR_TYPE])) {
+        PyErr_SetString(PyExc_TypeError, "finish: a context item of the wrong type");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(items);
+    PyObject *out = PyList_New(n);
+    for (Py_ssize_t i = 0; out && i < n; i++) {
+        PyObject *e = finish_one(PyList_GET_ITEM(items, i), c);
+        if (!e) Py_CLEAR(out);
+        else PyList_SET_ITEM(out, i, e);
+    }
+    return out;
+}
+
+PyDoc_STRVAR(uuid7_texts_doc,
+"uuid7_texts(ms, start, n, rand) -> list[str]\n\n"
+"ids.uuid7_texts: n UUIDv7 texts, counter values from `start` within\n"
+"millisecond `ms` (carrying into later ones past 0xFFF), 8 bytes of `rand`\n"
+"each (its first two bits replaced by the variant).");
+
+static PyObject *uuid7_texts(PyObject *self, PyObject *args) {
+    long long ms, start;
+    Py_ssize_t n;
+    Py_buffer rand;
+    if (!PyArg_ParseTuple(args, "LLny*", &ms, &start, &n, &rand)) return NULL;
+    if (n < 0 || rand.len != 8 * n || ms < 0 || start < 0) {
+        PyBuffer_Release(&rand);
+        PyErr_SetString(PyExc_ValueError, "uuid7_texts: bad counts or random bytes");
+        return NULL;
+    }
+    PyObject *out = PyList_New(n);
+    const unsigned char *r = rand.buf;
+    for (Py_ssize_t i = 0; out && i < n; i++, r += 8) {
+        PyObject *u = PyUnicode_New(36, 127);
+        if (!u) {
+            Py_CLEAR(out);
+            break;
+        }
+        unsigned char *o = PyUnicode_1BYTE_DATA(u);
+        long long c = start + i;
+        unsigned long long t = (unsigned long long)(ms + (c >> 12));
+        for (int k = 0; k < 12; k++) { /* 48-bit time: 8 digits, dash, 4 digits */
+            o[k < 8 ? k : k + 1] = (unsigned char)HEX[(t >> (4 * (11 - k))) & 15];
+        }
+        o[8] = '-';
+        o[13] = '-';
+        o[14] = '7';
+        for (int k = 0; k < 3; k++) o[15 + k] = (unsigned char)HEX[(c >> (4 * (2 - k))) & 15];
+        o[18] = '-';
+        o[19] = (unsigned char)"89ab"[(r[0] >> 4) & 3];
+        o[20] = (unsigned char)HEX[r[0] & 15];
+        o[21] = (unsigned char)HEX[r[1] >> 4];
+        o[22] = (unsigned char)HEX[r[1] & 15];
+        o[23] = '-';
+        for (int k = 0; k < 6; k++) {
+            o[24 + 2 * k] = (unsigned char)HEX[r[2 + k] >> 4];
+            o[25 + 2 * k] = (unsigned char)HEX[r[2 + k] & 15];
+        }
+        PyList_SET_ITEM(out, i, u);
+    }
+    PyBuffer_Release(&rand);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"node_hashes", node_hashes, METH_O, node_hashes_doc},
     {"scan", scan, METH_VARARGS, scan_doc},
@@ -1641,6 +2066,8 @@ static PyMethodDef methods[] = {
     {"leaf", leaf, METH_VARARGS, leaf_doc},
     {"prepare", prepare, METH_VARARGS, prepare_doc},
     {"leaf_hashes", leaf_hashes, METH_VARARGS, leaf_hashes_doc},
+    {"finish", finish, METH_VARARGS, finish_doc},
+    {"uuid7_texts", uuid7_texts, METH_VARARGS, uuid7_texts_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1671,6 +2098,32 @@ PyMODINIT_FUNC PyInit__native(void) {
     INTERN(A_outcome, "outcome");
     INTERN(A_occurred_at, "occurred_at");
     INTERN(K_ip, "ip");
+    INTERN(A_field, "field");
+    INTERN(A_before, "before");
+    INTERN(A_after, "after");
+    INTERN(A_name, "name");
+    INTERN(A_email, "email");
+    INTERN(A_metadata, "metadata");
+    INTERN(A_changes, "changes");
+    INTERN(K_user_agent, "user_agent");
+    INTERN(K_request_id, "request_id");
+    INTERN(K_changes, "changes");
+    INTERN(K_context, "context");
+    INTERN(K_metadata, "metadata");
+    INTERN(K_occurred_at, "occurred_at");
+    INTERN(K_from, "from");
+    INTERN(K_to, "to");
+    INTERN(K_field, "field");
+    INTERN(K_type, "type");
+    INTERN(K_id, "id");
+    INTERN(K_action, "action");
+    INTERN(K_info, "info");
+    INTERN(K_severity, "severity");
+    INTERN(K_actor, "actor");
+    INTERN(K_target, "target");
+    INTERN(K_outcome, "outcome");
+    INTERN(K_payload, "_payload");
+    INTERN(S_success, "success");
 #undef INTERN
     if (PyType_Ready(&BatchType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);

@@ -8,6 +8,7 @@ import secrets
 import threading
 import time
 import uuid
+from collections.abc import Callable
 
 _lock = threading.Lock()
 _last_ms = 0
@@ -55,6 +56,15 @@ def uuid7_batch(n: int) -> list[str]:
         _last_ms = ms + (total - 1) // 0x1000
         _seq = (total - 1) % 0x1000
     rand = os.urandom(8 * n)
+    if _texts_in_c is not None:
+        return _texts_in_c(ms, start, n, rand)
+    return uuid7_texts(ms, start, n, rand)
+
+
+def uuid7_texts(ms: int, start: int, n: int, rand: bytes) -> list[str]:
+    """The `n` UUIDv7 texts of a batch: counter values start, start + 1, ...
+    within millisecond `ms` (carrying into the next ones past 0xFFF), and
+    8 random bytes each."""
     # The text is assembled from pieces rather than formatted from one
     # 128-bit integer (a third of the cost; an append of 1,000 events
     # makes 1,000 ids): the time is the same for every id of one
@@ -87,3 +97,12 @@ def tenant_id() -> str:
     URLs, file names and checkpoint origin lines."""
     raw = base64.b32encode(secrets.token_bytes(10)).decode("ascii").lower()
     return "t_" + raw
+
+
+# The same in C where the optional extension was built (a batch of 1,000
+# events without ids makes 1,000 of them); tests/test_native.py compares.
+_texts_in_c: Callable[[int, int, int, bytes], list[str]] | None
+try:
+    from kimonaudit._native import uuid7_texts as _texts_in_c
+except ImportError:
+    _texts_in_c = None

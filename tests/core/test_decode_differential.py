@@ -498,3 +498,13 @@ def test_decode_body_is_complete() -> None:
     assert dup.value.field == "events[0].id" and dup.value.key == "id"
     with pytest.raises(InvalidInput, match="not JSON"):
         decode.decode_body(b'{"events":[')
+
+
+def test_a_lone_surrogate_where_an_object_belongs_is_an_invalid_event() -> None:
+    """msgspec.convert fails while naming such a value in its own message
+    (UnicodeEncodeError); the reference then gives the usual error, as it
+    does for any other value of the wrong type (found by Hypothesis)."""
+    obj = {"action": "actor.erased", "actor": "\ud800"}
+    expected = outcome(oracle.validate_batch, [copy.deepcopy(obj)])
+    assert expected[0] == "invalid" and expected[1][0] == "events[0].actor"
+    assert outcome(validate_batch, [obj]) == expected

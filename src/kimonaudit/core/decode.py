@@ -179,6 +179,17 @@ _encode = msgspec.json.Encoder(order="sorted").encode
 _BATCH_START = re.compile(rb'[ \t\r\n]*\{[ \t\r\n]*"events"')
 _ASTRAL_UTF8 = re.compile(rb"[\xf0-\xf4]")
 _CUSTOM_ACTIONS: dict[str, ActionInfo] = {}
+# What msgspec.convert raises for input the fast path leaves to the reference.
+_REFUSED = (msgspec.ValidationError, RecursionError, UnicodeEncodeError)
+#: `_finish` of the common event in C (the optional extension's `finish`);
+#: tests switch it off to compare. Core stays importable without it.
+NATIVE_FINISH = True
+_CATALOGUE = dict(CATALOGUE)  # the C code looks actions up in a plain dict
+_finish_in_c: Callable[[list[Any], tuple[Any, ...]], list[Any]] | None
+try:
+    from kimonaudit._native import finish as _finish_in_c
+except ImportError:
+    _finish_in_c = None
 
 
 # ---- entry points ----------------------------------------------------------------
@@ -262,17 +273,23 @@ def convert_batch(objs: list[Any] | tuple[Any, ...]) -> list[Event]:
     floats = False
     try:
         items = msgspec.convert(objs, _PLAIN.objects)
-    except (msgspec.ValidationError, RecursionError):
+    # UnicodeEncodeError: msgspec naming a value with a lone surrogate in its
+    # error message fails itself; the reference validator says what is wrong.
+    except _REFUSED:
         floats = True
         try:
             items = msgspec.convert(objs, _FLOATS.objects)
-        except (msgspec.ValidationError, RecursionError):
+        except _REFUSED:
             items = None  # find the culprit event by event
     out = []
+    done = _native_finish(items) if items is not None and not floats else None
     for i, obj in enumerate(objs):
         try:
             if type(obj) is not dict:
                 raise Slow
+            if done is not None and (finished := done[i]) is not None:
+                out.append(finished)
+                continue
             item = items[i] if items is not None else _convert_one(obj)
             out.append(_finish(item, floats, False)[0])
         except Slow:
@@ -281,10 +298,24 @@ def convert_batch(objs: list[Any] | tuple[Any, ...]) -> list[Event]:
     return out
 
 
+def _native_finish(items: list[Any]) -> list[Event | None] | None:
+    """`_finish` of the common events in C, where the optional extension was
+    built (None elsewhere): per item its Event, or None where `_finish` must
+    decide (kimonaudit/_native.c says which)."""
+    if _finish_in_c is None or not NATIVE_FINISH:
+        return None
+    return _finish_in_c(
+        items,
+        (UNSET, _CATALOGUE, _CUSTOM_ACTIONS, _actors, _targets, ev.RESERVED_IDS, ev._normal_ip,
+         _encode, MAX_PAYLOAD_BYTES, Event, ev.Target, ev.Change, _CACHE_LIMIT, ev.Actor,
+         ev.DEFAULT_ACTOR_TYPE),
+    )  # fmt: skip
+
+
 def _convert_one(obj: Any) -> Any:
     try:
         return msgspec.convert(obj, _FLOATS.event)
-    except (msgspec.ValidationError, RecursionError):
+    except _REFUSED:
         raise Slow from None
 
 
