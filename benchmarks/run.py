@@ -23,6 +23,20 @@ import time
 from pathlib import Path
 
 
+def calibration_us() -> float:
+    """µs per `sum` of a 1,000-int list, the median of five runs: how fast
+    this CPU is right now. Shared and virtual machines swing by a factor of
+    two within an hour, so each result records it before and after."""
+    values = list(range(1000))
+    runs = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(20_000):
+            sum(values)
+        runs.append((time.perf_counter() - t0) / 20_000 * 1e6)
+    return round(sorted(runs)[2], 2)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     suites = ["core", "search", "http", "retention", "delivery"]
@@ -59,7 +73,11 @@ def main() -> None:
     doc: dict = {
         "suite": args.suite,
         "started": started,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "calibration_us_before": calibration_us(),
+        },
     }
     if args.suite == "core":
         from benchmarks import core
@@ -85,6 +103,7 @@ def main() -> None:
         doc["results"] = delivery.main(
             args.events, args.backends.split(","), args.pg_url, args.rate, args.seconds
         )
+    doc["machine"]["calibration_us_after"] = calibration_us()
     text = json.dumps(doc, indent=2)
     print(text)
     out = Path(__file__).parent / "results"

@@ -2056,6 +2056,196 @@ static PyObject *uuid7_texts(PyObject *self, PyObject *args) {
     return out;
 }
 
+/* --- PostgreSQL appends: rows as binary COPY ----------------------------------
+ * psycopg's write_row formats a row through a dumper per value, a few
+ * microseconds of interpreter time per ledger row held under the GIL by the
+ * writer thread. The types of the ledger's columns are fixed, so the whole
+ * COPY (signature, rows, trailer) is written here. */
+
+static int put_be(buf_t *b, uint64_t v, int n) {
+    unsigned char tmp[8];
+    for (int k = 0; k < n; k++) tmp[k] = (unsigned char)(v >> (8 * (n - 1 - k)));
+    return buf_put(b, tmp, (size_t)n);
+}
+
+/* One value of type `t` (t text, q int8, i int4, b bool, y bytea); None is
+ * NULL. 0 done, -1 a Python error set. */
+static int copy_value(buf_t *b, PyObject *v, char t) {
+    if (v == Py_None) return put_be(b, 0xffffffffu, 4) ? (PyErr_NoMemory(), -1) : 0;
+    const char *p = NULL;
+    Py_ssize_t n = 0;
+    long long i = 0;
+    switch (t) {
+        case 't':
+            if (!PyUnicode_Check(v)) goto wrong;
+            if (!(p = PyUnicode_AsUTF8AndSize(v, &n))) return -1;
+            if (memchr(p, 0, (size_t)n)) {
+                PyErr_SetString(PyExc_ValueError,
+                                "PostgreSQL text fields cannot contain NUL (0x00) bytes");
+                return -1;
+            }
+            break;
+        case 'y':
+            if (!PyBytes_Check(v)) goto wrong;
+            p = PyBytes_AS_STRING(v);
+            n = PyBytes_GET_SIZE(v);
+            break;
+        case 'q':
+        case 'i':
+        case 'b':
+            if (!PyLong_Check(v)) goto wrong; /* bool is an int */
+            i = PyLong_AsLongLong(v);
+            if (i == -1 && PyErr_Occurred()) return -1;
+            if (t == 'i' && (i < INT32_MIN || i > INT32_MAX)) {
+                PyErr_SetString(PyExc_OverflowError, "copy_binary: an int4 value out of range");
+                return -1;
+            }
+            if (t == 'b' && i != 0 && i != 1) goto wrong;
+            break;
+        default:
+            PyErr_Format(PyExc_ValueError, "copy_binary: unknown type %c", t);
+            return -1;
+    }
+    int bad;
+    if (t == 'q') bad = put_be(b, 8, 4) || put_be(b, (uint64_t)i, 8);
+    else if (t == 'i') bad = put_be(b, 4, 4) || put_be(b, (uint64_t)(uint32_t)i, 4);
+    else if (t == 'b') bad = put_be(b, 1, 4) || put_be(b, (uint64_t)i, 1);
+    else bad = put_be(b, (uint64_t)n, 4) || buf_put(b, p, (size_t)n);
+    if (bad) PyErr_NoMemory();
+    return bad ? -1 : 0;
+wrong:
+    PyErr_Format(PyExc_TypeError, "copy_binary: a %s where type %c belongs", Py_TYPE(v)->tp_name,
+                 t);
+    return -1;
+}
+
+PyDoc_STRVAR(copy_binary_doc,
+"copy_binary(rows, types, columns) -> bytes\n\n"
+"A whole binary COPY (signature, rows, trailer) of `rows` (tuples): the\n"
+"values at `columns` (indexes, in order) of each, typed by `types`, one\n"
+"letter per column: t text, q int8, i int4, b bool, y bytea. None is NULL.");
+
+static PyObject *copy_binary(PyObject *self, PyObject *args) {
+    PyObject *rows, *columns;
+    const char *types;
+    Py_ssize_t n_types;
+    if (!PyArg_ParseTuple(args, "O!s#O!", &PyList_Type, &rows, &types, &n_types, &PyTuple_Type,
+                          &columns))
+        return NULL;
+    Py_ssize_t nc = PyTuple_GET_SIZE(columns);
+    if (nc != n_types || nc > 0x7fff) {
+        PyErr_SetString(PyExc_ValueError, "copy_binary: one type per column");
+        return NULL;
+    }
+    Py_ssize_t idx[64];
+    if (nc > 64) {
+        PyErr_SetString(PyExc_ValueError, "copy_binary: at most 64 columns");
+        return NULL;
+    }
+    for (Py_ssize_t c = 0; c < nc; c++) {
+        idx[c] = PyLong_AsSsize_t(PyTuple_GET_ITEM(columns, c));
+        if (idx[c] < 0) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "copy_binary: bad column");
+            return NULL;
+        }
+    }
+    buf_t b = {NULL, 0, 0};
+    static const unsigned char SIG[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0";
+    if (buf_put(&b, SIG, sizeof SIG)) return PyErr_NoMemory();
+    for (Py_ssize_t r = 0; r < PyList_GET_SIZE(rows); r++) {
+        PyObject *row = PyList_GET_ITEM(rows, r);
+        if (!PyTuple_Check(row)) {
+            PyErr_SetString(PyExc_TypeError, "copy_binary: rows must be tuples");
+            goto fail;
+        }
+        if (put_be(&b, (uint64_t)nc, 2)) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+        for (Py_ssize_t c = 0; c < nc; c++) {
+            if (idx[c] >= PyTuple_GET_SIZE(row)) {
+                PyErr_SetString(PyExc_IndexError, "copy_binary: a column past the row's end");
+                goto fail;
+            }
+            if (copy_value(&b, PyTuple_GET_ITEM(row, idx[c]), types[c])) goto fail;
+        }
+    }
+    if (put_be(&b, 0xffff, 2)) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    PyObject *out = PyBytes_FromStringAndSize((const char *)b.p, (Py_ssize_t)b.len);
+    free(b.p);
+    return out;
+fail:
+    free(b.p);
+    return NULL;
+}
+
+PyDoc_STRVAR(plan_rows_doc,
+"plan_rows(prepared, leaves, seq0, tenant_id, recorded_at, row_type, receipt_type)\n"
+"    -> (rows, receipts)\n\n"
+"plan_append's rows and receipts: per Prepared p with leaf hash lh and seq\n"
+"(counting from seq0), row_type (tenant_id, seq, p[0], recorded_at,\n"
+"*p[1:], lh) and receipt_type (p[0], seq, recorded_at, lh).");
+
+static PyObject *plan_rows(PyObject *self, PyObject *args) {
+    PyObject *prepared, *leaves, *tenant, *at, *rtype_o, *ctype_o;
+    long long seq0;
+    if (!PyArg_ParseTuple(args, "O!O!LUO!O!O!", &PyList_Type, &prepared, &PyList_Type, &leaves,
+                          &seq0, &tenant, &PyLong_Type, &at, &PyType_Type, &rtype_o, &PyType_Type,
+                          &ctype_o))
+        return NULL;
+    PyTypeObject *rtype = (PyTypeObject *)rtype_o, *ctype = (PyTypeObject *)ctype_o;
+    Py_ssize_t n = PyList_GET_SIZE(prepared);
+    if (PyList_GET_SIZE(leaves) != n || !PyType_IsSubtype(rtype, &PyTuple_Type) ||
+        !PyType_IsSubtype(ctype, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_ValueError, "plan_rows: lists of different lengths or bad types");
+        return NULL;
+    }
+    PyObject *rows = PyList_New(n), *receipts = PyList_New(n);
+    for (Py_ssize_t i = 0; rows && receipts && i < n; i++) {
+        PyObject *p = PyList_GET_ITEM(prepared, i), *lh = PyList_GET_ITEM(leaves, i);
+        if (!PyTuple_Check(p) || PyTuple_GET_SIZE(p) != N_PREPARED) {
+            PyErr_SetString(PyExc_TypeError, "plan_rows: expected Prepared rows");
+            goto fail;
+        }
+        PyObject *seq = PyLong_FromLongLong(seq0 + i);
+        if (!seq) goto fail;
+        PyObject *row = rtype->tp_alloc(rtype, 4 + N_PREPARED);
+        PyObject *rc = ctype->tp_alloc(ctype, 4);
+        if (!row || !rc) {
+            Py_DECREF(seq);
+            Py_XDECREF(row);
+            Py_XDECREF(rc);
+            goto fail;
+        }
+        PyTuple_SET_ITEM(row, 0, Py_NewRef(tenant));
+        PyTuple_SET_ITEM(row, 1, Py_NewRef(seq));
+        PyTuple_SET_ITEM(row, 2, Py_NewRef(PyTuple_GET_ITEM(p, 0)));
+        PyTuple_SET_ITEM(row, 3, Py_NewRef(at));
+        for (int k = 1; k < N_PREPARED; k++)
+            PyTuple_SET_ITEM(row, 3 + k, Py_NewRef(PyTuple_GET_ITEM(p, k)));
+        PyTuple_SET_ITEM(row, 3 + N_PREPARED, Py_NewRef(lh));
+        PyTuple_SET_ITEM(rc, 0, Py_NewRef(PyTuple_GET_ITEM(p, 0)));
+        PyTuple_SET_ITEM(rc, 1, seq); /* the reference taken above */
+        PyTuple_SET_ITEM(rc, 2, Py_NewRef(at));
+        PyTuple_SET_ITEM(rc, 3, Py_NewRef(lh));
+        PyList_SET_ITEM(rows, i, row);
+        PyList_SET_ITEM(receipts, i, rc);
+    }
+    if (!rows || !receipts) goto fail;
+    PyObject *out = PyTuple_Pack(2, rows, receipts);
+    Py_DECREF(rows);
+    Py_DECREF(receipts);
+    return out;
+fail:
+    /* Items not yet set are NULL, which a list's dealloc skips. */
+    Py_XDECREF(rows);
+    Py_XDECREF(receipts);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"node_hashes", node_hashes, METH_O, node_hashes_doc},
     {"scan", scan, METH_VARARGS, scan_doc},
@@ -2068,6 +2258,8 @@ static PyMethodDef methods[] = {
     {"leaf_hashes", leaf_hashes, METH_VARARGS, leaf_hashes_doc},
     {"finish", finish, METH_VARARGS, finish_doc},
     {"uuid7_texts", uuid7_texts, METH_VARARGS, uuid7_texts_doc},
+    {"copy_binary", copy_binary, METH_VARARGS, copy_binary_doc},
+    {"plan_rows", plan_rows, METH_VARARGS, plan_rows_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -31,6 +31,16 @@ def leaf_hashes(
     seq0: int,
 ) -> list[bytes]: ...
 def uuid7_texts(ms: int, start: int, n: int, rand: bytes) -> list[str]: ...
+def copy_binary(rows: list[Any], types: str, columns: tuple[int, ...]) -> bytes: ...
+def plan_rows(
+    prepared: list[Any],
+    leaves: list[bytes],
+    seq0: int,
+    tenant_id: str,
+    recorded_at: int,
+    row_type: type[Any],
+    receipt_type: type[Any],
+) -> tuple[list[Any], list[Any]]: ...
 def finish(items: list[Any], context: tuple[Any, ...]) -> list[Any]: ...
 
 class SQLiteBatch:

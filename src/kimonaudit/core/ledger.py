@@ -23,6 +23,7 @@ from kimonaudit.core.leaf import (
     leaf_tail_around,
     leaf_template,
 )
+from kimonaudit.core.merkle import CompactRange
 from kimonaudit.core.records import AppendPlan, EntryRow, Prepared, Receipt, TreeState
 from kimonaudit.errors import Conflict
 
@@ -154,8 +155,10 @@ _CACHE_LIMIT = 10_000
 # the same bytes hashed, without a Python step per entry under the write
 # lock. tests/test_native.py pins the two together.
 _leaf_hashes: Callable[..., list[bytes]] | None
+_plan_rows: Callable[..., tuple[list[EntryRow], list[Receipt]]]
 try:
     from kimonaudit._native import leaf_hashes as _leaf_hashes
+    from kimonaudit._native import plan_rows as _plan_rows
 except ImportError:
     _leaf_hashes = None
 
@@ -217,34 +220,47 @@ def plan_append(
     # of attribute access: this loop runs once per entry under the lock.
     if _leaf_hashes is not None and type(new) is list and type(heads) is list:
         leaves = _leaf_hashes(new, heads, list(tails), middle, seq0)
-    else:
-        leaves = [
-            sha256(b"%b%b%d%b" % (head, middle[1 if p[4] else 0], seq, tail)).digest()
-            for p, head, tail, seq in zip(
-                new, heads, tails, range(seq0, seq0 + len(new)), strict=True
-            )
-        ]
+        nodes = tree.extend(leaves)
+        rows, receipts = _plan_rows(new, leaves, seq0, tenant_id, recorded_at, EntryRow, Receipt)
+        return _plan(state, tree, recorded_at, rows, nodes, receipts, retried, len(events))
+    leaves = [
+        sha256(b"%b%b%d%b" % (head, middle[1 if p[4] else 0], seq, tail)).digest()
+        for p, head, tail, seq in zip(new, heads, tails, range(seq0, seq0 + len(new)), strict=True)
+    ]
     nodes = tree.extend(leaves)
     new_row = tuple.__new__
     # Prepared is (event_id, header..., payload_commitment); EntryRow puts
     # tenant and seq first and recorded_at after the id, leaf hash last.
-    rows: list[EntryRow] = [
+    rows = [
         new_row(EntryRow, (tenant_id, seq, p[0], recorded_at, *p[1:], lh))
         for p, lh, seq in zip(new, leaves, range(seq0, seq0 + len(new)), strict=True)
     ]
-    receipts: list[Receipt] = [
+    receipts = [
         new_row(Receipt, (p[0], seq, recorded_at, lh))
         for p, lh, seq in zip(new, leaves, range(seq0, seq0 + len(new)), strict=True)
     ]
+    return _plan(state, tree, recorded_at, rows, nodes, receipts, retried, len(events))
+
+
+def _plan(
+    state: TreeState,
+    tree: CompactRange,
+    recorded_at: int,
+    rows: list[EntryRow],
+    nodes: list[tuple[int, int, bytes]],
+    receipts: list[Receipt],
+    retried: list[tuple[int, EntryRow | int]],
+    total: int,
+) -> AppendPlan:
     if retried:
-        receipts = _with_retries(receipts, retried, len(events))
+        receipts = _with_retries(receipts, retried, total)
     new_state = TreeState(
-        tenant_id,
+        state.tenant_id,
         tree,
         recorded_at if rows else state.last_recorded_at,
         state.purged,
     )
-    return AppendPlan(tenant_id, rows, nodes, [], new_state, receipts)
+    return AppendPlan(state.tenant_id, rows, nodes, [], new_state, receipts)
 
 
 def _retries(
