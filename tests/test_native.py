@@ -780,3 +780,39 @@ def test_native_plan_is_the_python_plan(prep_log, monkeypatch, retry):
     assert all(type(r) is Receipt for r in native.receipts)
     assert len(native.rows) == 36 if retry else 37
     assert native.state.tree.root() == python.state.tree.root()
+
+
+def test_native_finish_takes_json_bodies_and_counts_members(monkeypatch):
+    """HTTP bodies of the benchmark's events mostly finish in C, to the same
+    Events; a repeated key is still found (the C path counts members)."""
+    import json as jsonlib
+
+    from benchmarks.workload import events as workload
+
+    from kimonaudit.core import decode
+    from tests.core.test_decode_differential import snapshot
+
+    objs = list(itertools.islice(workload(500), 500))
+    body = jsonlib.dumps({"events": objs}).encode()
+    results = []
+    real = decode._native_finish
+    monkeypatch.setattr(
+        decode,
+        "_native_finish",
+        lambda items, **kw: results.append(real(items, **kw)) or results[-1],
+    )
+    native = [snapshot(e) for e in decode.decode_body_fast(body)]
+    assert sum(r is not None for r in results[0]) > 400
+    monkeypatch.setattr(decode, "NATIVE_FINISH", False)
+    assert native == [snapshot(e) for e in decode.decode_body_fast(body)]
+    monkeypatch.setattr(decode, "NATIVE_FINISH", True)
+    doubled = body.replace(
+        b'"action": "ticket.viewed"', b'"action": "ticket.viewed", "outcome": "failure"', 1
+    )
+    doubled = doubled.replace(
+        b'"outcome": "failure"', b'"outcome": "failure", "outcome": "success"', 1
+    )
+    with pytest.raises(decode.DuplicateKey, match="outcome"):
+        decode.decode_body_fast(doubled)
+    line = jsonlib.dumps(objs[0]).encode()
+    assert snapshot(decode.decode_line_fast(line)) == native[0]

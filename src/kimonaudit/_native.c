@@ -1729,8 +1729,14 @@ static PyObject *new_actor(PyObject *const *cx, PyObject *const *parts) {
 
 
 /* One struct: a new Event, Py_None to leave it to _finish, NULL on error. */
-static PyObject *finish_one(PyObject *item, PyObject *const *cx) {
+/* from_json: the struct came from msgspec's JSON decoder; *members then
+ * counts the members of its JSON objects, as _finish does for the
+ * duplicate-key check, and the payload checks that only matter for Python
+ * callers' values are skipped. */
+static PyObject *finish_one(PyObject *item, PyObject *const *cx, int from_json,
+                            Py_ssize_t *members) {
     PyObject *unset = cx[F_UNSET];
+    Py_ssize_t n_members = 10, nested = 0;
     PyObject *out = NULL, *action = NULL, *eid = NULL, *actor_s = NULL, *akey = NULL,
              *target_s = NULL, *ttype = NULL, *tid = NULL, *target = NULL, *context = NULL,
              *ip = NULL, *ip_norm = NULL, *changes_s = NULL, *changes = NULL, *change_dicts = NULL,
@@ -1742,6 +1748,7 @@ static PyObject *finish_one(PyObject *item, PyObject *const *cx) {
 #define SLOW goto slow
 
     GET(action, item, A_action);
+    if (action == unset) n_members--;
     if (!PyUnicode_CheckExact(action)) SLOW;
     info = PyDict_GetItemWithError(cx[F_CATALOGUE], action);
     if (!info && !PyErr_Occurred()) info = PyDict_GetItemWithError(cx[F_CUSTOM], action);
@@ -1751,7 +1758,10 @@ static PyObject *finish_one(PyObject *item, PyObject *const *cx) {
     }
     Py_INCREF(info); /* held: the hooks below run Python */
     GET(eid, item, A_id);
-    if (eid == unset) Py_SETREF(eid, Py_NewRef(Py_None));
+    if (eid == unset) {
+        n_members--;
+        Py_SETREF(eid, Py_NewRef(Py_None));
+    }
     if (eid != Py_None) {
         if (!plain_text(eid) || PyUnicode_FindChar(eid, '/', 0, PyUnicode_GET_LENGTH(eid), 1) != -1)
             SLOW;
@@ -1760,6 +1770,7 @@ static PyObject *finish_one(PyObject *item, PyObject *const *cx) {
         if (reserved) SLOW;
     }
     GET(actor_s, item, A_actor);
+    n_members -= actor_s == unset;
     if (absent(actor_s, unset)) {
         actor = Py_NewRef(Py_None);
     } else {
@@ -1788,12 +1799,20 @@ static PyObject *finish_one(PyObject *item, PyObject *const *cx) {
             SLOW;
         }
         actor = Py_NewRef(PyTuple_GET_ITEM(hit, 0));
+        Py_ssize_t an = PyLong_AsSsize_t(PyTuple_GET_ITEM(hit, 1));
         Py_DECREF(hit);
+        if (an < 0) {
+            if (PyErr_Occurred()) goto done;
+            SLOW;
+        }
+        n_members += an;
     }
     GET(target_s, item, A_target);
+    n_members -= target_s == unset;
     if (absent(target_s, unset)) {
         target = Py_NewRef(Py_None);
     } else {
+        n_members += 2;
         GET(ttype, target_s, A_type);
         GET(tid, target_s, A_id);
         if (!(tkey = PyTuple_Pack(2, ttype, tid))) goto done;
@@ -1816,6 +1835,7 @@ static PyObject *finish_one(PyObject *item, PyObject *const *cx) {
         }
     }
     GET(context, item, A_context);
+    n_members -= context == unset;
     if (absent(context, unset)) {
         Py_SETREF(context, PyDict_New());
         if (!context) goto done;
@@ -1841,6 +1861,7 @@ static PyObject *finish_one(PyObject *item, PyObject *const *cx) {
         }
     }
     GET(changes_s, item, A_changes);
+    n_members -= changes_s == unset;
     if (!(change_dicts = PyList_New(0))) goto done;
     if (absent(changes_s, unset) || (PyList_Check(changes_s) && !PyList_GET_SIZE(changes_s))) {
         changes = PyTuple_New(0);
@@ -1856,6 +1877,9 @@ static PyObject *finish_one(PyObject *item, PyObject *const *cx) {
                      (after = PyObject_GetAttr(c, A_after));
             int plain = ok && plain_text(name);
             if (plain) {
+                n_members += 3 - (before == unset) - (after == unset);
+                nested |= PyDict_Check(before) || PyList_Check(before) || PyDict_Check(after) ||
+                          PyList_Check(after);
                 if (before == unset) Py_SETREF(before, Py_NewRef(Py_None));
                 if (after == unset) Py_SETREF(after, Py_NewRef(Py_None));
                 ok = (d = PyDict_New()) && PUT(d, K_field, name) && PUT(d, A_before, before) &&
@@ -1878,10 +1902,13 @@ static PyObject *finish_one(PyObject *item, PyObject *const *cx) {
         }
     }
     GET(outcome, item, A_outcome);
+    n_members -= outcome == unset;
     if (absent(outcome, unset)) Py_SETREF(outcome, Py_NewRef(S_success));
     GET(occurred, item, A_occurred_at);
+    n_members -= occurred == unset;
     if (!absent(occurred, unset)) SLOW; /* _timestamp's parsing stays in Python */
     GET(metadata, item, A_metadata);
+    n_members -= metadata == unset;
     if (absent(metadata, unset)) {
         Py_SETREF(metadata, PyDict_New());
         if (!metadata) goto done;
@@ -1889,6 +1916,7 @@ static PyObject *finish_one(PyObject *item, PyObject *const *cx) {
         SLOW;
     }
     GET(severity, item, A_severity);
+    n_members -= severity == unset;
     if (!absent(severity, unset)) SLOW;
     Py_SETREF(severity, PyObject_GetAttr(info, K_severity));
     if (!severity) goto done;
@@ -1906,10 +1934,11 @@ static PyObject *finish_one(PyObject *item, PyObject *const *cx) {
     }
     if (!PyBytes_CheckExact(data)) SLOW;
     /* What _finish accepts without walking every value: keys that are
-     * exact str at the top, ASCII bytes, and no "{" beyond the payload's
-     * own three and one per change (so no nested object). */
+     * exact str at the top, ASCII bytes (Python callers' values; JSON gives
+     * nothing else), and no "{" beyond the payload's own three and one per
+     * change (so no nested object, and the members are counted). */
     PyObject *maps[2] = {context, metadata};
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 2 && !from_json; k++) {
         Py_ssize_t pos = 0;
         PyObject *key, *value;
         while (PyDict_Next(maps[k], &pos, &key, &value))
@@ -1918,10 +1947,11 @@ static PyObject *finish_one(PyObject *item, PyObject *const *cx) {
     const char *bytes = PyBytes_AS_STRING(data);
     Py_ssize_t len = PyBytes_GET_SIZE(data), braces = 0;
     for (Py_ssize_t k = 0; k < len; k++) {
-        if ((unsigned char)bytes[k] > 0x7f) SLOW;
+        if (!from_json && (unsigned char)bytes[k] > 0x7f) SLOW;
         braces += bytes[k] == '{';
     }
-    if (braces != 3 + PyList_GET_SIZE(change_dicts)) SLOW;
+    if (braces != 3 + PyList_GET_SIZE(change_dicts) || nested) SLOW;
+    n_members += PyDict_GET_SIZE(context) + PyDict_GET_SIZE(metadata);
     Py_ssize_t max_payload = PyLong_AsSsize_t(cx[F_MAX_PAYLOAD]);
     if (max_payload < 0 && PyErr_Occurred()) goto done;
     if (len > max_payload) SLOW;
@@ -1940,6 +1970,7 @@ static PyObject *finish_one(PyObject *item, PyObject *const *cx) {
         goto done;
     }
     out = frozen(cx[F_EVENT], d);
+    *members = from_json ? n_members : 0;
     goto done;
 slow:
     out = Py_NewRef(Py_None);
@@ -1974,16 +2005,20 @@ done:
 }
 
 PyDoc_STRVAR(finish_doc,
-"finish(items, context) -> list[Event | None]\n\n"
+"finish(items, context, from_json) -> list[Event | None] or list[(Event, int) | None]\n\n"
 "core.decode._finish for the structs msgspec.convert made without floats:\n"
 "per item its Event, or None where _finish must decide. `context` holds\n"
 "what _finish uses: (UNSET, CATALOGUE, custom actions, actor cache, target\n"
 "cache, reserved ids, normal_ip, encode, MAX_PAYLOAD_BYTES, Event, Target,\n"
-"Change, cache limit, Actor, the default actor type).");
+"Change, cache limit, Actor, the default actor type). from_json: the structs\n"
+"came from msgspec's JSON decoder; each result is then (Event, the members\n"
+"of its JSON objects), as _finish returns it.");
 
 static PyObject *finish(PyObject *self, PyObject *args) {
     PyObject *items, *cx;
-    if (!PyArg_ParseTuple(args, "O!O!", &PyList_Type, &items, &PyTuple_Type, &cx)) return NULL;
+    int from_json = 0;
+    if (!PyArg_ParseTuple(args, "O!O!|p", &PyList_Type, &items, &PyTuple_Type, &cx, &from_json))
+        return NULL;
     if (PyTuple_GET_SIZE(cx) != N_FINISH) {
         PyErr_SetString(PyExc_ValueError, "finish: the context has the wrong length");
         return NULL;
@@ -1999,7 +2034,9 @@ static PyObject *finish(PyObject *self, PyObject *args) {
     Py_ssize_t n = PyList_GET_SIZE(items);
     PyObject *out = PyList_New(n);
     for (Py_ssize_t i = 0; out && i < n; i++) {
-        PyObject *e = finish_one(PyList_GET_ITEM(items, i), c);
+        Py_ssize_t members = 0;
+        PyObject *e = finish_one(PyList_GET_ITEM(items, i), c, from_json, &members);
+        if (e && from_json && e != Py_None) e = Py_BuildValue("(Nn)", e, members); /* steals e */
         if (!e) Py_CLEAR(out);
         else PyList_SET_ITEM(out, i, e);
     }

@@ -185,7 +185,7 @@ _REFUSED = (msgspec.ValidationError, RecursionError, UnicodeEncodeError)
 #: tests switch it off to compare. Core stays importable without it.
 NATIVE_FINISH = True
 _CATALOGUE = dict(CATALOGUE)  # the C code looks actions up in a plain dict
-_finish_in_c: Callable[[list[Any], tuple[Any, ...]], list[Any]] | None
+_finish_in_c: Callable[..., list[Any]] | None
 try:
     from kimonaudit._native import finish as _finish_in_c
 except ImportError:
@@ -212,8 +212,11 @@ def decode_body_fast(raw: bytes) -> list[Event]:
         raise Slow
     out = []
     members = 1 if batch else 0
-    for item in items:
-        event, n = _finish(item, types_floats or check.astral, True)
+    general = types_floats or check.astral
+    done = None if general else _native_finish(items, from_json=True)
+    for i, item in enumerate(items):
+        hit = None if done is None else done[i]
+        event, n = _finish(item, general, True) if hit is None else hit
         members += n
         out.append(event)
     if batch:
@@ -229,7 +232,9 @@ def decode_line_fast(raw: bytes) -> Event:
         raise Slow
     items, types_floats = decoded
     check = _RawText(raw)
-    event, members = _finish(items[0], types_floats or check.astral, True)
+    general = types_floats or check.astral
+    hit = None if general else (_native_finish(items, from_json=True) or [None])[0]
+    event, members = _finish(items[0], general, True) if hit is None else hit
     check.no_duplicates(members)
     return event
 
@@ -298,9 +303,10 @@ def convert_batch(objs: list[Any] | tuple[Any, ...]) -> list[Event]:
     return out
 
 
-def _native_finish(items: list[Any]) -> list[Event | None] | None:
+def _native_finish(items: list[Any], from_json: bool = False) -> list[Any] | None:
     """`_finish` of the common events in C, where the optional extension was
-    built (None elsewhere): per item its Event, or None where `_finish` must
+    built (None elsewhere): per item its Event (from_json: its (Event,
+    members) pair, as `_finish` returns it), or None where `_finish` must
     decide (kimonaudit/_native.c says which)."""
     if _finish_in_c is None or not NATIVE_FINISH:
         return None
@@ -309,6 +315,7 @@ def _native_finish(items: list[Any]) -> list[Event | None] | None:
         (UNSET, _CATALOGUE, _CUSTOM_ACTIONS, _actors, _targets, ev.RESERVED_IDS, ev._normal_ip,
          _encode, MAX_PAYLOAD_BYTES, Event, ev.Target, ev.Change, _CACHE_LIMIT, ev.Actor,
          ev.DEFAULT_ACTOR_TYPE),
+        from_json,
     )  # fmt: skip
 
 
