@@ -429,29 +429,48 @@ PyDoc_STRVAR(scan_doc,
 "`present` and `redacted` count the clean rows with and without a payload.\n"
 "None: a stored leaf hash is not 32 bytes; scan the range in Python.");
 
+/* A scan's state for tenant `tenant` (its JSON text); -1 out of memory. */
+static int scan_open(scan_t *s, const char *tenant, Py_ssize_t tenant_len) {
+    memset(s, 0, sizeof *s);
+    s->tenant_json = tenant;
+    s->tenant_len = tenant_len;
+    s->ctx = EVP_MD_CTX_new();
+    if (!s->ctx) PyErr_NoMemory();
+    return s->ctx ? 0 : -1;
+}
+
+static void scan_free(scan_t *s) {
+    EVP_MD_CTX_free(s->ctx);
+    s->ctx = NULL;
+    free(s->seqs.p);
+    free(s->hashes.p);
+    free(s->odd.p);
+    free(s->leaf.p);
+}
+
+/* (seqs, hashes, odd, present, redacted) of a finished scan. */
+static PyObject *scan_rows(const scan_t *s) {
+    PyObject *odd = odd_list(s);
+    if (!odd) return NULL;
+    return Py_BuildValue("(y#y#NLL)", s->seqs.p ? (char *)s->seqs.p : "", (Py_ssize_t)s->seqs.len,
+                         s->hashes.p ? (char *)s->hashes.p : "", (Py_ssize_t)s->hashes.len, odd,
+                         s->present, s->redacted);
+}
+
 static PyObject *scan(PyObject *self, PyObject *args) {
     const char *path, *tenant;
     long long lo, hi;
     Py_ssize_t tenant_len;
     if (!PyArg_ParseTuple(args, "sLLy#", &path, &lo, &hi, &tenant, &tenant_len)) return NULL;
     scan_t s;
-    memset(&s, 0, sizeof s);
-    s.tenant_json = tenant;
-    s.tenant_len = tenant_len;
-    s.ctx = EVP_MD_CTX_new();
-    if (!s.ctx) return PyErr_NoMemory();
+    if (scan_open(&s, tenant, tenant_len)) return NULL;
     int rc;
     Py_BEGIN_ALLOW_THREADS
     rc = run_scan(&s, path, lo, hi);
     Py_END_ALLOW_THREADS
-    EVP_MD_CTX_free(s.ctx);
     PyObject *out = NULL;
     if (rc == 0) {
-        PyObject *odd = odd_list(&s);
-        if (odd)
-            out = Py_BuildValue("(y#y#NLL)", s.seqs.p ? (char *)s.seqs.p : "",
-                                (Py_ssize_t)s.seqs.len, s.hashes.p ? (char *)s.hashes.p : "",
-                                (Py_ssize_t)s.hashes.len, odd, s.present, s.redacted);
+        out = scan_rows(&s);
     } else if (rc == 1) {
         out = Py_NewRef(Py_None);
     } else if (rc == -1) {
@@ -460,10 +479,7 @@ static PyObject *scan(PyObject *self, PyObject *args) {
         PyErr_Format(PyExc_OSError, "ledger scan of %s: %s (SQLite error %d)", path,
                      sqlite3_errstr(rc), rc);
     }
-    free(s.seqs.p);
-    free(s.hashes.p);
-    free(s.odd.p);
-    free(s.leaf.p);
+    scan_free(&s);
     return out;
 }
 
@@ -569,13 +585,9 @@ static PyObject *scan_copy(PyObject *self, PyObject *args) {
     Py_ssize_t tenant_len;
     if (!PyArg_ParseTuple(args, "y*y#", &data, &tenant, &tenant_len)) return NULL;
     scan_t s;
-    memset(&s, 0, sizeof s);
-    s.tenant_json = tenant;
-    s.tenant_len = tenant_len;
-    s.ctx = EVP_MD_CTX_new();
-    if (!s.ctx) {
+    if (scan_open(&s, tenant, tenant_len)) {
         PyBuffer_Release(&data);
-        return PyErr_NoMemory();
+        return NULL;
     }
     size_t used = 0;
     int ended = 0, rc;
@@ -583,15 +595,13 @@ static PyObject *scan_copy(PyObject *self, PyObject *args) {
     rc = run_copy(&s, data.buf, (size_t)data.len, &used, &ended);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&data);
-    EVP_MD_CTX_free(s.ctx);
     PyObject *out = NULL;
     if (rc == 0) {
-        PyObject *odd = odd_list(&s);
-        if (odd)
-            out = Py_BuildValue("(y#y#NLLnO)", s.seqs.p ? (char *)s.seqs.p : "",
-                                (Py_ssize_t)s.seqs.len, s.hashes.p ? (char *)s.hashes.p : "",
-                                (Py_ssize_t)s.hashes.len, odd, s.present, s.redacted,
-                                (Py_ssize_t)used, ended ? Py_True : Py_False);
+        PyObject *rows = scan_rows(&s), *tail = NULL;
+        if (rows && (tail = Py_BuildValue("(nO)", (Py_ssize_t)used, ended ? Py_True : Py_False)))
+            out = PySequence_Concat(rows, tail); /* scan's five, then used and ended */
+        Py_XDECREF(rows);
+        Py_XDECREF(tail);
     } else if (rc == 1) {
         out = Py_NewRef(Py_None);
     } else if (rc == -3) {
@@ -599,10 +609,7 @@ static PyObject *scan_copy(PyObject *self, PyObject *args) {
     } else {
         PyErr_SetString(PyExc_MemoryError, "scan_copy: out of memory or SHA-256 failed");
     }
-    free(s.seqs.p);
-    free(s.hashes.p);
-    free(s.odd.p);
-    free(s.leaf.p);
+    scan_free(&s);
     return out;
 }
 
@@ -689,24 +696,15 @@ static PyObject *scan_pg(PyObject *self, PyObject *args) {
     Py_ssize_t tenant_len;
     if (!PyArg_ParseTuple(args, "ssy#", &conninfo, &sql, &tenant, &tenant_len)) return NULL;
     scan_t s;
-    memset(&s, 0, sizeof s);
-    s.tenant_json = tenant;
-    s.tenant_len = tenant_len;
-    s.ctx = EVP_MD_CTX_new();
-    if (!s.ctx) return PyErr_NoMemory();
+    if (scan_open(&s, tenant, tenant_len)) return NULL;
     char *err = NULL;
     int rc;
     Py_BEGIN_ALLOW_THREADS
     rc = run_pg(&s, conninfo, sql, &err);
     Py_END_ALLOW_THREADS
-    EVP_MD_CTX_free(s.ctx);
     PyObject *out = NULL;
     if (rc == 0) {
-        PyObject *odd = odd_list(&s);
-        if (odd)
-            out = Py_BuildValue("(y#y#NLL)", s.seqs.p ? (char *)s.seqs.p : "",
-                                (Py_ssize_t)s.seqs.len, s.hashes.p ? (char *)s.hashes.p : "",
-                                (Py_ssize_t)s.hashes.len, odd, s.present, s.redacted);
+        out = scan_rows(&s);
     } else if (rc == 1) {
         out = Py_NewRef(Py_None);
     } else if (rc == -3) {
@@ -717,10 +715,7 @@ static PyObject *scan_pg(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_MemoryError, "scan_pg: out of memory or SHA-256 failed");
     }
     free(err);
-    free(s.seqs.p);
-    free(s.hashes.p);
-    free(s.odd.p);
-    free(s.leaf.p);
+    scan_free(&s);
     return out;
 }
 #endif
@@ -1677,6 +1672,15 @@ static PyObject *frozen(PyObject *type, PyObject *dict) {
 
 static int absent(PyObject *v, PyObject *unset) { return v == unset || v == Py_None; }
 
+/* cache[key] = value, emptying the cache first when it holds `limit` (a
+ * Python int) entries, as decode.py's caches do. -1 on a Python error. */
+static int cache_put(PyObject *cache, PyObject *key, PyObject *value, PyObject *limit) {
+    Py_ssize_t most = PyLong_AsSsize_t(limit);
+    if (most < 0 && PyErr_Occurred()) return -1;
+    if (PyDict_GET_SIZE(cache) >= most) PyDict_Clear(cache);
+    return PyDict_SetItem(cache, key, value);
+}
+
 /* An actor type as events._ACTOR_TYPE wants it: [a-z][a-z0-9_]{0,39}. */
 static int actor_type_ok(PyObject *o) {
     if (!PyUnicode_CheckExact(o) || !PyUnicode_IS_ASCII(o)) return 0;
@@ -1787,9 +1791,7 @@ static PyObject *finish_one(PyObject *item, PyObject *const *cx, int from_json,
                 Py_DECREF(hit);
                 SLOW; /* _actor decides, and caches it for the next time */
             }
-            Py_ssize_t limit = PyLong_AsSsize_t(cx[F_CACHE_LIMIT]);
-            if (limit >= 0 && PyDict_GET_SIZE(cx[F_ACTORS]) >= limit) PyDict_Clear(cx[F_ACTORS]);
-            if ((limit < 0 && PyErr_Occurred()) || PyDict_SetItem(cx[F_ACTORS], akey, hit)) {
+            if (cache_put(cx[F_ACTORS], akey, hit, cx[F_CACHE_LIMIT])) {
                 Py_DECREF(hit);
                 goto done;
             }
@@ -1828,10 +1830,7 @@ static PyObject *finish_one(PyObject *item, PyObject *const *cx, int from_json,
                 goto done;
             }
             if (!(target = frozen(cx[F_TARGET], d))) goto done;
-            Py_ssize_t limit = PyLong_AsSsize_t(cx[F_CACHE_LIMIT]);
-            if (limit < 0 && PyErr_Occurred()) goto done;
-            if (PyDict_GET_SIZE(cx[F_TARGETS]) >= limit) PyDict_Clear(cx[F_TARGETS]);
-            if (PyDict_SetItem(cx[F_TARGETS], tkey, target)) goto done;
+            if (cache_put(cx[F_TARGETS], tkey, target, cx[F_CACHE_LIMIT])) goto done;
         }
     }
     GET(context, item, A_context);

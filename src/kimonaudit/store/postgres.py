@@ -329,17 +329,17 @@ class _WriteSession:
                 # see _ensure_partitions for why the order matters.
                 self._store._ensure_partitions(_months(plans))
                 with conn.cursor() as cur:
+                    rows = [row for p in plans for row in p.rows]
                     copy_binary = getattr(native, "copy_binary", None) if NATIVE_COPY else None
                     if copy_binary is not None:
                         # The whole COPY formatted in C (kimonaudit/_native.c):
                         # no dumper call per value under the GIL.
-                        rows = [row for p in plans for row in p.rows]
                         with cur.copy(_COPY_ENTRIES) as cp:
                             cp.write(copy_binary(rows, _ENTRY_CODES, _ENTRY_COLUMNS))
                         with cur.copy(_COPY_EVENT_IDS) as cp:
                             cp.write(copy_binary(rows, _EVENT_ID_CODES, _EVENT_ID_COLUMNS))
                     else:
-                        self._copy_rows(cur, plans)
+                        self._copy_rows(cur, rows)
             states: dict[str, TreeState] = {p.tenant_id: p.state for p in plans}
             now = int(time.time() * 1_000_000)
             actors = [
@@ -363,17 +363,15 @@ class _WriteSession:
         self._reset()
 
     @staticmethod
-    def _copy_rows(cur: psycopg.Cursor[Any], plans: Sequence[AppendPlan]) -> None:
+    def _copy_rows(cur: psycopg.Cursor[Any], rows: Sequence[EntryRow]) -> None:
         with cur.copy(_COPY_ENTRIES) as cp:
             cp.set_types(_ENTRY_TYPES)
-            for p in plans:
-                for row in p.rows:
-                    cp.write_row(row)
+            for row in rows:
+                cp.write_row(row)
         with cur.copy(_COPY_EVENT_IDS) as cp:
             cp.set_types(_EVENT_ID_TYPES)
-            for p in plans:
-                for row in p.rows:
-                    cp.write_row([row[i] for i in _EVENT_ID_COLUMNS])
+            for row in rows:
+                cp.write_row([row[i] for i in _EVENT_ID_COLUMNS])
 
     def rollback(self) -> None:
         self._reset()

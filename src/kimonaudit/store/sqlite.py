@@ -218,19 +218,8 @@ class _WriteSession:
         return state
 
     def existing(self, tenant_id: str, event_ids: Sequence[str]) -> Mapping[str, EntryRow]:
-        found: dict[str, EntryRow] = {}
-        tno = self.tenant_nos[tenant_id]
-        ids = list(event_ids)
-        for i in range(0, len(ids), 500):
-            chunk = ids[i : i + 500]
-            q = (
-                f"{_SELECT_ENTRY} WHERE e.tenant_no = ? "
-                f"AND e.event_id IN ({','.join('?' * len(chunk))})"
-            )
-            for r in self.conn.execute(q, (tno, *chunk)):
-                row = _row(tenant_id, r)
-                found[row.event_id] = row
-        return found
+        queries = _existing_queries(self.tenant_nos[tenant_id], event_ids)
+        return _by_event_id(tenant_id, (self.conn.execute(q, p) for q, p in queries))
 
     def write_all(self, plans: Sequence[AppendPlan]) -> None:
         for sql, params in _write_statements(plans, self.tenant_nos):
@@ -276,6 +265,31 @@ def _state_of(tenant_id: str, row: Sequence[Any] | None) -> tuple[TreeState, int
 
 def _load_state(conn: sqlite3.Connection, tenant_id: str) -> tuple[TreeState, int]:
     return _state_of(tenant_id, conn.execute(_LOAD_STATE, (tenant_id,)).fetchone())
+
+
+def _existing_queries(tno: int, event_ids: Sequence[str]) -> list[tuple[str, Sequence[object]]]:
+    """The lookups of stored entries with these ids (idempotent retries),
+    500 ids per statement."""
+    ids = list(event_ids)
+    return [
+        (
+            f"{_SELECT_ENTRY} WHERE e.tenant_no = ? "
+            f"AND e.event_id IN ({','.join('?' * len(ids[i : i + 500]))})",
+            (tno, *ids[i : i + 500]),
+        )
+        for i in range(0, len(ids), 500)
+    ]
+
+
+def _by_event_id(
+    tenant_id: str, results: Iterable[Iterable[Sequence[object]]]
+) -> dict[str, EntryRow]:
+    found: dict[str, EntryRow] = {}
+    for rows in results:
+        for r in rows:
+            row = _row(tenant_id, r)
+            found[row.event_id] = row
+    return found
 
 
 def _actor_params(tenant_id: str, a: ActorRow, now: int) -> tuple[object, ...]:
@@ -351,22 +365,8 @@ class _BatchWriteSession:
         return state
 
     def existing(self, tenant_id: str, event_ids: Sequence[str]) -> Mapping[str, EntryRow]:
-        tno = self.tenant_nos[tenant_id]
-        ids = list(event_ids)
-        steps: list[tuple[str, Sequence[object]]] = []
-        for i in range(0, len(ids), 500):
-            chunk = ids[i : i + 500]
-            q = (
-                f"{_SELECT_ENTRY} WHERE e.tenant_no = ? "
-                f"AND e.event_id IN ({','.join('?' * len(chunk))})"
-            )
-            steps.append((q, (tno, *chunk)))
-        found: dict[str, EntryRow] = {}
-        for rows in self._run(steps):
-            for r in rows:
-                row = _row(tenant_id, r)
-                found[row.event_id] = row
-        return found
+        queries = _existing_queries(self.tenant_nos[tenant_id], event_ids)
+        return _by_event_id(tenant_id, self._run(queries))
 
     def write_all(self, plans: Sequence[AppendPlan]) -> None:
         self.queued.extend(_write_statements(plans, self.tenant_nos))
