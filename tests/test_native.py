@@ -816,3 +816,134 @@ def test_native_finish_takes_json_bodies_and_counts_members(monkeypatch):
         decode.decode_body_fast(doubled)
     line = jsonlib.dumps(objs[0]).encode()
     assert snapshot(decode.decode_line_fast(line)) == native[0]
+
+
+# -- the indexer's projection of a batch ------------------------------------------------
+
+_ascii_words = st.text(
+    st.sampled_from(string.ascii_letters + string.digits + " ._-@/:"), max_size=20
+)
+_json_leaf = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    _ascii_words,
+    texts,
+    hostile,
+)
+_json_value = st.recursive(
+    _json_leaf,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_ascii_words, inner, max_size=4),
+    max_leaves=12,
+)
+_change = st.one_of(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "field": _ascii_words | st.none() | st.integers(),
+            "from": _json_value,
+            "to": _json_value,
+        },
+    ),
+    _json_value,
+)
+_payload_dict = st.fixed_dictionaries(
+    {},
+    optional={
+        "context": st.dictionaries(_ascii_words, _json_value, max_size=5) | _json_value,
+        "changes": st.lists(_change, max_size=4) | _json_value,
+        "metadata": st.dictionaries(_ascii_words, _json_value, max_size=5) | _json_value,
+        "actor": st.just({"id": "agent_1"}),
+    },
+)
+
+
+def _payload_bytes(value: object) -> bytes:
+    import json
+
+    return json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+_payload = st.one_of(
+    st.none(),
+    _payload_dict.map(_payload_bytes),
+    _json_value.map(_payload_bytes),
+    st.sampled_from([b"not json", b"", b"{", b'{"context": {"a": "x"}}  ']),
+)
+_projection_row = st.tuples(
+    st.integers(0, 1 << 50),  # the key: a seq or a rid
+    st.integers(MIN_US, MAX_US),
+    _ascii_words | texts,  # action
+    st.none() | st.text("0123456789abcdef", min_size=64, max_size=64),
+    st.none() | _ascii_words,  # actor type
+    st.none() | _ascii_words | texts,  # target type
+    st.none() | _ascii_words | texts,  # target id
+    st.sampled_from(["success", "failure", "denied"]) | _ascii_words,
+    st.sampled_from([0, 1, True, False]),
+    st.integers(0, 4),
+    st.none() | st.binary(min_size=4, max_size=16),
+    _payload,
+)
+
+
+def _project_both(monkeypatch, rows):
+    from kimonaudit.core import projection
+
+    def run():
+        try:
+            groups, texts = projection.project(rows)
+        except Exception as exc:  # the same error both ways
+            return type(exc).__name__
+        return list(groups.items()), texts
+
+    native = run()
+    monkeypatch.setattr(projection, "NATIVE_PROJECT", False)
+    python = run()
+    monkeypatch.setattr(projection, "NATIVE_PROJECT", True)
+    return native, python
+
+
+@settings(max_examples=400, deadline=None)
+@given(rows=st.lists(_projection_row, max_size=8))
+def test_native_projection_is_the_python_projection(rows):
+    """Postings (terms in first-seen order, keys in row order) and documents
+    are those of postings_by_term and entry_text, for ASCII rows the C code
+    takes and for everything it hands back (non-ASCII text, floats, odd
+    payloads, payloads that are not JSON)."""
+    with pytest.MonkeyPatch.context() as mp:
+        native, python = _project_both(mp, rows)
+    assert native == python
+
+
+def test_native_projection_takes_the_benchmark_rows_itself(tmp_path, key_file):
+    """The helpdesk's events are projected in C without one call back to
+    Python, and odd column types make it hand the whole batch back."""
+    from benchmarks.workload import events as workload
+
+    from kimonaudit.core.projection import _decode_json
+    from kimonaudit.store import sqlite_index as si
+
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    with kimonaudit.open(url, key_file=key_file, indexer="off") as log:
+        tid = log.create_tenant("acme").id
+        objs = list(itertools.islice(workload(2_000), 2_000))
+        log.append(tid, objs[:1_000])
+        log.append(tid, objs[1_000:])
+    ledger = si._open_ledger(str(tmp_path / "p.db"))
+    rows = si.keyed_rows(ledger, 1, 0, 2_000)
+    ledger.close()
+    called: list[object] = []
+    done = _native.project(rows, _decode_json, called.append)
+    assert done is not None and called == []
+    groups, texts = done
+    assert len(texts) == 2_000 and all(t and t.isascii() for t in texts)
+    assert sum(map(len, groups.values())) >= 2 * 2_000  # an action and an actor each at least
+    with pytest.MonkeyPatch.context() as mp:
+        assert _project_both(mp, rows)[0] == _project_both(mp, rows)[1]
+    odd = [(*rows[0][:10], "10.0.0.1", rows[0][11])]  # an IP stored as text
+    assert _native.project(odd, _decode_json, called.append) is None
+    with pytest.MonkeyPatch.context() as mp:
+        assert _project_both(mp, odd) == ("AttributeError", "AttributeError")
+    with pytest.raises(TypeError):
+        _native.project(tuple(rows), _decode_json, called.append)

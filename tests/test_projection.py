@@ -185,7 +185,7 @@ def test_sqlite_term_counts_match_postings_across_batches(sqlite_url, key_file):
     for cache, (start, end) in zip(
         (first, first, other, small), ((0, 50), (50, 100), (100, 150), (150, 200)), strict=True
     ):
-        rows = si.projection_rows(ledger, tno, start, end)
+        rows = si.keyed_rows(ledger, tno, start, end)
         assert si.write_batch(index, cache, si.Batch(tno, start, end, rows))
         for term, field, value in index.execute("SELECT term, field, value FROM terms"):
             assert numbered.setdefault((field, value), term) == term

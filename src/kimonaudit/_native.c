@@ -2282,6 +2282,310 @@ fail:
     return NULL;
 }
 
+/* ---- project: the search projection of an indexer batch ------------------
+ *
+ * core.projection's postings_by_term and entry_text for a batch of rows in
+ * ProjectionRow's column order, whose first column is whatever the postings
+ * hold (a seq on PostgreSQL, a rid on SQLite). The indexer makes both for
+ * every entry, and in Python they cost about as much CPU as the appends.
+ *
+ * A filter like `finish`: a row whose columns are not of the types the
+ * writer stores makes the whole call return None (the Python code then
+ * raises or copes as it always did), and a document that needs more than
+ * ASCII words of strings, exact ints and bools (non-ASCII text, which the
+ * Python code normalises; floats; deep nesting; a text over the length
+ * limit; a payload JSON cannot decode) comes from the `fallback` callable,
+ * the Python entry_text. tests/test_native.py pins both to the Python code.
+ */
+
+#define MAX_SEARCH_TEXT 32768 /* core.searchtext.MAX_SEARCH_TEXT */
+#define MAX_NEST 64
+#define F_ACTION 1 /* core.projection's field numbers */
+#define F_ACTOR 2
+#define F_TARGET_ID 3
+#define F_FAILURE 4
+#define F_SECURITY 5
+#define F_SEVERITY 6
+#define F_IP 7
+#define F_TARGET_TYPE 8
+enum { P_KEY, P_RECORDED_AT, P_ACTION, P_ACTOR_HASH, P_ACTOR_TYPE, P_TARGET_TYPE, P_TARGET_ID,
+       P_OUTCOME, P_SECURITY, P_SEVERITY, P_IP, P_PAYLOAD, N_PROJECTION };
+
+/* search_words' byte table: ASCII letters folded to lower case, digits
+ * kept, everything else a word break (0). */
+static unsigned char word_byte(unsigned char c) {
+    if (c >= 'A' && c <= 'Z') return (unsigned char)(c | 0x20);
+    if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) return c;
+    return 0;
+}
+
+typedef struct {
+    buf_t b;
+    int gap; /* a word break since the last word byte */
+} words_t;
+
+/* The words of one ASCII string appended: 1, or 0 to leave the row to
+ * Python (not ASCII), -1 on a memory error. */
+static int put_words(words_t *w, PyObject *s) {
+    if (!PyUnicode_IS_ASCII(s)) return 0;
+    const unsigned char *p = PyUnicode_1BYTE_DATA(s);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+    if (buf_reserve(&w->b, (size_t)n + 1)) return -1;
+    unsigned char *o = w->b.p + w->b.len;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = word_byte(p[i]);
+        if (!c) {
+            w->gap = 1;
+            continue;
+        }
+        if (w->gap && o != w->b.p) *o++ = ' ';
+        w->gap = 0;
+        *o++ = c;
+    }
+    w->b.len = (size_t)(o - w->b.p);
+    w->gap = 1; /* the parts are joined by spaces */
+    return 1;
+}
+
+static int put_ascii(words_t *w, const char *text) {
+    PyObject *s = PyUnicode_FromString(text);
+    if (!s) return -1;
+    int r = put_words(w, s);
+    Py_DECREF(s);
+    return r;
+}
+
+/* searchtext._flatten of one value, with the same order and spelling. */
+static int put_value(words_t *w, PyObject *v, int depth) {
+    if (v == Py_None) return 1;
+    if (PyUnicode_CheckExact(v)) return put_words(w, v);
+    if (PyLong_CheckExact(v)) {
+        PyObject *s = PyObject_Str(v);
+        if (!s) { /* over the digit limit: Python says so */
+            PyErr_Clear();
+            return 0;
+        }
+        int r = put_words(w, s);
+        Py_DECREF(s);
+        return r;
+    }
+    if (PyBool_Check(v)) return put_ascii(w, v == Py_True ? "true" : "false");
+    if (depth >= MAX_NEST) return 0;
+    if (PyDict_CheckExact(v)) {
+        PyObject *key, *item;
+        Py_ssize_t pos = 0;
+        while (PyDict_Next(v, &pos, &key, &item)) {
+            int r = put_value(w, item, depth + 1);
+            if (r != 1) return r;
+        }
+        return 1;
+    }
+    if (PyList_CheckExact(v) || PyTuple_CheckExact(v)) {
+        PyObject *fast = v; /* lists and tuples share PySequence_Fast's layout */
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            int r = put_value(w, PySequence_Fast_GET_ITEM(fast, i), depth + 1);
+            if (r != 1) return r;
+        }
+        return 1;
+    }
+    return 0; /* floats and anything else: str() and Unicode rules in Python */
+}
+
+/* payload.get(key) or {} as entry_text takes it: the values of a dict put
+ * in order; 0 for a truthy value that is not a dict. */
+static int put_section(words_t *w, PyObject *payload, PyObject *key) {
+    PyObject *v = payload ? PyDict_GetItemWithError(payload, key) : NULL;
+    if (!v) return PyErr_Occurred() ? -1 : 1;
+    if (!PyDict_CheckExact(v)) {
+        int t = PyObject_IsTrue(v);
+        return t < 0 ? -1 : !t;
+    }
+    return put_value(w, v, 1);
+}
+
+/* entry_text's changes: (str(field), from, to) of each dict in the list. */
+static int put_changes(words_t *w, PyObject *payload) {
+    PyObject *v = payload ? PyDict_GetItemWithError(payload, K_changes) : NULL;
+    if (!v) return PyErr_Occurred() ? -1 : 1;
+    if (!PyList_CheckExact(v)) {
+        int t = PyObject_IsTrue(v);
+        return t < 0 ? -1 : !t;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(v); i++) {
+        PyObject *c = PyList_GET_ITEM(v, i);
+        if (!PyDict_CheckExact(c)) continue;
+        PyObject *part[3] = {K_field, K_from, K_to};
+        for (int k = 0; k < 3; k++) {
+            PyObject *x = PyDict_GetItemWithError(c, part[k]);
+            if (!x && PyErr_Occurred()) return -1;
+            int r;
+            if (k == 0 && (!x || x == Py_None))
+                r = put_ascii(w, "None"); /* str(c.get("field")) */
+            else if (k == 0 && !PyUnicode_CheckExact(x))
+                r = 0;
+            else
+                r = x ? put_value(w, x, 1) : 1;
+            if (r != 1) return r;
+        }
+    }
+    return 1;
+}
+
+/* The document of one row: a new str, Py_None to leave it to Python, NULL
+ * on an error. */
+static PyObject *row_text(words_t *w, PyObject *const *col, PyObject *decode) {
+    PyObject *payload = NULL;
+    w->b.len = 0;
+    w->gap = 0;
+    if (col[P_PAYLOAD] != Py_None) {
+        if (!PyBytes_CheckExact(col[P_PAYLOAD])) return Py_NewRef(Py_None);
+        payload = PyObject_CallOneArg(decode, col[P_PAYLOAD]);
+        if (!payload) {
+            PyErr_Clear(); /* not JSON: the Python code's json.loads decides */
+            return Py_NewRef(Py_None);
+        }
+        if (!PyDict_CheckExact(payload)) Py_CLEAR(payload); /* not an object: no payload */
+    }
+    /* entry_text's order, which is not the columns' */
+    static const int header[] = {P_ACTION, P_TARGET_TYPE, P_TARGET_ID, P_ACTOR_TYPE, P_OUTCOME};
+    int r = 1;
+    for (size_t k = 0; r == 1 && k < sizeof header / sizeof header[0]; k++)
+        r = put_value(w, col[header[k]], 1);
+    if (r == 1) r = put_section(w, payload, K_context);
+    if (r == 1) r = put_changes(w, payload);
+    if (r == 1) r = put_section(w, payload, K_metadata);
+    Py_XDECREF(payload);
+    if (r < 0) return PyErr_Occurred() ? NULL : PyErr_NoMemory();
+    if (r == 0 || w->b.len > MAX_SEARCH_TEXT) return Py_NewRef(Py_None);
+    PyObject *s = PyUnicode_New((Py_ssize_t)w->b.len, 127);
+    if (s) memcpy(PyUnicode_1BYTE_DATA(s), w->b.p, w->b.len);
+    return s;
+}
+
+/* groups[(field, value)].append(key), keeping first-seen order. */
+static int post(PyObject *groups, PyObject *field, PyObject *value, PyObject *key) {
+    PyObject *term = PyTuple_Pack(2, field, value);
+    if (!term) return -1;
+    PyObject *run = PyDict_GetItemWithError(groups, term);
+    int rc;
+    if (run) {
+        rc = PyList_Append(run, key);
+    } else if (PyErr_Occurred()) {
+        rc = -1;
+    } else {
+        run = PyList_New(1);
+        if (!run) {
+            Py_DECREF(term);
+            return -1;
+        }
+        PyList_SET_ITEM(run, 0, Py_NewRef(key));
+        rc = PyDict_SetItem(groups, term, run);
+        Py_DECREF(run);
+    }
+    Py_DECREF(term);
+    return rc;
+}
+
+static int nullable_text(PyObject *o) { return o == Py_None || PyUnicode_CheckExact(o); }
+
+/* entry_terms of one row posted under its key: 1, 0 for a column of an
+ * unexpected type, -1 on an error. */
+static int post_row(PyObject *groups, PyObject *const *col, PyObject *const *fields,
+                    PyObject *one) {
+    PyObject *key = col[P_KEY];
+    if (!PyUnicode_CheckExact(col[P_ACTION]) || !nullable_text(col[P_ACTOR_HASH]) ||
+        !nullable_text(col[P_ACTOR_TYPE]) || !nullable_text(col[P_TARGET_TYPE]) ||
+        !nullable_text(col[P_TARGET_ID]) || !PyUnicode_CheckExact(col[P_OUTCOME]) ||
+        !PyLong_Check(col[P_SECURITY]) || !PyLong_CheckExact(col[P_SEVERITY]) ||
+        !(col[P_IP] == Py_None || PyBytes_CheckExact(col[P_IP])))
+        return 0;
+    if (post(groups, fields[F_ACTION], col[P_ACTION], key)) return -1;
+    if (col[P_ACTOR_HASH] != Py_None && post(groups, fields[F_ACTOR], col[P_ACTOR_HASH], key))
+        return -1;
+    if (col[P_TARGET_ID] != Py_None && post(groups, fields[F_TARGET_ID], col[P_TARGET_ID], key))
+        return -1;
+    if (col[P_TARGET_TYPE] != Py_None &&
+        post(groups, fields[F_TARGET_TYPE], col[P_TARGET_TYPE], key))
+        return -1;
+    int ok = PyUnicode_Compare(col[P_OUTCOME], S_success);
+    if (ok == -1 && PyErr_Occurred()) return -1;
+    if (ok != 0 && post(groups, fields[F_FAILURE], col[P_OUTCOME], key)) return -1;
+    int sec = PyObject_IsTrue(col[P_SECURITY]);
+    if (sec < 0 || (sec && post(groups, fields[F_SECURITY], one, key))) return -1;
+    long sev = PyLong_AsLong(col[P_SEVERITY]);
+    if (sev == -1 && PyErr_Occurred()) return -1;
+    if (sev > 0) {
+        PyObject *s = PyObject_Str(col[P_SEVERITY]);
+        int rc = s ? post(groups, fields[F_SEVERITY], s, key) : -1;
+        Py_XDECREF(s);
+        if (rc) return -1;
+    }
+    if (col[P_IP] != Py_None) {
+        const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(col[P_IP]);
+        Py_ssize_t n = PyBytes_GET_SIZE(col[P_IP]);
+        PyObject *s = PyUnicode_New(2 * n, 127);
+        if (!s) return -1;
+        unsigned char *o = PyUnicode_1BYTE_DATA(s);
+        for (Py_ssize_t i = 0; i < n; i++) {
+            o[2 * i] = (unsigned char)HEX[p[i] >> 4];
+            o[2 * i + 1] = (unsigned char)HEX[p[i] & 15];
+        }
+        int rc = post(groups, fields[F_IP], s, key);
+        Py_DECREF(s);
+        if (rc) return -1;
+    }
+    return 1;
+}
+
+static PyObject *project(PyObject *self, PyObject *args) {
+    PyObject *rows, *decode, *fallback;
+    if (!PyArg_ParseTuple(args, "O!OO", &PyList_Type, &rows, &decode, &fallback)) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(rows);
+    PyObject *fields[F_TARGET_TYPE + 1] = {NULL};
+    PyObject *one = PyUnicode_FromString("1");
+    PyObject *groups = PyDict_New(), *texts = PyList_New(n), *out = NULL;
+    words_t w = {{NULL, 0, 0}, 0};
+    if (!one || !groups || !texts) goto done;
+    for (int f = F_ACTION; f <= F_TARGET_TYPE; f++)
+        if (!(fields[f] = PyLong_FromLong(f))) goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *row = PyList_GET_ITEM(rows, i);
+        if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) != N_PROJECTION) {
+            out = Py_NewRef(Py_None);
+            goto done;
+        }
+        PyObject *const *col = &PyTuple_GET_ITEM(row, 0);
+        int r = post_row(groups, col, fields, one);
+        if (r <= 0) {
+            if (r == 0) out = Py_NewRef(Py_None);
+            goto done;
+        }
+        PyObject *text = row_text(&w, col, decode);
+        if (text == Py_None) {
+            Py_DECREF(text);
+            text = PyObject_CallOneArg(fallback, row);
+        }
+        if (!text) goto done;
+        PyList_SET_ITEM(texts, i, text);
+    }
+    out = PyTuple_Pack(2, groups, texts);
+done:
+    free(w.b.p);
+    for (int f = F_ACTION; f <= F_TARGET_TYPE; f++) Py_XDECREF(fields[f]);
+    Py_XDECREF(one);
+    Py_XDECREF(groups);
+    Py_XDECREF(texts);
+    return out;
+}
+
+PyDoc_STRVAR(project_doc,
+             "project(rows, decode, fallback) -> (groups, texts) or None\n\n"
+             "postings_by_term(rows, key=row[0]) and [entry_text(row) ...] of rows in\n"
+             "ProjectionRow's column order; None when a column has an unexpected type.\n"
+             "`decode` decodes a payload; `fallback(row)` makes the documents this\n"
+             "code leaves to Python.");
+
 static PyMethodDef methods[] = {
     {"node_hashes", node_hashes, METH_O, node_hashes_doc},
     {"scan", scan, METH_VARARGS, scan_doc},
@@ -2296,6 +2600,7 @@ static PyMethodDef methods[] = {
     {"uuid7_texts", uuid7_texts, METH_VARARGS, uuid7_texts_doc},
     {"copy_binary", copy_binary, METH_VARARGS, copy_binary_doc},
     {"plan_rows", plan_rows, METH_VARARGS, plan_rows_doc},
+    {"project", project, METH_VARARGS, project_doc},
     {NULL, NULL, 0, NULL},
 };
 

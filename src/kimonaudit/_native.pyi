@@ -42,6 +42,11 @@ def plan_rows(
     receipt_type: type[Any],
 ) -> tuple[list[Any], list[Any]]: ...
 def finish(items: list[Any], context: tuple[Any, ...], from_json: bool = ...) -> list[Any]: ...
+def project(
+    rows: list[tuple[Any, ...]],
+    decode: Callable[[bytes], Any],
+    fallback: Callable[[tuple[Any, ...]], str],
+) -> tuple[dict[tuple[int, str], list[Any]], list[str]] | None: ...
 
 class SQLiteBatch:
     in_transaction: bool

@@ -115,6 +115,33 @@ def postings_by_term(
     return groups
 
 
+#: `project` in C (the optional extension); tests switch it off to compare.
+NATIVE_PROJECT = True
+_project_in_c: Callable[..., tuple[dict[Term, list[Any]], list[str]] | None] | None
+try:
+    from kimonaudit._native import project as _project_in_c
+except ImportError:
+    _project_in_c = None
+
+
+def _text_of_tuple(row: tuple[Any, ...]) -> str:
+    return entry_text(ProjectionRow._make(row))
+
+
+def project(rows: list[tuple[Any, ...]]) -> tuple[dict[Term, list[Any]], list[str]]:
+    """The postings and documents of an indexer batch: rows in
+    ProjectionRow's column order, whose first column is what the postings
+    hold (a seq, or the SQLite store's rid). The same as
+    ``postings_by_term(rows, row[0])`` and each row's `entry_text`, in one
+    call into the extension when it is there."""
+    if _project_in_c is not None and NATIVE_PROJECT:
+        done = _project_in_c(rows, _decode_json, _text_of_tuple)
+        if done is not None:
+            return done
+    made = [row if type(row) is ProjectionRow else ProjectionRow._make(row) for row in rows]
+    return postings_by_term(made, lambda row: row[0]), [entry_text(row) for row in made]
+
+
 def payload_dict(payload: bytes | None) -> dict[str, Any] | None:
     """The stored payload decoded, or None once redacted."""
     if payload is None:

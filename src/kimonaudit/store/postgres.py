@@ -58,6 +58,7 @@ from kimonaudit.store.postgres_index import (
     check_projection,
     lock_mark,
     pending,
+    projection_rows,
     read_rows,
     remove_rows,
     wait_until_indexed,
@@ -902,7 +903,7 @@ class PostgresStore(
                 # (header terms stay, the IP and the payload's words go), the
                 # same as an indexer reaching it now would write.
                 remove_rows(conn, tenant_id, before)
-                write_rows(conn, tenant_id, read_rows(conn, tenant_id, seq, seq + 1))
+                write_rows(conn, tenant_id, projection_rows(conn, tenant_id, seq, seq + 1))
         return True
 
     # -- the projection's bookkeeping -----------------------------------------

@@ -35,14 +35,13 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import psycopg
+from psycopg.rows import tuple_row
 
 from kimonaudit.core.projection import (
     PROJECTION_COLUMNS,
-    Indexable,
-    ProjectionRow,
     entry_terms,
     entry_text,
-    postings_by_term,
+    project,
 )
 from kimonaudit.core.records import ENTRY_COLUMNS, EntryRow
 
@@ -156,20 +155,21 @@ def _term_ids(
 
 def projection_rows(
     conn: psycopg.Connection[Any], tenant_id: str, start: int, end: int
-) -> list[ProjectionRow]:
-    """What the indexer needs of the rows with start <= seq < end: fewer
-    columns than `read_rows`, no payload salt, commitment or leaf hash."""
-    make = tuple.__new__
-    return [
-        make(ProjectionRow, r) for r in conn.execute(_SELECT_PROJECTION, (tenant_id, start, end))
-    ]
+) -> list[tuple[Any, ...]]:
+    """What the indexer needs of the rows with start <= seq < end, in
+    ProjectionRow's column order: fewer columns than `read_rows`, no
+    payload salt, commitment or leaf hash."""
+    with conn.cursor(row_factory=tuple_row) as cur:
+        return cur.execute(_SELECT_PROJECTION, (tenant_id, start, end)).fetchall()
 
 
-def write_rows(conn: psycopg.Connection[Any], tenant_id: str, rows: Sequence[Indexable]) -> None:
-    """Add the projection of `rows` inside the caller's transaction."""
+def write_rows(conn: psycopg.Connection[Any], tenant_id: str, rows: list[tuple[Any, ...]]) -> None:
+    """Add the projection of `rows` (as `projection_rows` reads them) inside
+    the caller's transaction."""
     if not rows:
         return
-    groups = postings_by_term(rows, lambda row: (tenant_id, row.seq, row.recorded_at))
+    groups, texts = project(rows)
+    recorded_at = {row[0]: row[1] for row in rows}
     ids = _term_ids(conn, tenant_id, {k: len(v) for k, v in groups.items()})
     with conn.cursor() as cur:
         with cur.copy(_COPY_POSTINGS) as cp:
@@ -177,13 +177,13 @@ def write_rows(conn: psycopg.Connection[Any], tenant_id: str, rows: Sequence[Ind
             write = cp.write_row
             # Sorted by (term, seq): by term here, by seq within each run.
             for term_id, run in sorted((ids[k], v) for k, v in groups.items()):
-                for t, seq, at in run:
-                    write((t, term_id, seq, at))
+                for seq in run:
+                    write((tenant_id, term_id, seq, recorded_at[seq]))
         cur.execute(_STAGE)
         with cur.copy(_COPY_STAGE) as cp:
             cp.set_types(["int8", "int8", "text"])
-            for row in rows:
-                cp.write_row((row.seq, row.recorded_at, entry_text(row)))
+            for row, text in zip(rows, texts, strict=True):
+                cp.write_row((row[0], row[1], text))
         cur.execute(_DOCS_FROM_STAGE, (tenant_id,))
         cur.execute("TRUNCATE search_doc_stage")
 

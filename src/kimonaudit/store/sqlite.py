@@ -22,7 +22,6 @@ from urllib.parse import unquote, urlparse
 from kimonaudit.apikeys import ApiKeyRecord
 from kimonaudit.core.leaf import json_string
 from kimonaudit.core.merkle import CompactRange
-from kimonaudit.core.projection import ProjectionRow
 from kimonaudit.core.records import (
     ENTRY_COLUMNS,
     ActorRecord,
@@ -43,13 +42,14 @@ from kimonaudit.store.sqlite_index import (
     SEQ_MASK,
     Indexer,
     IndexerProcess,
+    KeyedRow,
     NoIndexer,
     add_rows,
     check_projection,
     index_path,
+    keyed_rows,
     ledger_pending,
     ledger_rows,
-    projection_rows,
     remove_rows,
     rid_indexed,
     rid_of,
@@ -760,8 +760,8 @@ class SQLiteStore(
     def _pending(self, index_conn: sqlite3.Connection) -> list[tuple[int, int, int]]:
         return ledger_pending(self._conn(), index_conn)
 
-    def _read_for_index(self, tenant_no: int, start: int, end: int) -> list[ProjectionRow]:
-        return projection_rows(self._conn(), tenant_no, start, end)
+    def _read_for_index(self, tenant_no: int, start: int, end: int) -> list[KeyedRow]:
+        return keyed_rows(self._conn(), tenant_no, start, end)
 
     def check_index(self, tenant_id: str) -> tuple[int, list[str]]:
         """(entries checked, problems): the projection against the ledger."""
