@@ -6,6 +6,9 @@
 - the same ingest with a client-supplied random UUIDv4 id on every event
   (what idempotent retries cost when ids are not time-ordered), against the
   raw ledger with those ids in its unique index;
+- the index lag again at fixed offered rates below the machine's limit
+  (`PACED_RATES`): how far behind search is at a given load, where the
+  flat-out run shows it with both cores saturated;
 - verify, entries/s;
 - inclusion and consistency proofs, p50/p95, cold (a freshly opened store,
   OS page cache dropped when permitted) and warm.
@@ -40,6 +43,7 @@ def _ms(values: list[float]) -> dict[str, float]:
     return {
         "p50_ms": round(_pct(values, 50) * 1e3, 3),
         "p95_ms": round(_pct(values, 95) * 1e3, 3),
+        "p99_ms": round(_pct(values, 99) * 1e3, 3),
         "max_ms": round(max(values) * 1e3, 3),
         "n": len(values),
     }
@@ -108,19 +112,27 @@ def ingest(
     batches: list[list[dict]],
     writers: int,
     lag: IndexLag | None = None,
+    rate: float | None = None,
 ) -> float:
     """Wall-clock seconds to append all batches with `writers` threads. Two
-    threads let one validate and hash while the other's batch is written."""
-    it = iter(batches)
+    threads let one validate and hash while the other's batch is written.
+    With `rate` (events/s), batch i is not sent before i * BATCH / rate
+    seconds from the start: an offered load, not the machine's limit."""
+    it = iter(enumerate(batches))
     lock = threading.Lock()
     errors: list[BaseException] = []
+    t_start = time.perf_counter()
 
     def work() -> None:
         while True:
             with lock:
-                batch = next(it, None)
+                i, batch = next(it, (0, None))
             if batch is None:
                 return
+            if rate is not None:
+                delay = t_start + i * BATCH / rate - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
             try:
                 receipts = log.append(tenant_id, batch)
                 if lag is not None:
@@ -260,6 +272,7 @@ def run_backend(
         out["append_events_per_s"] = round(n_events / secs)
         out["append_seconds"] = round(secs, 2)
         out["index_lag"] = lag.finish()
+        out["index_lag_paced"] = paced_lag(log, batches)
         log.checkpoint(tid)
         rows = list(log.store.iter_entries(tid))
         nodes = _all_nodes(log, tid)
@@ -325,6 +338,33 @@ def _all_nodes(log: kimonaudit.AuditLog, tid: str) -> list[tuple]:
 #: Schemas this run made (dropped at its end: a million-event run leaves
 #: gigabytes otherwise).
 _SCHEMAS: list[tuple[str, str]] = []
+
+
+#: Offered rates (events/s) for the paced index-lag runs, each about
+#: PACED_SECONDS long (fewer events when the run is smaller).
+PACED_RATES = (10_000, 25_000, 40_000, 50_000)
+PACED_SECONDS = 8.0
+
+
+def paced_lag(log: kimonaudit.AuditLog, batches: list[list[dict]]) -> list[dict[str, Any]]:
+    """Index lag at each of PACED_RATES, a fresh tenant each."""
+    out = []
+    total = sum(map(len, batches))
+    for rate in PACED_RATES:
+        n = max(1, min(len(batches), round(min(total, rate * PACED_SECONDS) / BATCH)))
+        tid = log.create_tenant(f"bench-paced-{rate}", plan="enterprise").id
+        lag = IndexLag(log, tid)
+        secs = ingest(log, tid, batches[:n], 2, lag, rate=rate)
+        events = sum(map(len, batches[:n]))
+        out.append(
+            {
+                "offered_events_per_s": rate,
+                "achieved_events_per_s": round(events / secs),
+                "events": events,
+                "index_lag": lag.finish(),
+            }
+        )
+    return out
 
 
 def _fresh_pg_schema(url: str) -> str:

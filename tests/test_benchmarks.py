@@ -18,6 +18,13 @@ def _check(r: dict[str, Any], backend: str, events: int) -> None:
     assert u["append_events_per_s"] > 0 and u["raw_events_per_s"] > 0
     assert u["vs_server_ids"] == round(u["append_events_per_s"] / r["append_events_per_s"], 3)
     assert r["index_lag"]["indexed_all"] is True
+    paced = r["index_lag_paced"]
+    assert [p["offered_events_per_s"] for p in paced] == list(core.PACED_RATES)
+    for p in paced:
+        assert p["index_lag"]["indexed_all"] is True
+        assert p["achieved_events_per_s"] > 0 and p["events"] > 0
+        lag = p["index_lag"]
+        assert lag["p50_ms"] <= lag["p95_ms"] <= lag["p99_ms"] <= lag["max_ms"]
     assert r["verify_entries_per_s"] > 0
     for kind in ("inclusion", "consistency"):
         assert r["proofs_warm"][kind]["n"] == 500 and r["proofs_cold"][kind]["n"] == 200
