@@ -947,3 +947,64 @@ def test_native_projection_takes_the_benchmark_rows_itself(tmp_path, key_file):
         assert _project_both(mp, odd) == ("AttributeError", "AttributeError")
     with pytest.raises(TypeError):
         _native.project(tuple(rows), _decode_json, called.append)
+
+
+# -- PostgreSQL documents as binary tsvectors ------------------------------------------
+
+# Words as search_words makes them, weighted towards what the default text
+# search parser reads specially (digits and "e": scientific notation).
+_tsv_word = st.one_of(
+    st.text("0123456789e", min_size=1, max_size=8),
+    st.text(string.ascii_lowercase + string.digits, min_size=1, max_size=12),
+    st.sampled_from(["1e5", "1e5abc", "2e10x", "5e5e5", "12e", "e1", "0x1f", "00012"]),
+    st.text("ab", min_size=1020, max_size=1030),  # around the word-length limit
+)
+_tsv_doc = st.one_of(
+    st.lists(_tsv_word, max_size=30).map(" ".join),
+    st.lists(st.sampled_from(["a", "b", "1"]), min_size=250, max_size=300).map(" ".join),
+    st.sampled_from([" a", "a ", "a  b", "A b", "é", "a-b", "a\tb"]),  # not search_words' output
+)
+
+
+@pytest.mark.postgres
+@settings(max_examples=60, deadline=None)
+@given(docs=st.lists(_tsv_doc, min_size=1, max_size=20))
+def test_native_tsvectors_are_the_servers(pg_admin_url, docs):
+    """Where the C code makes a document's vector, it is byte for byte the
+    server's tsvectorsend(to_tsvector('simple', doc)); where it does not,
+    the document is one it cannot vouch for."""
+    import psycopg
+
+    vectors = _native.tsvectors(docs)
+    with psycopg.connect(pg_admin_url) as conn:
+        server = conn.execute(
+            "SELECT tsvectorsend(to_tsvector('simple', d)) FROM unnest(%s::text[])"
+            " WITH ORDINALITY AS u(d, i) ORDER BY i",
+            (docs,),
+        ).fetchall()
+    for doc, mine, (theirs,) in zip(docs, vectors, server, strict=True):
+        if mine is not None:
+            assert mine == bytes(theirs), doc
+        else:
+            words = doc.split(" ")
+            assert (
+                not doc.isascii()
+                or any(not w or not w.isalnum() or w != w.lower() for w in words)
+                or any(len(w) > 1024 or (w[:1].isdigit() and "e" in w) for w in words)
+                or len(words) > 16383
+                or max(words.count(w) for w in words) > 255
+            ), doc
+
+
+def test_native_tsvectors_take_the_benchmark_documents():
+    from benchmarks.workload import events as workload
+
+    from kimonaudit.core.searchtext import search_words
+
+    docs = [
+        " ".join(search_words(" ".join(str(v) for v in e.get("context", {}).values())))
+        for e in itertools.islice(workload(500), 500)
+    ]
+    assert all(v is not None for v in _native.tsvectors(docs))
+    with pytest.raises(TypeError):
+        _native.tsvectors(tuple(docs))

@@ -596,3 +596,31 @@ def test_a_script_without_a_main_guard_can_use_the_child_indexer(tmp_path, key_f
         except OSError:
             continue  # gone meanwhile, or not ours to read
         assert str(tmp_path / "plain.db").encode() not in env, "an indexer child outlived its log"
+
+
+@pytest.mark.postgres
+def test_postgres_documents_are_the_same_from_c_or_the_server(pg_url, key_file, monkeypatch):
+    """The stored vectors are the same whether the indexer sends binary
+    vectors made in C or text for the server to split, including the
+    documents the C code leaves to the server (non-ASCII words, a word the
+    parser reads as a number in scientific notation); phrase search and
+    verify --index agree with both."""
+    from kimonaudit.store import postgres_index
+
+    notes = ["refund requested", "Müller über", "1e5abc 2e10x refund", "plain words here"]
+    with kimonaudit.open(pg_url, key_file=key_file, indexer="thread") as log:
+        tid = log.create_tenant("acme").id
+        batch = [event(i) for i in range(40)]
+        for i, ev in enumerate(batch):
+            ev["metadata"] = {"note": notes[i % len(notes)]}
+        log.append(tid, batch)
+        assert log.store.wait_indexed()
+        dump = "SELECT seq, doc::text FROM search_docs ORDER BY seq"
+        made_in_c = _pg(pg_url, dump)
+        assert log.verify_index(tid) == (40, [])
+        assert _seqs(log, tid, '"1e5abc 2e10x"') == [38, 34, 30, 26, 22, 18, 14, 10, 6, 2]
+        monkeypatch.setattr(postgres_index, "NATIVE_TSVECTORS", False)
+        log.reindex()
+        assert log.store.wait_indexed()
+        assert _pg(pg_url, dump) == made_in_c and len(made_in_c) == 40
+        assert _seqs(log, tid, '"muller uber"') == [37, 33, 29, 25, 21, 17, 13, 9, 5, 1]

@@ -2586,6 +2586,122 @@ PyDoc_STRVAR(project_doc,
              "`decode` decodes a payload; `fallback(row)` makes the documents this\n"
              "code leaves to Python.");
 
+/* ---- tsvectors: a document's tsvector in PostgreSQL's binary format ------
+ *
+ * search_words makes an ASCII document out of lower-case letters and digits,
+ * one space between words. For such a document, to_tsvector('simple', doc)
+ * is each word at its position (1, 2, ...), with one exception found by the
+ * differential test: the default parser reads a word that starts like a
+ * number in scientific notation ("1e5abc") as two tokens. So the indexer
+ * can send the vector in tsvector's binary input format, which the server
+ * only checks, instead of the text, which it parses: about 4 µs less server
+ * time per entry. A document outside what this covers (other bytes, a
+ * scientific-looking word, a long word, more words or more repeats of one
+ * than a tsvector keeps positions for) is None, and the server makes its
+ * vector as before. tests/test_native.py compares the bytes with the
+ * server's tsvector_send(to_tsvector('simple', doc)).
+ */
+
+#define TSV_MAX_WORDS 16383 /* positions beyond are clamped by the server */
+#define TSV_MAX_REPEATS 255 /* positions kept per lexeme */
+#define TSV_MAX_WORD 1024   /* well under the server's 2047-byte limit */
+
+typedef struct {
+    const unsigned char *p;
+    uint32_t len, pos;
+} tsv_word_t;
+
+static int tsv_cmp(const void *a, const void *b) {
+    const tsv_word_t *x = a, *y = b;
+    uint32_t n = x->len < y->len ? x->len : y->len;
+    int c = memcmp(x->p, y->p, n);
+    if (c) return c;
+    if (x->len != y->len) return x->len < y->len ? -1 : 1;
+    return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+static int sci_start(const unsigned char *p, uint32_t n) {
+    uint32_t i = 0;
+    while (i < n && p[i] >= '0' && p[i] <= '9') i++;
+    return i > 0 && i + 1 < n && p[i] == 'e' && p[i + 1] >= '0' && p[i + 1] <= '9';
+}
+
+/* The binary tsvector of one document, or Py_None. */
+static PyObject *tsvector_of(PyObject *text, tsv_word_t **words, size_t *cap) {
+    if (!PyUnicode_CheckExact(text) || !PyUnicode_IS_ASCII(text)) return Py_NewRef(Py_None);
+    const unsigned char *p = PyUnicode_1BYTE_DATA(text);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    size_t count = 0;
+    for (Py_ssize_t i = 0; i < n;) {
+        if (p[i] == ' ' && (i == 0 || p[i - 1] == ' ')) return Py_NewRef(Py_None);
+        Py_ssize_t j = i;
+        while (j < n && ((p[j] >= 'a' && p[j] <= 'z') || (p[j] >= '0' && p[j] <= '9'))) j++;
+        if (j == i || (j < n && p[j] != ' ') || j == n - 1) return Py_NewRef(Py_None);
+        if (j - i > TSV_MAX_WORD || sci_start(p + i, (uint32_t)(j - i)) ||
+            count == TSV_MAX_WORDS)
+            return Py_NewRef(Py_None);
+        if (count == *cap) {
+            size_t c = *cap ? 2 * *cap : 256;
+            tsv_word_t *w = realloc(*words, c * sizeof *w);
+            if (!w) return PyErr_NoMemory();
+            *words = w;
+            *cap = c;
+        }
+        (*words)[count] = (tsv_word_t){p + i, (uint32_t)(j - i), (uint32_t)(count + 1)};
+        count++;
+        i = j + 1;
+    }
+    tsv_word_t *w = *words;
+    qsort(w, count, sizeof *w, tsv_cmp);
+    buf_t b = {NULL, 0, 0};
+    size_t lexemes = 0;
+    if (put_be(&b, 0, 4)) goto nomem; /* the count, filled in below */
+    for (size_t i = 0; i < count;) {
+        size_t j = i + 1;
+        while (j < count && w[j].len == w[i].len && !memcmp(w[j].p, w[i].p, w[i].len)) j++;
+        if (j - i > TSV_MAX_REPEATS) {
+            free(b.p);
+            return Py_NewRef(Py_None);
+        }
+        if (buf_put(&b, w[i].p, w[i].len) || buf_put(&b, "", 1) || put_be(&b, j - i, 2))
+            goto nomem;
+        for (size_t k = i; k < j; k++)
+            if (put_be(&b, w[k].pos, 2)) goto nomem;
+        lexemes++;
+        i = j;
+    }
+    for (int k = 0; k < 4; k++) b.p[k] = (unsigned char)(lexemes >> (24 - 8 * k));
+    PyObject *out = PyBytes_FromStringAndSize((const char *)b.p, (Py_ssize_t)b.len);
+    free(b.p);
+    return out;
+nomem:
+    free(b.p);
+    return PyErr_NoMemory();
+}
+
+static PyObject *tsvectors(PyObject *self, PyObject *texts) {
+    if (!PyList_Check(texts)) {
+        PyErr_SetString(PyExc_TypeError, "tsvectors: a list of str");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(texts);
+    PyObject *out = PyList_New(n);
+    tsv_word_t *words = NULL;
+    size_t cap = 0;
+    for (Py_ssize_t i = 0; out && i < n; i++) {
+        PyObject *v = tsvector_of(PyList_GET_ITEM(texts, i), &words, &cap);
+        if (!v) Py_CLEAR(out);
+        else PyList_SET_ITEM(out, i, v);
+    }
+    free(words);
+    return out;
+}
+
+PyDoc_STRVAR(tsvectors_doc,
+             "tsvectors(texts) -> list of bytes or None\n\n"
+             "Each document's to_tsvector('simple', text) in tsvector's binary\n"
+             "format, or None where the server must make it.");
+
 static PyMethodDef methods[] = {
     {"node_hashes", node_hashes, METH_O, node_hashes_doc},
     {"scan", scan, METH_VARARGS, scan_doc},
@@ -2601,6 +2717,7 @@ static PyMethodDef methods[] = {
     {"copy_binary", copy_binary, METH_VARARGS, copy_binary_doc},
     {"plan_rows", plan_rows, METH_VARARGS, plan_rows_doc},
     {"project", project, METH_VARARGS, project_doc},
+    {"tsvectors", tsvectors, METH_O, tsvectors_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -47,6 +47,7 @@ def project(
     decode: Callable[[bytes], Any],
     fallback: Callable[[tuple[Any, ...]], str],
 ) -> tuple[dict[tuple[int, str], list[Any]], list[str]] | None: ...
+def tsvectors(texts: list[str]) -> list[bytes | None]: ...
 
 class SQLiteBatch:
     in_transaction: bool

@@ -44,6 +44,7 @@ from kimonaudit.core.projection import (
     project,
 )
 from kimonaudit.core.records import ENTRY_COLUMNS, EntryRow
+from kimonaudit.store.native import native
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,10 @@ _UPSERT_TERMS = (
 _COPY_POSTINGS = (
     "COPY search_postings (tenant_id, term, seq, recorded_at) FROM STDIN (FORMAT BINARY)"
 )
+_COPY_DOCS = "COPY search_docs (tenant_id, seq, recorded_at, doc) FROM STDIN (FORMAT BINARY)"
+#: Documents sent as binary tsvectors made in C (`_native.tsvectors`) where
+#: it can, instead of text the server parses; tests switch it off to compare.
+NATIVE_TSVECTORS = True
 _STAGE = (
     "CREATE TEMP TABLE IF NOT EXISTS search_doc_stage "
     "(seq int8, recorded_at int8, body text) ON COMMIT DELETE ROWS"
@@ -171,21 +176,45 @@ def write_rows(conn: psycopg.Connection[Any], tenant_id: str, rows: list[tuple[A
     groups, texts = project(rows)
     recorded_at = {row[0]: row[1] for row in rows}
     ids = _term_ids(conn, tenant_id, {k: len(v) for k, v in groups.items()})
+    # Sorted by (term, seq): by term here, by seq within each run.
+    postings = [
+        (tenant_id, term_id, seq, recorded_at[seq])
+        for term_id, run in sorted((ids[k], v) for k, v in groups.items())
+        for seq in run
+    ]
+    tsvectors = getattr(native, "tsvectors", None) if NATIVE_TSVECTORS else None
+    vectors = tsvectors(texts) if tsvectors is not None else [None] * len(texts)
     with conn.cursor() as cur:
-        with cur.copy(_COPY_POSTINGS) as cp:
-            cp.set_types(["text", "int8", "int8", "int8"])
-            write = cp.write_row
-            # Sorted by (term, seq): by term here, by seq within each run.
-            for term_id, run in sorted((ids[k], v) for k, v in groups.items()):
-                for seq in run:
-                    write((tenant_id, term_id, seq, recorded_at[seq]))
-        cur.execute(_STAGE)
-        with cur.copy(_COPY_STAGE) as cp:
-            cp.set_types(["int8", "int8", "text"])
-            for row, text in zip(rows, texts, strict=True):
-                cp.write_row((row[0], row[1], text))
-        cur.execute(_DOCS_FROM_STAGE, (tenant_id,))
-        cur.execute("TRUNCATE search_doc_stage")
+        if native is not None:
+            with cur.copy(_COPY_POSTINGS) as cp:
+                cp.write(native.copy_binary(postings, "tqqq", (0, 1, 2, 3)))
+            docs = [
+                (tenant_id, row[0], row[1], vector)
+                for row, vector in zip(rows, vectors, strict=True)
+                if vector is not None
+            ]
+            if docs:
+                with cur.copy(_COPY_DOCS) as cp:
+                    cp.write(native.copy_binary(docs, "tqqy", (0, 1, 2, 3)))
+        else:
+            with cur.copy(_COPY_POSTINGS) as cp:
+                cp.set_types(["text", "int8", "int8", "int8"])
+                for posting in postings:
+                    cp.write_row(posting)
+        # The documents the server must split itself.
+        staged = [
+            (row[0], row[1], text)
+            for row, text, vector in zip(rows, texts, vectors, strict=True)
+            if vector is None
+        ]
+        if staged:
+            cur.execute(_STAGE)
+            with cur.copy(_COPY_STAGE) as cp:
+                cp.set_types(["int8", "int8", "text"])
+                for row in staged:
+                    cp.write_row(row)
+            cur.execute(_DOCS_FROM_STAGE, (tenant_id,))
+            cur.execute("TRUNCATE search_doc_stage")
 
 
 def remove_rows(conn: psycopg.Connection[Any], tenant_id: str, rows: Sequence[EntryRow]) -> None:
