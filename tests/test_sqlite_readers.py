@@ -50,3 +50,39 @@ def test_reader_connections_have_a_small_cache_and_a_heap_limit(tmp_path: Path) 
         conn = log.store._conn()  # type: ignore[attr-defined]
         assert conn.execute("PRAGMA cache_size").fetchone()[0] == -READER_CACHE_KIB
         assert conn.execute("PRAGMA soft_heap_limit").fetchone()[0] == SOFT_HEAP_LIMIT
+
+
+def test_the_wal_is_checkpointed_off_the_commit_path_and_stays_bounded(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A background thread copies the WAL into the database file between
+    group commits; the committing connection checkpoints itself only past
+    WAL_AUTOCHECKPOINT pages, so the WAL stays bounded while appends run."""
+    import os
+
+    from kimonaudit.store import sqlite as sqlite_store
+    from tests.helpers import event
+
+    monkeypatch.setattr(sqlite_store, "WAL_AUTOCHECKPOINT", 64)
+    path = tmp_path / "a.db"
+    with kimonaudit.open(f"sqlite:///{path}", key_file=str(tmp_path / "k")) as log:
+        t = log.create_tenant("acme").id
+        monkeypatch.setattr(sqlite_store, "CHECKPOINT_INTERVAL", 3600.0)  # not yet
+        sizes = []
+        for b in range(30):
+            log.append(t, [event(b * 200 + i) for i in range(200)])
+            sizes.append(os.path.getsize(f"{path}-wal"))
+        page = 4096
+        # Bounded by the threshold plus one group commit's pages, never 30 batches'.
+        assert max(sizes) < (64 + 400) * (page + 24)
+        assert isinstance(log.store, SQLiteStore)
+        assert log.store._checkpointer.passes <= 1  # (one may have started before the patch)
+    monkeypatch.setattr(sqlite_store, "CHECKPOINT_INTERVAL", 0.05)
+    with kimonaudit.open(f"sqlite:///{path}", key_file=str(tmp_path / "k")) as log:
+        store = log.store
+        assert isinstance(store, SQLiteStore)
+        for b in range(5):
+            log.append(t, [event(10_000 + b * 200 + i) for i in range(200)])
+            time.sleep(0.15)
+        # The background thread copied frames without anyone asking.
+        assert store._checkpointer.passes >= 2

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import sqlite3
 import threading
@@ -58,6 +59,8 @@ from kimonaudit.store.sqlite_retention import SQLiteRetentionStore
 from kimonaudit.store.sqlite_schema import MIGRATIONS
 from kimonaudit.store.sqlite_search import SQLiteSearch
 from kimonaudit.store.writer import GroupCommitWriter, QueuedAppends
+
+log = logging.getLogger(__name__)
 
 # SQL here is assembled from constant fragments and, for search, from
 # predicates compiled with every value as a parameter (store/querysql.py).
@@ -160,6 +163,14 @@ def sqlite_path(url: str) -> str:
 WRITER_CACHE_KIB = 65_536
 READER_CACHE_KIB = 8_192
 SOFT_HEAP_LIMIT = 256 << 20
+# The WAL is copied into the database file by a thread of its own
+# (_Checkpointer) every CHECKPOINT_INTERVAL seconds, so a group commit does
+# not wait for a checkpoint's copying and fsync; the committing connection
+# checkpoints itself only once the WAL holds WAL_AUTOCHECKPOINT pages, which
+# bounds the file while appends never pause (a checkpoint racing the writer
+# never reaches the WAL's end, and the WAL restarts only when one does).
+WAL_AUTOCHECKPOINT = 8_192
+CHECKPOINT_INTERVAL = 0.2
 
 
 def _connect(path: str, synchronous: str, cache_kib: int = WRITER_CACHE_KIB) -> sqlite3.Connection:
@@ -170,7 +181,40 @@ def _connect(path: str, synchronous: str, cache_kib: int = WRITER_CACHE_KIB) -> 
     conn.execute("PRAGMA busy_timeout=30000")
     conn.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
     conn.execute(f"PRAGMA soft_heap_limit={SOFT_HEAP_LIMIT}")
+    conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
     return conn
+
+
+class _Checkpointer:
+    """The background thread that checkpoints the WAL (see
+    CHECKPOINT_INTERVAL). PASSIVE: it never waits for readers or the writer,
+    and the sqlite3 module lets go of the GIL while it copies."""
+
+    def __init__(self, path: str, synchronous: str) -> None:
+        self._conn = _connect(path, synchronous, READER_CACHE_KIB)
+        self._stop = threading.Event()
+        self.passes = 0  # checkpoints that copied frames
+        self._thread = threading.Thread(target=self._run, name="kimonaudit-checkpoint", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        copied = 0
+        while not self._stop.wait(CHECKPOINT_INTERVAL):
+            try:
+                r = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            except sqlite3.Error as exc:  # busy or damaged: the writer's own checkpoint remains
+                log.debug("checkpoint: %s", exc)
+                continue
+            # (busy, frames in the WAL, frames copied so far): the WAL restarts
+            # at 0 after a checkpoint that reached its end.
+            if r is not None and r[2] > 0 and r[2] != copied:
+                self.passes += 1
+            copied = r[2] if r is not None else 0
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._conn.close()
 
 
 # Appends through the native extension's SQLiteBatch where it was built
@@ -188,6 +232,7 @@ def _open_batch(path: str, synchronous: str) -> Any:
         f"PRAGMA synchronous={synchronous}",
         "PRAGMA busy_timeout=30000",
         f"PRAGMA cache_size=-{WRITER_CACHE_KIB}",
+        f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}",
     ]
     try:
         return make(path, pragmas)
@@ -445,6 +490,7 @@ class SQLiteStore(
         self._writer = GroupCommitWriter(
             tasks if batch is None else _BatchWriteSession(batch, tenant_nos), tasks=tasks
         )
+        self._checkpointer = _Checkpointer(self.path, self._sync)
 
     # -- plumbing ----------------------------------------------------------
     @staticmethod
@@ -516,6 +562,7 @@ class SQLiteStore(
         if self._closed:
             return
         self._writer.close()
+        self._checkpointer.close()
         self._indexer.close()
         self._closed = True
         with self._readers_lock:
