@@ -624,3 +624,15 @@ def test_postgres_documents_are_the_same_from_c_or_the_server(pg_url, key_file, 
         assert log.store.wait_indexed()
         assert _pg(pg_url, dump) == made_in_c and len(made_in_c) == 40
         assert _seqs(log, tid, '"muller uber"') == [37, 33, 29, 25, 21, 17, 13, 9, 5, 1]
+        # Without the extension at all (psycopg's own COPY of the postings).
+        postings = (
+            "SELECT t.field, t.value, p.seq, p.recorded_at FROM search_postings p"
+            " JOIN search_terms t USING (tenant_id, term) ORDER BY 1, 2, 3"
+        )
+        with_c = _pg(pg_url, postings)
+        monkeypatch.setattr(postgres_index, "native", None)
+        log.reindex()
+        assert log.store.wait_indexed()
+        assert _pg(pg_url, dump) == made_in_c
+        assert _pg(pg_url, postings) == with_c and len(with_c) > 80
+        assert log.verify_index(tid) == (40, [])

@@ -4,6 +4,7 @@ and the console, so every surface shows an entry the same way."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from kimonaudit.core.catalogue import Severity
@@ -69,10 +70,23 @@ def redaction_json(row: EntryRow, redaction: tuple[str, int] | None) -> dict[str
     return {"reason": reason, "redacted_at": format_ts(at)}
 
 
-def receipt_json(r: Any) -> dict[str, Any]:
+def receipt_json(r: Any, recorded_at: str | None = None) -> dict[str, Any]:
     return {
         "id": r.id,
         "seq": r.seq,
-        "recorded_at": format_ts(r.recorded_at),
+        "recorded_at": format_ts(r.recorded_at) if recorded_at is None else recorded_at,
         "leaf_hash": b64(r.leaf_hash),
     }
+
+
+def receipts_json(receipts: Iterable[Any]) -> list[dict[str, Any]]:
+    """receipt_json of each; a batch's receipts share one recorded_at, whose
+    text is made once (it was a twentieth of a batched request's time)."""
+    texts: dict[int, str] = {}
+    out = []
+    for r in receipts:
+        at = texts.get(r.recorded_at)
+        if at is None:
+            at = texts[r.recorded_at] = format_ts(r.recorded_at)
+        out.append(receipt_json(r, at))
+    return out

@@ -32,7 +32,7 @@ from kimonaudit.core.records import Receipt
 from kimonaudit.results import SignedCheckpoint, b64
 from kimonaudit.search import record_access
 from kimonaudit.service import AuditLog
-from kimonaudit.views import entry_json, receipt_json
+from kimonaudit.views import entry_json, receipts_json
 
 if TYPE_CHECKING:
     from kimonaudit.api.app import ApiState
@@ -126,7 +126,7 @@ def appended(
     st.metrics.append_seconds.observe(seconds)
     st.metrics.events_appended.inc(len(receipts))
     st.checkpointer.mark(tenant_id)
-    return {"receipts": [receipt_json(r) for r in receipts]}
+    return {"receipts": receipts_json(receipts)}
 
 
 def _proofs(
