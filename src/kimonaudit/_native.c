@@ -457,6 +457,24 @@ static PyObject *scan_rows(const scan_t *s) {
                          s->present, s->redacted);
 }
 
+/* The three scans' common ends: the rows (rc 0), None (1: a stored leaf
+ * hash not 32 bytes) or the error of -1 (memory, SHA-256) and -3 (not the
+ * scan query's COPY); a caller reports its own other codes first. Frees the
+ * scan. */
+static PyObject *scan_finish(scan_t *s, int rc, const char *who) {
+    PyObject *out = NULL;
+    if (rc == 0)
+        out = scan_rows(s);
+    else if (rc == 1)
+        out = Py_NewRef(Py_None);
+    else if (rc == -3)
+        PyErr_Format(PyExc_ValueError, "%s: not the binary COPY of the scan query", who);
+    else if (!PyErr_Occurred())
+        PyErr_Format(PyExc_MemoryError, "%s: out of memory or SHA-256 failed", who);
+    scan_free(s);
+    return out;
+}
+
 static PyObject *scan(PyObject *self, PyObject *args) {
     const char *path, *tenant;
     long long lo, hi;
@@ -468,19 +486,10 @@ static PyObject *scan(PyObject *self, PyObject *args) {
     Py_BEGIN_ALLOW_THREADS
     rc = run_scan(&s, path, lo, hi);
     Py_END_ALLOW_THREADS
-    PyObject *out = NULL;
-    if (rc == 0) {
-        out = scan_rows(&s);
-    } else if (rc == 1) {
-        out = Py_NewRef(Py_None);
-    } else if (rc == -1) {
-        PyErr_SetString(PyExc_MemoryError, "ledger scan: out of memory or SHA-256 failed");
-    } else {
+    if (rc > 1)
         PyErr_Format(PyExc_OSError, "ledger scan of %s: %s (SQLite error %d)", path,
                      sqlite3_errstr(rc), rc);
-    }
-    scan_free(&s);
-    return out;
+    return scan_finish(&s, rc, "ledger scan");
 }
 
 /* --- PostgreSQL: the binary COPY of the scan query ---------------------------
@@ -595,21 +604,13 @@ static PyObject *scan_copy(PyObject *self, PyObject *args) {
     rc = run_copy(&s, data.buf, (size_t)data.len, &used, &ended);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&data);
-    PyObject *out = NULL;
-    if (rc == 0) {
-        PyObject *rows = scan_rows(&s), *tail = NULL;
-        if (rows && (tail = Py_BuildValue("(nO)", (Py_ssize_t)used, ended ? Py_True : Py_False)))
-            out = PySequence_Concat(rows, tail); /* scan's five, then used and ended */
-        Py_XDECREF(rows);
+    PyObject *out = scan_finish(&s, rc, "scan_copy");
+    if (out && rc == 0) { /* scan's five, then used and ended */
+        PyObject *tail = Py_BuildValue("(nO)", (Py_ssize_t)used, ended ? Py_True : Py_False);
+        PyObject *all = tail ? PySequence_Concat(out, tail) : NULL;
         Py_XDECREF(tail);
-    } else if (rc == 1) {
-        out = Py_NewRef(Py_None);
-    } else if (rc == -3) {
-        PyErr_SetString(PyExc_ValueError, "scan_copy: not the binary COPY of the scan query");
-    } else {
-        PyErr_SetString(PyExc_MemoryError, "scan_copy: out of memory or SHA-256 failed");
+        Py_SETREF(out, all);
     }
-    scan_free(&s);
     return out;
 }
 
@@ -702,21 +703,9 @@ static PyObject *scan_pg(PyObject *self, PyObject *args) {
     Py_BEGIN_ALLOW_THREADS
     rc = run_pg(&s, conninfo, sql, &err);
     Py_END_ALLOW_THREADS
-    PyObject *out = NULL;
-    if (rc == 0) {
-        out = scan_rows(&s);
-    } else if (rc == 1) {
-        out = Py_NewRef(Py_None);
-    } else if (rc == -3) {
-        PyErr_SetString(PyExc_ValueError, "scan_pg: not the binary COPY of the scan query");
-    } else if (rc == -4) {
-        PyErr_SetString(PyExc_ConnectionError, err ? err : "scan_pg: out of memory");
-    } else {
-        PyErr_SetString(PyExc_MemoryError, "scan_pg: out of memory or SHA-256 failed");
-    }
+    if (rc == -4) PyErr_SetString(PyExc_ConnectionError, err ? err : "scan_pg: out of memory");
     free(err);
-    scan_free(&s);
-    return out;
+    return scan_finish(&s, rc, "scan_pg");
 }
 #endif
 
@@ -2324,12 +2313,8 @@ typedef struct {
     int gap; /* a word break since the last word byte */
 } words_t;
 
-/* The words of one ASCII string appended: 1, or 0 to leave the row to
- * Python (not ASCII), -1 on a memory error. */
-static int put_words(words_t *w, PyObject *s) {
-    if (!PyUnicode_IS_ASCII(s)) return 0;
-    const unsigned char *p = PyUnicode_1BYTE_DATA(s);
-    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+/* The words of n ASCII bytes appended: 1, or -1 on a memory error. */
+static int put_ascii(words_t *w, const unsigned char *p, Py_ssize_t n) {
     if (buf_reserve(&w->b, (size_t)n + 1)) return -1;
     unsigned char *o = w->b.p + w->b.len;
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -2347,12 +2332,13 @@ static int put_words(words_t *w, PyObject *s) {
     return 1;
 }
 
-static int put_ascii(words_t *w, const char *text) {
-    PyObject *s = PyUnicode_FromString(text);
-    if (!s) return -1;
-    int r = put_words(w, s);
-    Py_DECREF(s);
-    return r;
+#define PUT_LITERAL(w, lit) put_ascii((w), (const unsigned char *)(lit), sizeof(lit) - 1)
+
+/* The words of a str: 1, or 0 to leave the row to Python (not ASCII), -1
+ * on a memory error. */
+static int put_words(words_t *w, PyObject *s) {
+    if (!PyUnicode_IS_ASCII(s)) return 0;
+    return put_ascii(w, PyUnicode_1BYTE_DATA(s), PyUnicode_GET_LENGTH(s));
 }
 
 /* searchtext._flatten of one value, with the same order and spelling. */
@@ -2369,7 +2355,7 @@ static int put_value(words_t *w, PyObject *v, int depth) {
         Py_DECREF(s);
         return r;
     }
-    if (PyBool_Check(v)) return put_ascii(w, v == Py_True ? "true" : "false");
+    if (PyBool_Check(v)) return v == Py_True ? PUT_LITERAL(w, "true") : PUT_LITERAL(w, "false");
     if (depth >= MAX_NEST) return 0;
     if (PyDict_CheckExact(v)) {
         PyObject *key, *item;
@@ -2421,7 +2407,7 @@ static int put_changes(words_t *w, PyObject *payload) {
             if (!x && PyErr_Occurred()) return -1;
             int r;
             if (k == 0 && (!x || x == Py_None))
-                r = put_ascii(w, "None"); /* str(c.get("field")) */
+                r = PUT_LITERAL(w, "None"); /* str(c.get("field")) */
             else if (k == 0 && !PyUnicode_CheckExact(x))
                 r = 0;
             else
