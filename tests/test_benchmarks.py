@@ -57,3 +57,37 @@ def test_core_suite_on_postgres_leaves_no_schema(pg_admin_url: str) -> None:
     (r,) = core.main(2_000, ["postgres"], pg_admin_url, 2)
     _check(r, "postgres", 2_000)
     assert bench_schemas() == before
+
+
+def test_http_suite_alternates_rounds_and_reports_the_median_ratio() -> None:
+    from benchmarks import http_ingest
+
+    args = http_ingest.parser().parse_args(
+        [
+            "--library-events", "2000",
+            "--batched-events", "3000",
+            "--rounds", "3",
+            "--single-clients", "4",
+            "--single-seconds", "0.5",
+            "--single-max-requests", "200",
+            "--paced-rate", "0",
+        ]
+    )  # fmt: skip
+    doc = http_ingest.measure(args)
+    rounds = doc["rounds"]
+    assert len(rounds) == 3
+    for r in rounds:
+        assert r["library"]["events"] == 2000
+        assert r["http_batched"]["events"] == 3000 and r["http_batched"]["errors"] == 0
+        assert r["ratio"] == round(
+            r["http_batched"]["events_per_s"] / r["library"]["events_per_s"], 3
+        )
+    ratios = sorted(r["ratio"] for r in rounds)
+    assert doc["ratios"]["http_batched_vs_library"] == ratios[1]
+    assert doc["ratios"]["http_batched_vs_library_rounds"] == [r["ratio"] for r in rounds]
+    assert doc["http_batched"] in [r["http_batched"] for r in rounds]
+    (single,) = doc["http_single"]
+    assert single["clients"] == 4 and single["errors"] == 0 and single["requests"] > 0
+    # Three rounds of 3,000 batched events, then the single events: all on
+    # the last round's server only.
+    assert doc["server_events_appended"] == 3000 + single["requests"]
