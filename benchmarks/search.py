@@ -14,7 +14,8 @@ are in the way), filled through AuditLog.append; then
   targets: p95 <= 20 ms for field filters, <= 200 ms for free text;
 - the same queries cold, each the first search of a freshly opened log
   after the OS page cache was dropped: on a running server (dropped a few
-  seconds after the open) and racing the process's own start;
+  seconds after the open) and racing the process's own start; three
+  rounds of the ten, each query's worst held against its target;
 - CSV export of the whole tenant (`AuditLog.export`) in rows/s, against a
   raw scan in the same run: the same rows (``SELECT *`` in seq order, raw
   driver) straight into `csv.writer` (QUOTE_ALL), both into a sink that
@@ -135,32 +136,49 @@ def _drop_os_cache() -> bool:
         return False
 
 
-def cold_queries(url: str, key_file: str, settle: float) -> dict[str, Any]:
-    """Each query once on a freshly opened log with the OS page cache
-    dropped (when permitted): what the first search of the day costs.
+#: Each cold query is timed this many times (rounds of all ten): one read
+#: of a cold disk can take a few milliseconds or tens, so the worst of a
+#: few is what is held against the target.
+COLD_ROUNDS = 3
+
+
+def cold_queries(
+    url: str, key_file: str, settle: float, rounds: int = COLD_ROUNDS
+) -> dict[str, Any]:
+    """Each query once per round on a freshly opened log with the OS page
+    cache dropped (when permitted): what the first search of the day costs.
 
     `settle` seconds pass between opening the log and dropping the cache: 0
     times a search racing the start of its own process (the indexer child
     then reads its modules from the same cold disk); a few seconds time a
     running server whose cache was evicted."""
-    out: dict[str, Any] = {"settle_s": settle}
-    times: list[float] = []
-    for kind, q in QUERIES:
-        if not settle:
-            dropped = _drop_os_cache()
-        with kimonaudit.open(url, key_file=key_file, clock=Clock(1)) as log:
-            if settle:
-                time.sleep(settle)
+    out: dict[str, Any] = {"settle_s": settle, "rounds": rounds}
+    times: dict[str, list[float]] = {q: [] for _, q in QUERIES}
+    dropped = False
+    for _ in range(rounds):
+        for _kind, q in QUERIES:
+            if not settle:
                 dropped = _drop_os_cache()
-            t0 = time.perf_counter()
-            log.search(MAIN, q, limit=50)
-            ms = (time.perf_counter() - t0) * 1e3
-        times.append(ms)
-        out[q] = {"kind": kind, "ms": round(ms, 2), "meets_target": ms <= TARGETS_MS[kind]}
-        out["os_cache_dropped"] = dropped
-    out["max_ms"] = round(max(times), 2)
+            with kimonaudit.open(url, key_file=key_file, clock=Clock(1)) as log:
+                if settle:
+                    time.sleep(settle)
+                    dropped = _drop_os_cache()
+                t0 = time.perf_counter()
+                log.search(MAIN, q, limit=50)
+                times[q].append((time.perf_counter() - t0) * 1e3)
+    for kind, q in QUERIES:
+        worst = max(times[q])
+        out[q] = {
+            "kind": kind,
+            "ms": [round(t, 2) for t in times[q]],
+            "median_ms": round(statistics.median(times[q]), 2),
+            "max_ms": round(worst, 2),
+            "meets_target": worst <= TARGETS_MS[kind],
+        }
+    out["os_cache_dropped"] = dropped
+    out["max_ms"] = round(max(max(t) for t in times.values()), 2)
     for kind in TARGETS_MS:
-        mine = [t for t, (k, _) in zip(times, QUERIES, strict=True) if k == kind]
+        mine = [max(times[q]) for k, q in QUERIES if k == kind]
         out[f"{kind}_max_ms"] = round(max(mine), 2)
     return out
 
@@ -318,6 +336,10 @@ def run_backend(
 
                 with psycopg.connect(url, autocommit=True) as conn:
                     conn.execute("VACUUM ANALYZE")  # what autovacuum does on its own, soon after
+                    # And write out what it dirtied now: a checkpoint writing
+                    # gigabytes in the background would be timed as the cold
+                    # queries' reads (one was 57 ms against 9-14 ms after).
+                    conn.execute("CHECKPOINT")
         out["queries"] = time_queries(log, QUERIES)
         out["extra_queries"] = time_queries(log, EXTRA)
     out["queries_cold"] = cold_queries(url, key_file, settle=3.0)
