@@ -336,9 +336,10 @@ def run_backend(
 
                 with psycopg.connect(url, autocommit=True) as conn:
                     conn.execute("VACUUM ANALYZE")  # what autovacuum does on its own, soon after
-                    # And write out what it dirtied now: a checkpoint writing
-                    # gigabytes in the background would be timed as the cold
-                    # queries' reads (one was 57 ms against 9-14 ms after).
+                    # And put what it dirtied on disk now, so that no write
+                    # is still under way while cold reads are timed (the
+                    # first cold query once took 57 ms a minute after the
+                    # vacuum, 8-13 ms in every later timing).
                     conn.execute("CHECKPOINT")
         out["queries"] = time_queries(log, QUERIES)
         out["extra_queries"] = time_queries(log, EXTRA)
