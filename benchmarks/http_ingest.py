@@ -411,17 +411,18 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         # of this process's own would count against the server: the 200,000
         # event dicts (a million objects) must not be left for its cycle
         # collector to walk in the middle of a run (one such walk was 0.25 s,
-        # the p99 of a whole paced run). Its pauses are recorded below.
+        # the p99 of a whole paced run). Each round collects and freezes
+        # what is left before its server runs (`_round`).
         del stream
-        gc.collect()
-        gc.freeze()
-        pauses = _GcPauses()
         rounds = []
         for r in range(args.rounds):
             result, proc, port, key = _round(tmp / f"round{r}", args, batch_bodies)
             rounds.append(result)
             if r < args.rounds - 1:
                 _stop(proc)
+        # This process's collector pauses while it times single requests
+        # (the library rounds' own collections are not the load generator's).
+        pauses = _GcPauses()
         try:
             # The single-event runs go to the last round's server.
             doc["http_single"] = [

@@ -70,13 +70,9 @@ def redaction_json(row: EntryRow, redaction: tuple[str, int] | None) -> dict[str
     return {"reason": reason, "redacted_at": format_ts(at)}
 
 
-def receipt_json(r: Any, recorded_at: str | None = None) -> dict[str, Any]:
-    return {
-        "id": r.id,
-        "seq": r.seq,
-        "recorded_at": format_ts(r.recorded_at) if recorded_at is None else recorded_at,
-        "leaf_hash": b64(r.leaf_hash),
-    }
+def receipt_json(r: Any, recorded_at: str) -> dict[str, Any]:
+    """A receipt; `recorded_at` is its time as text (see `receipts_json`)."""
+    return {"id": r.id, "seq": r.seq, "recorded_at": recorded_at, "leaf_hash": b64(r.leaf_hash)}
 
 
 def receipts_json(receipts: Iterable[Any]) -> list[dict[str, Any]]:
