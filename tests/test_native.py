@@ -492,16 +492,13 @@ def test_native_leaf_hashes_refuse_bad_input():
 # -- the SQLite append path's native connection -------------------------------------
 
 
-def _append_script(url, key_file, clock, monkeypatch):
+def _append_script(url, key_file, clock, monkeypatch, dump=None):
     """One scripted run of appends (server ids, client ids, retries with the
     same and with other content, a retry beside new events, a new actor
     name, two tenants) and what it left: receipts or errors, and every
-    table the append path writes."""
-    import sqlite3
-
+    table the append path writes (`dump(url)`'s rows; SQLite's by default)."""
     import kimonaudit.service as service
     from kimonaudit.errors import Conflict
-    from kimonaudit.store.sqlite import sqlite_path
 
     counter = iter(range(10**9))
     monkeypatch.setattr(
@@ -532,6 +529,15 @@ def _append_script(url, key_file, clock, monkeypatch):
                 seen.append(str(exc))
         for tid in (a, b):
             assert lg.verify(tid).ok
+    return seen + (dump or _sqlite_tables)(url)
+
+
+def _sqlite_tables(url):
+    import sqlite3
+
+    from kimonaudit.store.sqlite import sqlite_path
+
+    seen = []
     conn = sqlite3.connect(sqlite_path(url))
     tables = [
         ("ledger", "rid"),
@@ -720,6 +726,146 @@ def test_native_copy_appends_what_psycopg_appends(pg_admin_url, key_file, monkey
             with psycopg.connect(pg_admin_url, autocommit=True) as conn:
                 conn.execute(f"DROP SCHEMA {schema} CASCADE")
     assert dumps[0] == dumps[1] and len(dumps[0][0]) == 41
+
+
+def _pg_tables(url):
+    import psycopg
+
+    tables = [
+        ("entries", "tenant_id, seq"),
+        ("event_ids", "tenant_id, seq"),
+        ("tree_nodes", "tenant_id, level, idx"),
+        ("tree_state", "tenant_id"),
+        ("actors", "tenant_id, actor_hash"),
+    ]
+    seen = []
+    with psycopg.connect(url) as conn:
+        for table, order in tables:
+            cols = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_name = %s AND table_schema = current_schema() "
+                    "ORDER BY ordinal_position",
+                    (table,),
+                )
+                if r[0] != "updated_at"
+            ]
+            seen.append(
+                conn.execute(f"SELECT {', '.join(cols)} FROM {table} ORDER BY {order}").fetchall()
+            )
+    return seen
+
+
+@pytest.mark.postgres
+def test_native_pg_writes_are_the_psycopg_writes(pg_admin_url, key_file, monkeypatch):
+    """The same appends through the native PGBatch connection, through
+    psycopg with the COPY formatted in C, and through psycopg alone leave
+    the same receipts, errors and rows in every table the append path
+    writes."""
+    import secrets
+
+    import psycopg
+
+    import kimonaudit.store.postgres as pg
+    from tests.conftest import FakeClock, _with_schema
+
+    runs = []
+    for native_writes, native_copy in ((True, True), (False, True), (False, False)):
+        schema = "kt_" + secrets.token_hex(6)
+        url = _with_schema(pg_admin_url, schema)
+        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA {schema}")
+        opened = []
+        real = pg._open_batch
+
+        def opening(*args, real=real, opened=opened):
+            opened.append(real(*args))
+            return opened[-1]
+
+        try:
+            with monkeypatch.context() as m:
+                m.setattr(pg, "NATIVE_WRITES", native_writes)
+                m.setattr(pg, "NATIVE_COPY", native_copy)
+                m.setattr(pg, "_open_batch", opening)
+                runs.append(_append_script(url, key_file, FakeClock(), m, _pg_tables))
+            assert (opened[0] is not None) == native_writes
+        finally:
+            with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+                conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    assert runs[0] == runs[1] == runs[2]
+    assert "already used for an event with other content" in runs[0][3]
+    assert len(runs[0][7]) == 40 + 25 + 5 + 1 + 2 + 1  # ledger rows
+    assert len(runs[0][8]) == len(runs[0][7])  # event ids
+    assert any(r[4] == "Renamed" for r in runs[0][11])  # the actor directory
+
+
+@pytest.mark.postgres
+def test_pg_batch_runs_steps_and_reports_errors(pg_url):
+    """PGBatch sends None, bool, int, str, bytes and arrays, runs COPY
+    steps, returns each query's rows in text format, and stops at the
+    first failing step with the server's message and SQLSTATE, leaving the
+    transaction for the caller to roll back."""
+    import psycopg
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (k int8 PRIMARY KEY, v text, b bytea, f bool)")
+    b = _native.PGBatch(pg_url)
+    assert b.pid > 0
+    weird = 'q"b\\s é😀,{}'
+    copy = _native.copy_binary([(5, "c", b"\x00", None)], "qtyb", (0, 1, 2, 3))
+    got = b.run(
+        [
+            ("BEGIN", ()),
+            ("INSERT INTO t VALUES ($1, $2, $3, $4)", (1, weird, b"\x00\xff", True)),
+            ("INSERT INTO t VALUES ($1, $2, $3, $4)", [2, None, None, False]),
+            ("COPY t (k, v, b, f) FROM STDIN (FORMAT BINARY)", copy),
+            ("SELECT k, v, b, f FROM t ORDER BY k", ()),
+            ("SELECT $1::int8[], $2::text[]", ([-(2**63), 0], [weird, None, ""])),
+        ]
+    )
+    assert got[:4] == [None] * 4
+    assert got[4] == [
+        ("1", weird, "\\x00ff", "t"),
+        ("2", None, None, "f"),
+        ("5", "c", "\\x00", None),
+    ]
+    assert got[5] == [("{-9223372036854775808,0}", '{"q\\"b\\\\s é😀,{}",NULL,""}')]
+    assert b.in_transaction and not b.broken
+    with pytest.raises(_native.PGBatchError, match=r"duplicate key.*\(statement 2 of 3\)") as err:
+        b.run(
+            [
+                ("INSERT INTO t (k) VALUES ($1)", (9,)),
+                ("INSERT INTO t (k) VALUES (1)", ()),
+                ("INSERT INTO t (k) VALUES (10)", ()),
+            ]
+        )
+    assert err.value.args[1] == "23505"
+    assert b.in_transaction  # aborted, not ended: the caller rolls back
+    with pytest.raises(_native.PGBatchError, match="current transaction is aborted"):
+        b.run([("SELECT 1", ())])
+    assert b.run([("ROLLBACK", ())]) == [None]
+    assert not b.in_transaction
+    assert b.run([("SELECT count(*) FROM t", ())]) == [[("0",)]]  # all rolled back
+    with pytest.raises(_native.PGBatchError, match="COPY") as err:
+        b.run([("COPY t (k) FROM STDIN (FORMAT BINARY)", b"not a copy")])
+    assert err.value.args[1] == "22P04"
+    with pytest.raises(_native.PGBatchError, match="syntax error") as err:
+        b.run([("SELEC 1", ())])
+    assert err.value.args[1] == "42601"
+    with pytest.raises(TypeError, match="cannot send a float"):
+        b.run([("SELECT $1", (2.5,))])
+    with pytest.raises(TypeError, match="array holds a bytes"):
+        b.run([("SELECT $1", ([b"x"],))])
+    with pytest.raises(TypeError, match=r"\(sql, params\) tuple"):
+        b.run(["SELECT 1"])
+    assert b.run([("SELECT 2", ())]) == [[("2",)]]  # still usable after refusals
+    b.close()
+    assert b.broken
+    with pytest.raises(_native.PGBatchError, match="closed"):
+        b.run([("SELECT 1", ())])
+    with pytest.raises(ConnectionError):
+        _native.PGBatch("host=127.0.0.1 port=1 connect_timeout=2")
 
 
 @pytest.mark.postgres

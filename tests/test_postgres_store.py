@@ -18,6 +18,7 @@ from kimonaudit.core.ledger import leaf_of_row, plan_append
 from kimonaudit.core.merkle import leaf_hash
 from kimonaudit.core.records import Prepared, TreeState
 from kimonaudit.errors import StoreError
+from kimonaudit.store.native import native
 from kimonaudit.store.postgres import PostgresStore, _WriteSession
 from kimonaudit.store.postgres_schema import MIGRATIONS, month_bounds
 from tests.helpers import event
@@ -188,6 +189,33 @@ def test_two_processes_appending_to_one_tenant_stay_gap_free(pg_url, key_file):
         assert report.ok, report
 
 
+def test_a_tenant_state_made_stale_by_another_store_is_read_again(pg_url, key_file, caplog):
+    """The extension's append session remembers each tenant's state from
+    its own last commit and checks it only under the commit's lock. Another
+    store appending in between makes it stale: that group is built again on
+    the state read under the lock, and seqs, receipts and idempotency come
+    out as if nothing had been remembered."""
+    import logging
+
+    with (
+        kimonaudit.open(pg_url, key_file=key_file, indexer="off") as a,
+        kimonaudit.open(pg_url, key_file=key_file, indexer="off") as b,
+    ):
+        tid = a.create_tenant("acme").id
+        assert [r.seq for r in a.append(tid, [event(0)])] == [0]  # a remembers size 1
+        assert [r.seq for r in b.append(tid, [event(1), event(2, id="y")])] == [1, 2]
+        with caplog.at_level(logging.DEBUG, logger="kimonaudit.store.writer"):
+            got = a.append(tid, [event(3, id="x"), event(2, id="y")])  # y: b's, a retry
+        assert [(r.seq, r.id) for r in got] == [(3, "x"), (2, "y")]
+        if hasattr(native, "PGBatch"):
+            assert "stale" in caplog.text  # the remembered state was caught, not used
+        assert [(r.seq, r.id) for r in b.append(tid, [event(3, id="x")])] == [(3, "x")]
+        assert [r.seq for r in a.append(tid, [event(4)])] == [4]  # remembered and right
+        assert b.store.tree_state(tid).size == 5
+        report = b.verify(tid)
+        assert report.ok, report
+
+
 def test_append_waits_for_the_tenant_row_lock(pg_url, key_file):
     """While another session holds the tenant's tree_state row FOR UPDATE, appends wait."""
     with kimonaudit.open(pg_url, key_file=key_file) as log:
@@ -338,15 +366,33 @@ def test_ids_written_earlier_in_a_group_are_seen_before_commit(pg_url):
 
 
 # -- connection errors ----------------------------------------------------------------
-def test_writer_reconnects_after_its_connection_is_killed(pg_url, key_file):
-    """An idle writer connection terminated by the server is replaced; the next append commits."""
+def _writer_pid(log: kimonaudit.AuditLog) -> int:
+    session = log.store._writer._session  # type: ignore[attr-defined]
+    batch = getattr(session, "batch", None)  # the extension's PGBatch
+    return int(batch.pid if batch is not None else session.conn.info.backend_pid)
+
+
+@pytest.mark.parametrize("native_writes", [True, False])
+def test_writer_reconnects_after_its_connection_is_killed(
+    pg_url, key_file, monkeypatch, native_writes
+):
+    """An idle writer connection terminated by the server is replaced; the
+    next append commits (nothing of its group had been sent). Both append
+    connections: the extension's and psycopg's."""
+    import kimonaudit.store.postgres as pg
+
+    monkeypatch.setattr(pg, "NATIVE_WRITES", native_writes)
     with kimonaudit.open(pg_url, key_file=key_file) as log:
+        session = log.store._writer._session  # type: ignore[attr-defined]
+        assert hasattr(session, "batch") == (native_writes and hasattr(native, "PGBatch"))
         tid = log.create_tenant("acme").id
         log.append(tid, [event(0)])
-        pid = log.store._writer._session.conn.info.backend_pid
+        pid = _writer_pid(log)
         assert _sql(pg_url, "SELECT pg_terminate_backend(%s)", (pid,)) == [(True,)]
+        while _sql(pg_url, "SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)):
+            time.sleep(0.01)
         assert [r.seq for r in log.append(tid, [event(1), event(2)])] == [1, 2]
-        assert log.store._writer._session.conn.info.backend_pid != pid
+        assert _writer_pid(log) != pid
         assert log.verify(tid).ok
 
 

@@ -75,7 +75,7 @@ from kimonaudit.store.postgres_schema import (
     partition_name,
 )
 from kimonaudit.store.postgres_search import PostgresSearch
-from kimonaudit.store.writer import GroupCommitWriter, QueuedAppends
+from kimonaudit.store.writer import GroupCommitWriter, QueuedAppends, StaleState
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +146,32 @@ _UPDATE_STATE = (
     "UPDATE tree_state SET size = %s, frontier = %s, last_recorded_at = %s, purged = %s "
     "WHERE tenant_id = %s"
 )
+# The same statements for the native connection (PGBatch: libpq's $n
+# placeholders, arrays sent as text, the nodes' hashes as one bytea of
+# 32-byte pieces).
+_LOCK_STATE_N = _LOCK_STATE.replace("%s", "$1")
+_EXISTING_N = "SELECT seq FROM event_ids WHERE tenant_id = $1 AND event_id = ANY($2::text[])"
+_PUT_NODES_N = (
+    "INSERT INTO tree_nodes (tenant_id, level, idx, hash) "
+    "SELECT $1, l, i, substring($4::bytea FROM (o * 32 - 31)::int4 FOR 32) "
+    "FROM unnest($2::int4[], $3::int8[]) WITH ORDINALITY AS n(l, i, o) "
+    "ON CONFLICT (tenant_id, level, idx) DO UPDATE SET hash = excluded.hash"
+)
+# The lock of a tenant whose state the session remembers from its own last
+# commit: taken as late as the commit itself (one round trip fewer, and one
+# wait fewer for the GIL after it), failing with division_by_zero, before
+# anything is written, when the state is not the remembered one.
+_CHECK_STATE_N = (
+    "SELECT 1 / (size = $2 AND frontier = $3 AND last_recorded_at = $4 AND purged = $5)::int "
+    "FROM tree_state WHERE tenant_id = $1 FOR UPDATE"
+)
+_STALE = "22012"  # division_by_zero: only _CHECK_STATE_N divides
+_UPSERT_ACTOR_N = _UPSERT_ACTOR % tuple(f"${k}" for k in range(1, 8))
+_UPDATE_STATE_N = _UPDATE_STATE % tuple(f"${k}" for k in range(1, 6))
+# Appends through the extension's PGBatch connection where it was built with
+# libpq (tests switch it off to compare with psycopg's path).
+NATIVE_WRITES = True
+
 _PARTITION_RE = re.compile(r"entries_p(\d{4})(\d{2})")
 _PAGE = 5_000
 # A partition is created under an ACCESS EXCLUSIVE lock on `entries`; give
@@ -171,10 +197,13 @@ def _password(url: str) -> str | None:
         return None
 
 
-def _reason(exc: BaseException, secret: str | None = None) -> str:
-    diag = getattr(exc, "diag", None)
-    primary = getattr(diag, "message_primary", None)
-    text = primary or str(exc) or exc.__class__.__name__
+def _reason(exc: BaseException | str, secret: str | None = None) -> str:
+    if isinstance(exc, str):
+        text = exc
+    else:
+        diag = getattr(exc, "diag", None)
+        primary = getattr(diag, "message_primary", None)
+        text = primary or str(exc) or exc.__class__.__name__
     text = " ".join(text.split())
     if secret:
         text = text.replace(secret, "***")
@@ -228,6 +257,49 @@ def _node_params(tenant_id: str, nodes: Mapping[tuple[int, int], bytes]) -> tupl
 
 
 # -- the writer's session ----------------------------------------------------
+def _found(
+    store: PostgresStore,
+    tenant_id: str,
+    seqs: Iterable[int],
+    event_ids: Sequence[str],
+    pending: Mapping[tuple[str, str], EntryRow],
+) -> dict[str, EntryRow]:
+    """The stored entries at `seqs` and those of `event_ids` written earlier
+    in this group (not in the table until commit), by event id."""
+    found: dict[str, EntryRow] = {}
+    # The stored entries, for the content comparison, on another
+    # connection: this transaction must not touch `entries` before its
+    # partitions exist (see _ensure_partitions). Committed entries never
+    # change, so reading them outside the transaction is safe.
+    for seq in seqs:
+        row = store.get_entry(tenant_id, seq)
+        if row is not None:
+            found[row.event_id] = row
+    if pending:
+        for eid in event_ids:
+            r = pending.get((tenant_id, eid))
+            if r is not None:
+                found[eid] = r
+    return found
+
+
+def _buffer(
+    plan: AppendPlan, plans: list[AppendPlan], pending: dict[tuple[str, str], EntryRow]
+) -> None:
+    plans.append(plan)
+    tid = plan.tenant_id
+    for r in plan.rows:
+        pending[(tid, r.event_id)] = r
+
+
+def _actor_rows(plans: Iterable[AppendPlan], now: int) -> list[tuple[object, ...]]:
+    return [
+        (p.tenant_id, a.actor_hash, a.actor_id, a.actor_type, a.name, a.email, now)
+        for p in plans
+        for a in p.actors
+    ]
+
+
 def _copy_bytes_in_c(conn: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
     """The writer's connection, dumping bytea columns of a COPY with
     psycopg's plain bytes dumper (C in its binary package).
@@ -291,31 +363,12 @@ class _WriteSession:
         return _state(tenant_id, row)
 
     def existing(self, tenant_id: str, event_ids: Sequence[str]) -> Mapping[str, EntryRow]:
-        found: dict[str, EntryRow] = {}
         with self._errors():
             seqs = [seq for (seq,) in self.conn.execute(_EXISTING, (tenant_id, list(event_ids)))]
-        # The stored entries, for the content comparison, on another
-        # connection: this transaction must not touch `entries` before its
-        # partitions exist (see _ensure_partitions). Committed entries never
-        # change, so reading them outside the transaction is safe.
-        for seq in seqs:
-            row = self._store.get_entry(tenant_id, seq)
-            if row is not None:
-                found[row.event_id] = row
-        if self._pending:
-            # Written earlier in this group: not in the table until commit.
-            pending = self._pending
-            for eid in event_ids:
-                r = pending.get((tenant_id, eid))
-                if r is not None:
-                    found[eid] = r
-        return found
+        return _found(self._store, tenant_id, seqs, event_ids, self._pending)
 
     def write(self, plan: AppendPlan) -> None:
-        self._plans.append(plan)
-        tid = plan.tenant_id
-        for r in plan.rows:
-            self._pending[(tid, r.event_id)] = r
+        _buffer(plan, self._plans, self._pending)
 
     def write_all(self, plans: Sequence[AppendPlan]) -> None:
         for plan in plans:  # everything is written at commit anyway
@@ -342,12 +395,7 @@ class _WriteSession:
                     else:
                         self._copy_rows(cur, rows)
             states: dict[str, TreeState] = {p.tenant_id: p.state for p in plans}
-            now = int(time.time() * 1_000_000)
-            actors = [
-                (p.tenant_id, a.actor_hash, a.actor_id, a.actor_type, a.name, a.email, now)
-                for p in plans
-                for a in p.actors
-            ]
+            actors = _actor_rows(plans, int(time.time() * 1_000_000))
             with conn.pipeline(), conn.cursor() as cur:
                 for tid in states:
                     nodes = _merged_nodes(plans, tid)
@@ -385,6 +433,151 @@ class _WriteSession:
 
     def close(self) -> None:
         self.conn.close()
+
+
+class _BatchWriteSession:
+    """The append path's session on the extension's PGBatch connection: a
+    group commit is two calls that each let go of the GIL once (BEGIN with
+    the tenants' locks; the COPYs, nodes, actors, state and COMMIT), instead
+    of a round trip each through psycopg (kimonaudit/_native.c says why).
+    Other writer tasks keep the psycopg connection (`_WriteSession`)."""
+
+    def __init__(self, store: PostgresStore, batch: Any) -> None:
+        self._store = store
+        self.batch = batch
+        # Each tenant's state after this session's last commit. Usually the
+        # only appender, it hands that out without reading it, and checks it
+        # under the lock in the commit's own round trip (_CHECK_STATE_N).
+        self._known: dict[str, TreeState] = {}
+        self._reset()
+
+    def _reset(self) -> None:
+        self.queued: list[tuple[str, object]] = []
+        self._plans: list[AppendPlan] = []
+        self._pending: dict[tuple[str, str], EntryRow] = {}
+
+    def _run(self, steps: list[tuple[str, object]]) -> list[Any]:
+        queued, self.queued = self.queued, []
+        batch = self.batch
+        try:
+            try:
+                results: list[Any] = batch.run(queued + steps)
+            except native.PGBatchError:
+                # The server restarted or dropped us while we were idle:
+                # when this call began the transaction, nothing of the group
+                # was sent before it, so a fresh connection is safe.
+                if not (batch.broken and queued and queued[0][0] == "BEGIN"):
+                    raise
+                batch.reset()
+                log.info("writer reconnected to PostgreSQL at %s", self._store.where)
+                results = batch.run(queued + steps)
+        except native.PGBatchError as exc:
+            self._known.clear()
+            if exc.args[1:] == (_STALE,):
+                raise StaleState(
+                    f"a tenant's state in PostgreSQL at {self._store.where} changed since "
+                    "this process last appended to it"
+                ) from exc
+            raise StoreError(
+                f"append to PostgreSQL at {self._store.where} failed: "
+                f"{_reason(exc.args[0] if exc.args else exc, self._store._secret)}"
+            ) from exc
+        except ConnectionError as exc:
+            self._known.clear()
+            raise StoreError(
+                f"append to PostgreSQL at {self._store.where} failed: "
+                f"{_reason(exc.args[0] if exc.args else exc, self._store._secret)}"
+            ) from exc
+        return results[len(queued) :]
+
+    def begin(self) -> None:
+        self._reset()
+        self.queued.append(("BEGIN", ()))
+
+    def lock_state(self, tenant_id: str) -> TreeState:
+        known = self._known.get(tenant_id)
+        if known is not None:
+            # Locked and checked with the next round trip; the writer asks
+            # for its tenants in sorted order, so the locks still are.
+            params = (tenant_id, known.size, known.tree.to_bytes(), known.last_recorded_at)
+            self.queued.append((_CHECK_STATE_N, (*params, known.purged)))
+            return known
+        (rows,) = self._run([(_LOCK_STATE_N, (tenant_id,))])
+        if not rows:
+            return _state(tenant_id, None)
+        size, frontier, last, purged = rows[0]
+        # Text format: bytea as \x and hex digits.
+        state = _state(tenant_id, (int(size), bytes.fromhex(frontier[2:]), int(last), int(purged)))
+        self._known[tenant_id] = state
+        return state
+
+    def existing(self, tenant_id: str, event_ids: Sequence[str]) -> Mapping[str, EntryRow]:
+        (rows,) = self._run([(_EXISTING_N, (tenant_id, list(event_ids)))])
+        return _found(self._store, tenant_id, [int(s) for (s,) in rows], event_ids, self._pending)
+
+    def write_all(self, plans: Sequence[AppendPlan]) -> None:
+        for plan in plans:  # everything is written at commit anyway
+            _buffer(plan, self._plans, self._pending)
+
+    def commit(self) -> None:
+        plans = self._plans
+        steps: list[tuple[str, object]] = []
+        if any(p.rows for p in plans):
+            # Before the first write to `entries` in this transaction:
+            # see _ensure_partitions for why the order matters.
+            try:
+                self._store._ensure_partitions(_months(plans))
+            except psycopg.Error as exc:
+                raise StoreError(
+                    f"append to PostgreSQL at {self._store.where} failed: {_reason(exc)}"
+                ) from exc
+            rows = [row for p in plans for row in p.rows]
+            steps.append((_COPY_ENTRIES, native.copy_binary(rows, _ENTRY_CODES, _ENTRY_COLUMNS)))
+            steps.append(
+                (_COPY_EVENT_IDS, native.copy_binary(rows, _EVENT_ID_CODES, _EVENT_ID_COLUMNS))
+            )
+        states: dict[str, TreeState] = {p.tenant_id: p.state for p in plans}
+        for tid in states:
+            nodes = _merged_nodes(plans, tid)
+            if nodes:
+                keys = list(nodes)
+                hashes = b"".join(nodes[k] for k in keys)
+                steps.append(
+                    (_PUT_NODES_N, (tid, [k[0] for k in keys], [k[1] for k in keys], hashes))
+                )
+        now = int(time.time() * 1_000_000)
+        steps.extend((_UPSERT_ACTOR_N, a) for a in _actor_rows(plans, now))
+        for st in states.values():
+            params = (st.size, st.tree.to_bytes(), st.last_recorded_at, st.purged, st.tenant_id)
+            steps.append((_UPDATE_STATE_N, params))
+        steps.append(("COMMIT", ()))
+        self._run(steps)
+        self._known.update(states)
+        self._reset()
+
+    def rollback(self) -> None:
+        self._reset()
+        self._known.clear()
+        batch = self.batch
+        if not batch.broken and batch.in_transaction:
+            self._run([("ROLLBACK", ())])
+
+    def close(self) -> None:
+        self.batch.close()
+
+
+def _open_batch(conninfo: str, secret: str | None, where: str) -> Any:
+    """The append path's native connection; None without the extension or
+    where it was built without libpq."""
+    make = getattr(native, "PGBatch", None) if NATIVE_WRITES and NATIVE_COPY else None
+    if make is None:
+        return None
+    try:
+        return make(conninfo)
+    except ConnectionError as exc:
+        raise StoreError(
+            f"cannot connect to PostgreSQL at {where}: {_reason(exc, secret)}"
+        ) from None
 
 
 # -- the store ---------------------------------------------------------------
@@ -503,7 +696,16 @@ class PostgresStore(
             raise StoreError(
                 f"cannot connect to PostgreSQL at {self.where}: {_reason(exc, self._secret)}"
             ) from exc
-        self._writer = GroupCommitWriter(_WriteSession(self, wconn))
+        tasks = _WriteSession(self, wconn)
+        try:
+            batch = _open_batch(self._scan_conninfo, self._secret, self.where)
+        except BaseException:
+            wconn.close()
+            self._pool.close()
+            raise
+        self._writer = GroupCommitWriter(
+            tasks if batch is None else _BatchWriteSession(self, batch), tasks=tasks
+        )
         self._closed = False
         # The projection's writer, on its own connection: a thread (True,
         # "thread"), or a child process ("process", KIMONAUDIT_INDEXER's

@@ -27,6 +27,13 @@ log = logging.getLogger(__name__)
 MAX_GROUP_EVENTS = 20_000
 
 
+class StaleState(StoreError):
+    """A session handed out a tenant state it remembered instead of reading
+    it under the lock, and found at commit that the state had changed
+    (another process appended or purged): the group's plans were built on
+    it, so the writer builds them again once, the session reading this time."""
+
+
 class WriteSession(Protocol):
     """The primitives a backend gives the writer, on its write connection."""
 
@@ -197,7 +204,11 @@ class GroupCommitWriter:
 
     def _commit_group(self, group: list[_Request]) -> None:
         try:
-            results = self._apply(group)
+            try:
+                results = self._apply(group)
+            except StaleState:
+                log.debug("a remembered tenant state was stale; building the group again")
+                results = self._apply(group)
         except Exception as exc:
             if len(group) == 1:
                 self._fail(group[0], exc)
