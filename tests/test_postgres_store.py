@@ -189,33 +189,6 @@ def test_two_processes_appending_to_one_tenant_stay_gap_free(pg_url, key_file):
         assert report.ok, report
 
 
-def test_a_tenant_state_made_stale_by_another_store_is_read_again(pg_url, key_file, caplog):
-    """The extension's append session remembers each tenant's state from
-    its own last commit and checks it only under the commit's lock. Another
-    store appending in between makes it stale: that group is built again on
-    the state read under the lock, and seqs, receipts and idempotency come
-    out as if nothing had been remembered."""
-    import logging
-
-    with (
-        kimonaudit.open(pg_url, key_file=key_file, indexer="off") as a,
-        kimonaudit.open(pg_url, key_file=key_file, indexer="off") as b,
-    ):
-        tid = a.create_tenant("acme").id
-        assert [r.seq for r in a.append(tid, [event(0)])] == [0]  # a remembers size 1
-        assert [r.seq for r in b.append(tid, [event(1), event(2, id="y")])] == [1, 2]
-        with caplog.at_level(logging.DEBUG, logger="kimonaudit.store.writer"):
-            got = a.append(tid, [event(3, id="x"), event(2, id="y")])  # y: b's, a retry
-        assert [(r.seq, r.id) for r in got] == [(3, "x"), (2, "y")]
-        if hasattr(native, "PGBatch"):
-            assert "stale" in caplog.text  # the remembered state was caught, not used
-        assert [(r.seq, r.id) for r in b.append(tid, [event(3, id="x")])] == [(3, "x")]
-        assert [r.seq for r in a.append(tid, [event(4)])] == [4]  # remembered and right
-        assert b.store.tree_state(tid).size == 5
-        report = b.verify(tid)
-        assert report.ok, report
-
-
 def test_append_waits_for_the_tenant_row_lock(pg_url, key_file):
     """While another session holds the tenant's tree_state row FOR UPDATE, appends wait."""
     with kimonaudit.open(pg_url, key_file=key_file) as log:

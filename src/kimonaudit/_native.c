@@ -2018,6 +2018,18 @@ static PyObject *batch_in_transaction(batch_t *self, void *closure) {
     return PyBool_FromLong(self->db && !sqlite3_get_autocommit(self->db));
 }
 
+/* kimonaudit_expect(ok): 1, or the statement fails when ok is false. The
+ * append session checks a tenant state it remembers (instead of reading it
+ * first) with it, inside the commit's own call, before anything is written. */
+#define STALE_MESSAGE "kimonaudit: stale tenant state"
+static void expect_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+    (void)argc;
+    if (sqlite3_value_type(argv[0]) == SQLITE_NULL || !sqlite3_value_int64(argv[0]))
+        sqlite3_result_error(ctx, STALE_MESSAGE, -1);
+    else
+        sqlite3_result_int(ctx, 1);
+}
+
 static int batch_init(batch_t *self, PyObject *args, PyObject *kwds) {
     const char *path;
     PyObject *pragmas;
@@ -2026,6 +2038,9 @@ static int batch_init(batch_t *self, PyObject *args, PyObject *kwds) {
         return -1;
     batch_close_db(self);
     int rc = sqlite3_open_v2(path, &self->db, SQLITE_OPEN_READWRITE, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_create_function_v2(self->db, "kimonaudit_expect", 1, SQLITE_UTF8, NULL,
+                                        expect_fn, NULL, NULL, NULL);
     for (Py_ssize_t k = 0; rc == SQLITE_OK && k < PyList_GET_SIZE(pragmas); k++) {
         const char *sql = PyUnicode_AsUTF8(PyList_GET_ITEM(pragmas, k));
         if (!sql) {
@@ -2383,8 +2398,11 @@ static PyObject *finish_one(PyObject *item, PyObject *const *cx, int from_json,
     if (!PyBytes_CheckExact(data)) SLOW;
     /* What _finish accepts without walking every value: keys that are
      * exact str at the top, ASCII bytes (Python callers' values; JSON gives
-     * nothing else), and no "{" beyond the payload's own three and one per
-     * change (so no nested object, and the members are counted). */
+     * nothing else), and no object beyond the payload's own three and one
+     * per change (so no nested object, and the members are counted). Only
+     * a "{" outside strings opens an object: _finish counts every "{" and
+     * walks the values of, say, a route "/api/v2/tickets/{id}", to the same
+     * result. */
     PyObject *maps[2] = {context, metadata};
     for (int k = 0; k < 2 && !from_json; k++) {
         Py_ssize_t pos = 0;
@@ -2394,9 +2412,18 @@ static PyObject *finish_one(PyObject *item, PyObject *const *cx, int from_json,
     }
     const char *bytes = PyBytes_AS_STRING(data);
     Py_ssize_t len = PyBytes_GET_SIZE(data), braces = 0;
+    int in_string = 0;
     for (Py_ssize_t k = 0; k < len; k++) {
-        if (!from_json && (unsigned char)bytes[k] > 0x7f) SLOW;
-        braces += bytes[k] == '{';
+        char c = bytes[k];
+        if (!from_json && (unsigned char)c > 0x7f) SLOW;
+        if (in_string) {
+            if (c == '\\') k++; /* the escaped character: never a string's end */
+            else if (c == '"') in_string = 0;
+        } else if (c == '"') {
+            in_string = 1;
+        } else {
+            braces += c == '{';
+        }
     }
     if (braces != 3 + PyList_GET_SIZE(change_dicts) || nested) SLOW;
     n_members += PyDict_GET_SIZE(context) + PyDict_GET_SIZE(metadata);

@@ -7,7 +7,10 @@ to one database, and a tenant's appends still form one gap-free sequence.
 
 Within a group the session only buffers plans; the commit writes them all
 at once (one binary COPY per table, then one pipelined round trip for tree
-nodes, the actor directory, the tree state and COMMIT). Until that commit
+nodes, the actor directory, the tree state and COMMIT). Where the extension
+was built with libpq, appends go through its PGBatch connection instead
+(`_BatchWriteSession`: the same statements, two calls a group without the
+GIL); other writer tasks keep the psycopg connection. Until that commit
 the transaction has touched nothing but ``tree_state`` and ``event_ids``,
 which is what makes creating a month's partition from a second connection
 safe (see ``_ensure_partitions``).

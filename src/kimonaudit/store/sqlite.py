@@ -58,7 +58,7 @@ from kimonaudit.store.sqlite_index import (
 from kimonaudit.store.sqlite_retention import SQLiteRetentionStore
 from kimonaudit.store.sqlite_schema import MIGRATIONS
 from kimonaudit.store.sqlite_search import SQLiteSearch
-from kimonaudit.store.writer import GroupCommitWriter, QueuedAppends
+from kimonaudit.store.writer import GroupCommitWriter, QueuedAppends, StaleState
 
 log = logging.getLogger(__name__)
 
@@ -285,6 +285,14 @@ _LOAD_STATE = (
     "SELECT s.size, s.frontier, s.last_recorded_at, s.purged, t.tenant_no"
     " FROM tree_state s JOIN tenants t ON t.tenant_id = s.tenant_id WHERE s.tenant_id = ?"
 )
+# A remembered tenant state checked in the commit's own call: the
+# extension's kimonaudit_expect fails the statement (and so the group,
+# before anything is written) when the stored state is not that one.
+_CHECK_STATE = (
+    "SELECT kimonaudit_expect(size = ? AND frontier = ? AND last_recorded_at = ? AND purged = ?)"
+    " FROM tree_state WHERE tenant_id = ?"
+)
+_STALE = "kimonaudit: stale tenant state"  # its message (kimonaudit/_native.c)
 _UPSERT_ACTOR = (
     "INSERT INTO actors (tenant_id, actor_hash, actor_id, actor_type, name, email, updated_at)"
     " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tenant_id, actor_hash) DO UPDATE SET"
@@ -392,10 +400,23 @@ class _BatchWriteSession:
         self.batch = batch
         self.tenant_nos = tenant_nos
         self.queued: list[tuple[str, Sequence[object]]] = []
+        # Each tenant's state after this session's last commit. Usually the
+        # only appender, it hands that out without reading it, and checks it
+        # in the commit's own call (_CHECK_STATE): one GIL wait fewer a group.
+        self._known: dict[str, TreeState] = {}
+        self._states: dict[str, TreeState] = {}
 
     def _run(self, steps: list[tuple[str, Sequence[object]]]) -> list[Any]:
         queued, self.queued = self.queued, []
-        results: list[Any] = self.batch.run(queued + steps)
+        try:
+            results: list[Any] = self.batch.run(queued + steps)
+        except sqlite3.Error as exc:
+            self._known.clear()
+            if _STALE in str(exc):
+                raise StaleState(
+                    "a tenant's state changed since this process last appended to it"
+                ) from exc
+            raise
         return results[len(queued) :]
 
     def begin(self) -> None:
@@ -404,9 +425,15 @@ class _BatchWriteSession:
         self.queued.append(("BEGIN IMMEDIATE", ()))
 
     def lock_state(self, tenant_id: str) -> TreeState:
+        known = self._known.get(tenant_id)
+        if known is not None:
+            params = (known.size, known.tree.to_bytes(), known.last_recorded_at, known.purged)
+            self.queued.append((_CHECK_STATE, (*params, tenant_id)))
+            return known
         (rows,) = self._run([(_LOAD_STATE, (tenant_id,))])
         state, tno = _state_of(tenant_id, rows[0] if rows else None)
         self.tenant_nos[tenant_id] = tno
+        self._known[tenant_id] = state
         return state
 
     def existing(self, tenant_id: str, event_ids: Sequence[str]) -> Mapping[str, EntryRow]:
@@ -415,12 +442,17 @@ class _BatchWriteSession:
 
     def write_all(self, plans: Sequence[AppendPlan]) -> None:
         self.queued.extend(_write_statements(plans, self.tenant_nos))
+        self._states.update((p.tenant_id, p.state) for p in plans)
 
     def commit(self) -> None:
         self._run([("COMMIT", ())])
+        self._known.update(self._states)
+        self._states.clear()
 
     def rollback(self) -> None:
         self.queued.clear()
+        self._known.clear()
+        self._states.clear()
         if self.batch.in_transaction:
             self.batch.run([("ROLLBACK", ())])
 
