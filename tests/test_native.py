@@ -882,6 +882,11 @@ def test_pg_batch_runs_steps_and_reports_errors(pg_url):
     with pytest.raises(TypeError, match=r"\(sql, params\) tuple"):
         b.run(["SELECT 1"])
     assert b.run([("SELECT 2", ())]) == [[("2",)]]  # still usable after refusals
+    # Many queries: several pipelines, every answer in its place.
+    many = b.run([("SELECT $1::int8 * 2", (i,)) for i in range(3_000)])
+    assert many == [[(str(i * 2),)] for i in range(3_000)]
+    with pytest.raises(_native.PGBatchError, match=r"\(statement 2001 of 3000\)"):
+        b.run([("SELECT 1 / $1::int", (int(i != 2_000),)) for i in range(3_000)])
     b.close()
     assert b.broken
     with pytest.raises(_native.PGBatchError, match="closed"):

@@ -724,6 +724,12 @@ typedef struct {
 
 static PyObject *PGBatchError; /* (message, sqlstate or None) */
 
+/* Queries sent per pipeline before their results are read. The connection
+ * blocks, so the server's answers must fit its socket buffers while the rest
+ * is still being sent, or both sides would wait on each other: a group of
+ * many tenants or new actors is a few round trips instead of one. */
+#define PG_PIPELINE 256
+
 typedef struct {
     const char *sql;
     int n_params;
@@ -962,7 +968,8 @@ PyDoc_STRVAR(pgbatch_run_doc,
 "Run `steps` in order without the GIL. A step is (sql, params): params a\n"
 "tuple or list of values ($1, $2, ...; None, bool, int, str, bytes sent\n"
 "binary, or a list of ints or str/None sent as a text array), or bytes: the\n"
-"data of a COPY ... FROM STDIN. Consecutive queries go as one pipeline.\n"
+"data of a COPY ... FROM STDIN. Consecutive queries go as one pipeline (256\n"
+"at most each).\n"
 "Returns per step its rows (tuples of str or None, text format) or None for\n"
 "a step that returns none. The first failing step stops the rest and raises\n"
 "PGBatchError(message, sqlstate); the transaction is left as it is.");
@@ -1024,7 +1031,7 @@ static PyObject *pgbatch_run(pgbatch_t *self, PyObject *steps_obj) {
             continue;
         }
         Py_ssize_t last = k;
-        while (last < n && !st[last].copy) last++;
+        while (last < n && !st[last].copy && last - k < PG_PIPELINE) last++;
         pg_pipeline(self->conn, st, k, last, &f);
         k = last;
     }
