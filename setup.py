@@ -4,8 +4,8 @@ row scan on both stores and the Merkle tree's node hashing. optional=True:
 without a compiler or the SQLite and OpenSSL headers the install goes on,
 and the pure-Python code does the same work (verify about three times
 slower). With libpq's headers too (Debian's libpq-dev) it also reads
-PostgreSQL's rows itself (`scan_pg`); without them PostgreSQL's scan takes
-the rows through psycopg."""
+PostgreSQL's rows itself (`scan_pg`) and writes PostgreSQL's appends
+(`PGBatch`); without them both go through psycopg."""
 
 import shutil
 import subprocess

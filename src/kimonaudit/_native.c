@@ -1,7 +1,10 @@
-/* Native helpers for the two loops that run once per entry: the verifier's
- * row check on SQLite (`scan`) and the Merkle tree's node hashing
- * (`node_hashes`). Both are optional: pyproject.toml builds this module when
- * it can, and the pure-Python code does the same work without it.
+/* Native helpers for the loops that run once per event or entry: the
+ * verifier's row check (`scan`, `scan_copy`, `scan_pg`), the Merkle tree's
+ * node hashing (`node_hashes`), and, each section below saying why, the
+ * append path (validation, preparing, planning, the group commits of both
+ * stores) and the search projection. All optional: pyproject.toml builds
+ * this module when it can, and the pure-Python code does the same work
+ * without it.
  *
  * scan: `verifier.scan` checks every stored row on its own: the payload
  * against its commitment and the leaf rebuilt from the row's columns against
@@ -3203,7 +3206,10 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "kimonaudit._native",
-    "Native helpers: the verifier's SQLite row check and Merkle node hashing.", -1, methods,
+    "Native helpers for the per-event and per-entry loops: verify's row checks, Merkle\n"
+    "node hashing, the append path (validation, preparing, planning, both stores'\n"
+    "group commits) and the search projection.",
+    -1, methods,
 };
 
 PyMODINIT_FUNC PyInit__native(void) {
