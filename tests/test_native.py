@@ -12,6 +12,7 @@ import hashlib
 import itertools
 import os
 import string
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -862,7 +863,7 @@ def test_pg_batch_runs_steps_and_reports_errors(pg_url):
                 ("INSERT INTO t (k) VALUES (10)", ()),
             ]
         )
-    assert err.value.args[1] == "23505"
+    assert err.value.args[1:] == ("23505", 1)
     assert b.in_transaction  # aborted, not ended: the caller rolls back
     with pytest.raises(_native.PGBatchError, match="current transaction is aborted"):
         b.run([("SELECT 1", ())])
@@ -893,6 +894,48 @@ def test_pg_batch_runs_steps_and_reports_errors(pg_url):
         b.run([("SELECT 1", ())])
     with pytest.raises(ConnectionError):
         _native.PGBatch("host=127.0.0.1 port=1 connect_timeout=2")
+
+
+@pytest.mark.postgres
+def test_pg_append_session_reruns_only_what_never_reached_the_server(pg_url, key_file):
+    """The append session connects again and reruns a call only when its
+    transaction's BEGIN failed on a dropped connection (nothing reached the
+    server); a connection lost later in the call leaves the outcome unknown,
+    and the error goes to the caller instead of a second run. nextval is not
+    rolled back, so it counts the runs."""
+    import psycopg
+
+    import kimonaudit.store.postgres as pg
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE SEQUENCE runs")
+
+        def runs() -> int:
+            return conn.execute("SELECT last_value FROM runs").fetchone()[0]
+
+        with kimonaudit.open(pg_url, key_file=key_file, indexer="off") as lg:
+            s = pg._BatchWriteSession(lg.store, _native.PGBatch(pg_url))
+            # Lost after BEGIN, mid-call: an error, not a second run.
+            s.begin()
+            kill = ("SELECT pg_terminate_backend(pg_backend_pid())", ())
+            with pytest.raises(StoreError, match=r"append to PostgreSQL .* failed"):
+                s._run([("SELECT nextval('runs')", ()), kill, ("SELECT nextval('runs')", ())])
+            assert runs() == 1 and s.batch.broken
+            s.rollback()  # nothing to roll back on a lost connection
+            # Known to be lost before the call: connected again first.
+            s.begin()
+            assert s._run([("SELECT nextval('runs')", ())]) == [[("2",)]]
+            s.rollback()
+            # Dropped while idle, found out by BEGIN: connected again, run once.
+            pid = s.batch.pid
+            conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            while conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone():
+                time.sleep(0.01)
+            s.begin()
+            assert s._run([("SELECT nextval('runs')", ())]) == [[("3",)]]
+            assert s.batch.pid != pid and runs() == 3
+            s.rollback()
+            s.close()
 
 
 @pytest.mark.postgres

@@ -725,7 +725,7 @@ typedef struct {
     PGconn *conn;
 } pgbatch_t;
 
-static PyObject *PGBatchError; /* (message, sqlstate or None) */
+static PyObject *PGBatchError; /* (message, sqlstate or None, step index) */
 
 /* Queries sent per pipeline before their results are read. The connection
  * blocks, so the server's answers must fit its socket buffers while the rest
@@ -975,7 +975,9 @@ PyDoc_STRVAR(pgbatch_run_doc,
 "at most each).\n"
 "Returns per step its rows (tuples of str or None, text format) or None for\n"
 "a step that returns none. The first failing step stops the rest and raises\n"
-"PGBatchError(message, sqlstate); the transaction is left as it is.");
+"PGBatchError(message, sqlstate or None, index of the step); the transaction\n"
+"is left as it is. Queries after a COPY are sent only once it is done, and a\n"
+"COPY only once the queries before it answered.");
 
 static PyObject *pgbatch_run(pgbatch_t *self, PyObject *steps_obj) {
     if (!self->conn) {
@@ -1045,7 +1047,7 @@ static PyObject *pgbatch_run(pgbatch_t *self, PyObject *steps_obj) {
         while (len && (f.message[len - 1] == '\n' || f.message[len - 1] == ' ')) len--;
         snprintf(text, sizeof text, "%.*s (statement %zd of %zd)", (int)len, f.message,
                  f.step + 1, n);
-        PyObject *exc = Py_BuildValue("(ss)", text, f.sqlstate);
+        PyObject *exc = Py_BuildValue("(ssn)", text, f.sqlstate, f.step);
         if (exc && !*f.sqlstate) {
             Py_INCREF(Py_None);
             PyTuple_SetItem(exc, 1, Py_None);
@@ -3270,7 +3272,8 @@ PyMODINIT_FUNC PyInit__native(void) {
     if (m && !PGBatchError) {
         PGBatchError = PyErr_NewExceptionWithDoc(
             "kimonaudit._native.PGBatchError",
-            "A PGBatch step failed: args are (message, sqlstate or None).", NULL, NULL);
+            "A PGBatch step failed: args are (message, sqlstate or None, step index).", NULL,
+            NULL);
         if (!PGBatchError) Py_CLEAR(m);
     }
     if (m && PyModule_AddObjectRef(m, "PGBatchError", PGBatchError) < 0) Py_CLEAR(m);

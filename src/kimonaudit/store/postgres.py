@@ -471,21 +471,26 @@ class _BatchWriteSession:
     def _run(self, steps: list[tuple[str, object]]) -> list[Any]:
         queued, self.queued = self.queued, []
         batch = self.batch
+        # A connection the server dropped while we were idle is opened again
+        # only where nothing of the group can have reached the server: this
+        # call begins the transaction, and the loss was known before it or
+        # its first statement (BEGIN) failed, which PGBatch reports before it
+        # sends any COPY or the COMMIT. A failure after that leaves the
+        # outcome unknown, and the error goes to the caller.
+        starts = bool(queued) and queued[0][0] == "BEGIN"
         try:
+            if starts and batch.broken:
+                self._reconnect()
             try:
                 results: list[Any] = batch.run(queued + steps)
-            except native.PGBatchError:
-                # The server restarted or dropped us while we were idle:
-                # when this call began the transaction, nothing of the group
-                # was sent before it, so a fresh connection is safe.
-                if not (batch.broken and queued and queued[0][0] == "BEGIN"):
+            except native.PGBatchError as exc:
+                if not (starts and batch.broken and exc.args[2:] == (0,)):
                     raise
-                batch.reset()
-                log.info("writer reconnected to PostgreSQL at %s", self._store.where)
+                self._reconnect()
                 results = batch.run(queued + steps)
         except native.PGBatchError as exc:
             self._known.clear()
-            if exc.args[1:] == (_STALE,):
+            if exc.args[1:2] == (_STALE,):
                 raise StaleState(
                     f"a tenant's state in PostgreSQL at {self._store.where} changed since "
                     "this process last appended to it"
@@ -501,6 +506,10 @@ class _BatchWriteSession:
                 f"{_reason(exc.args[0] if exc.args else exc, self._store._secret)}"
             ) from exc
         return results[len(queued) :]
+
+    def _reconnect(self) -> None:
+        self.batch.reset()
+        log.info("writer reconnected to PostgreSQL at %s", self._store.where)
 
     def begin(self) -> None:
         self._reset()
