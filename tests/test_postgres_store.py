@@ -369,6 +369,33 @@ def test_writer_reconnects_after_its_connection_is_killed(
         assert log.verify(tid).ok
 
 
+@pytest.mark.parametrize("native_writes", [True, False])
+def test_a_connection_lost_while_committing_is_reported_not_retried(
+    pg_url, key_file, monkeypatch, native_writes
+):
+    """The connection dies in the commit's last round trip, the one with the
+    COMMIT: whether the group landed is unknown to the writer, so the caller
+    gets CommitUnknown and nothing is run twice; the next append connects
+    again and the log verifies. Both append connections."""
+    import kimonaudit.store.postgres as pg
+    from kimonaudit.store.writer import CommitUnknown
+
+    monkeypatch.setattr(pg, "NATIVE_WRITES", native_writes)
+    with kimonaudit.open(pg_url, key_file=key_file, indexer="off") as log:
+        tid = log.create_tenant("acme").id
+        log.append(tid, [event(0)])
+        with monkeypatch.context() as m:
+            # The state update, just before COMMIT, ends the connection instead.
+            kill = "SELECT pg_terminate_backend(pg_backend_pid()), {}, {}, {}, {}, {}"
+            m.setattr(pg, "_UPDATE_STATE", kill.format(*["%s"] * 5))
+            m.setattr(pg, "_UPDATE_STATE_N", kill.format("$1::int8", "$2::bytea", "$3", "$4", "$5"))
+            with pytest.raises(CommitUnknown, match="may or may not have been stored"):
+                log.append(tid, [event(1), event(2)])
+        assert log.store.tree_state(tid).size == 1  # killed before its COMMIT ran
+        assert [r.seq for r in log.append(tid, [event(3)])] == [1]
+        assert log.verify(tid).ok
+
+
 def test_unreachable_server_is_a_store_error_without_the_password(key_file):
     """A closed port gives StoreError naming host:port/db, never a psycopg error or the password."""
     url = "postgresql://postgres:s3cret-pw@127.0.0.1:1/test"

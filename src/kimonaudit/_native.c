@@ -725,7 +725,7 @@ typedef struct {
     PGconn *conn;
 } pgbatch_t;
 
-static PyObject *PGBatchError; /* (message, sqlstate or None, step index) */
+static PyObject *PGBatchError; /* (message, sqlstate or None, step index, steps sent) */
 
 /* Queries sent per pipeline before their results are read. The connection
  * blocks, so the server's answers must fit its socket buffers while the rest
@@ -839,6 +839,7 @@ typedef struct {
     char *message;
     char sqlstate[6];
     Py_ssize_t step;
+    Py_ssize_t sent; /* steps handed to the server so far (all before `sent`) */
 } pgfail_t;
 
 static void pg_fail(pgfail_t *f, PGconn *conn, const PGresult *res, Py_ssize_t step) {
@@ -901,6 +902,7 @@ static int pg_pipeline(PGconn *conn, pgstep_t *st, Py_ssize_t first, Py_ssize_t 
                               0) != 1)
             break;
     }
+    f->sent = sent;
     int broken = sent < last;
     if (broken) pg_fail(f, conn, NULL, sent);
     if (PQpipelineSync(conn) != 1) {
@@ -975,9 +977,11 @@ PyDoc_STRVAR(pgbatch_run_doc,
 "at most each).\n"
 "Returns per step its rows (tuples of str or None, text format) or None for\n"
 "a step that returns none. The first failing step stops the rest and raises\n"
-"PGBatchError(message, sqlstate or None, index of the step); the transaction\n"
-"is left as it is. Queries after a COPY are sent only once it is done, and a\n"
-"COPY only once the queries before it answered.");
+"PGBatchError(message, sqlstate or None, index of the step, steps sent): the\n"
+"server may have run a step only if its index is below `steps sent` (so a\n"
+"COMMIT there has an unknown outcome when the connection was lost). Queries\n"
+"after a COPY are sent only once it is done, and a COPY only once the queries\n"
+"before it answered. The transaction is left as it is.");
 
 static PyObject *pgbatch_run(pgbatch_t *self, PyObject *steps_obj) {
     if (!self->conn) {
@@ -990,7 +994,7 @@ static PyObject *pgbatch_run(pgbatch_t *self, PyObject *steps_obj) {
     pgstep_t *st = calloc((size_t)n + 1, sizeof *st);
     PyObject **keep = calloc((size_t)n + 1, sizeof *keep);
     PyObject *out = NULL;
-    pgfail_t f = {NULL, "", -1};
+    pgfail_t f = {NULL, "", -1, 0};
     if (!st || !keep) {
         PyErr_NoMemory();
         goto end;
@@ -1031,6 +1035,7 @@ static PyObject *pgbatch_run(pgbatch_t *self, PyObject *steps_obj) {
     Py_ssize_t k = 0;
     while (k < n && !f.message) {
         if (st[k].copy) {
+            f.sent = k + 1;
             pg_copy(self->conn, &st[k], k, &f);
             k++;
             continue;
@@ -1047,7 +1052,7 @@ static PyObject *pgbatch_run(pgbatch_t *self, PyObject *steps_obj) {
         while (len && (f.message[len - 1] == '\n' || f.message[len - 1] == ' ')) len--;
         snprintf(text, sizeof text, "%.*s (statement %zd of %zd)", (int)len, f.message,
                  f.step + 1, n);
-        PyObject *exc = Py_BuildValue("(ssn)", text, f.sqlstate, f.step);
+        PyObject *exc = Py_BuildValue("(ssnn)", text, f.sqlstate, f.step, f.sent);
         if (exc && !*f.sqlstate) {
             Py_INCREF(Py_None);
             PyTuple_SetItem(exc, 1, Py_None);
@@ -3272,8 +3277,9 @@ PyMODINIT_FUNC PyInit__native(void) {
     if (m && !PGBatchError) {
         PGBatchError = PyErr_NewExceptionWithDoc(
             "kimonaudit._native.PGBatchError",
-            "A PGBatch step failed: args are (message, sqlstate or None, step index).", NULL,
-            NULL);
+            "A PGBatch step failed: args are (message, sqlstate or None, step index, steps\n"
+            "sent).",
+            NULL, NULL);
         if (!PGBatchError) Py_CLEAR(m);
     }
     if (m && PyModule_AddObjectRef(m, "PGBatchError", PGBatchError) < 0) Py_CLEAR(m);

@@ -78,7 +78,7 @@ from kimonaudit.store.postgres_schema import (
     partition_name,
 )
 from kimonaudit.store.postgres_search import PostgresSearch
-from kimonaudit.store.writer import GroupCommitWriter, QueuedAppends, StaleState
+from kimonaudit.store.writer import CommitUnknown, GroupCommitWriter, QueuedAppends, StaleState
 
 log = logging.getLogger(__name__)
 
@@ -408,19 +408,24 @@ class _WriteSession:
                         self._copy_rows(cur, rows)
             states: dict[str, TreeState] = {p.tenant_id: p.state for p in plans}
             actors = _actor_rows(plans, int(time.time() * 1_000_000))
-            with conn.pipeline(), conn.cursor() as cur:
-                for tid in states:
-                    nodes = _merged_nodes(plans, tid)
-                    if nodes:
-                        cur.execute(_PUT_NODES, _node_params(tid, nodes))
-                if actors:
-                    cur.executemany(_UPSERT_ACTOR, actors)
-                for st in states.values():
-                    cur.execute(
-                        _UPDATE_STATE,
-                        (st.size, st.tree.to_bytes(), st.last_recorded_at, st.purged, st.tenant_id),
-                    )
-                cur.execute("COMMIT")
+            try:
+                with conn.pipeline(), conn.cursor() as cur:
+                    for tid in states:
+                        nodes = _merged_nodes(plans, tid)
+                        if nodes:
+                            cur.execute(_PUT_NODES, _node_params(tid, nodes))
+                    if actors:
+                        cur.executemany(_UPSERT_ACTOR, actors)
+                    for st in states.values():
+                        params = (st.size, st.tree.to_bytes(), st.last_recorded_at, st.purged)
+                        cur.execute(_UPDATE_STATE, (*params, st.tenant_id))
+                    cur.execute("COMMIT")
+            except psycopg.OperationalError as exc:
+                # The pipeline holds the COMMIT: once the connection is
+                # lost in it, whether the group landed is unknown.
+                if conn.broken:
+                    raise CommitUnknown(_commit_unknown(self._store.where)) from exc
+                raise
         self._reset()
 
     @staticmethod
@@ -445,6 +450,14 @@ class _WriteSession:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def _commit_unknown(where: str) -> str:
+    return (
+        f"the connection to PostgreSQL at {where} was lost while committing: these events "
+        "may or may not have been stored (appending them again with the same client-supplied "
+        "ids returns their receipts if they were)"
+    )
 
 
 class _BatchWriteSession:
@@ -484,13 +497,16 @@ class _BatchWriteSession:
             try:
                 results: list[Any] = batch.run(queued + steps)
             except native.PGBatchError as exc:
-                if not (starts and batch.broken and exc.args[2:] == (0,)):
+                if not (starts and batch.broken and exc.args[2] == 0):
                     raise
                 self._reconnect()
                 results = batch.run(queued + steps)
         except native.PGBatchError as exc:
             self._known.clear()
-            if exc.args[1:2] == (_STALE,):
+            sent = exc.args[3]
+            if batch.broken and any(sql == "COMMIT" for sql, _ in (queued + steps)[:sent]):
+                raise CommitUnknown(_commit_unknown(self._store.where)) from exc
+            if exc.args[1] == _STALE:
                 raise StaleState(
                     f"a tenant's state in PostgreSQL at {self._store.where} changed since "
                     "this process last appended to it"

@@ -34,6 +34,14 @@ class StaleState(StoreError):
     it, so the writer builds them again once, the session reading this time."""
 
 
+class CommitUnknown(StoreError):
+    """The connection was lost after a group's COMMIT was sent and before its
+    answer came: the group may be stored or not. Every request of the group
+    gets this error, and the writer does not run them again (a second run
+    could store them twice; a caller retrying with its own event ids gets
+    the original receipts if the first run did land)."""
+
+
 class WriteSession(Protocol):
     """The primitives a backend gives the writer, on its write connection."""
 
@@ -209,6 +217,10 @@ class GroupCommitWriter:
             except StaleState:
                 log.debug("a remembered tenant state was stale; building the group again")
                 results = self._apply(group)
+        except CommitUnknown as exc:
+            for req in group:
+                self._fail(req, exc)
+            return
         except Exception as exc:
             if len(group) == 1:
                 self._fail(group[0], exc)
