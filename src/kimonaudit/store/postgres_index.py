@@ -439,19 +439,40 @@ def check_projection(
     with the ledger read in batches; each batch's documents are compared on
     the server, as tsvectors, with ``to_tsvector`` of the expected text, so
     the comparison is exact without reimplementing the server's parser."""
+    problems: list[tuple[int, str]] = []
+
+    def stray(seq: int) -> None:
+        problems.append((seq, f"seq {seq}: indexed, but no such entry in the ledger"))
+
+    # One snapshot for the mark and every projection row: read one by one,
+    # a batch the indexer committed in between would show rows above the
+    # mark read first, and they would be reported as stray.
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        checked = _check_snapshot(conn, tenant_id, rows, batch, problems, stray)
+    problems.sort(key=lambda p: p[0])
+    # A stray seq may be named by both its postings and its document.
+    return checked, list(dict.fromkeys(text for _, text in problems))
+
+
+def _check_snapshot(
+    conn: psycopg.Connection[Any],
+    tenant_id: str,
+    rows: Callable[[int, int], list[EntryRow]],
+    batch: int,
+    problems: list[tuple[int, str]],
+    stray: Callable[[int], None],
+) -> int:
+    """check_projection's comparison, inside its snapshot; returns the
+    number of ledger entries checked."""
     r = conn.execute("SELECT next_seq FROM search_marks WHERE tenant_id = %s", (tenant_id,))
     mark = int((r.fetchone() or (0,))[0])
     r = conn.execute("SELECT purged FROM tree_state WHERE tenant_id = %s", (tenant_id,))
     # Below the purge point the ledger is gone on purpose; projection rows
     # the indexer has not removed yet point at nothing and hide nothing.
     purged = int((r.fetchone() or (0,))[0])
-    problems: list[tuple[int, str]] = []
-
-    def stray(seq: int) -> None:
-        problems.append((seq, f"seq {seq}: indexed, but no such entry in the ledger"))
-
     checked = 0
-    with conn.transaction(), conn.cursor(name="kimonaudit_check_postings") as cur:
+    with conn.cursor(name="kimonaudit_check_postings") as cur:
         cur.itersize = 10_000
         cur.execute(
             "SELECT p.seq, t.field, t.value FROM search_postings p"
@@ -499,9 +520,7 @@ def check_projection(
         "SELECT seq FROM search_docs WHERE tenant_id = %s AND seq >= %s", (tenant_id, mark)
     ):
         stray(int(seq))
-    problems.sort(key=lambda p: p[0])
-    # A stray seq may be named by both its postings and its document.
-    return checked, list(dict.fromkeys(text for _, text in problems))
+    return checked
 
 
 def _postings_differ(seq: int, want: set[tuple[int, str]], got: set[tuple[int, str]]) -> str:

@@ -846,9 +846,16 @@ class SQLiteStore(
         """(entries checked, problems): the projection against the ledger."""
         tno = self.tenant_no(tenant_id)
         purged = self.tree_state(tenant_id).purged
-        return check_projection(
-            self._conn(), tno, lambda a, b: ledger_rows(self._conn(), tno, a, b), purged
-        )
+        conn = self._conn()
+        # One read transaction: the mark and the projection rows from one
+        # snapshot of the index file. Read one by one, a batch the indexer
+        # committed in between would show rows above the mark read first,
+        # and they would be reported as stray.
+        conn.execute("BEGIN")
+        try:
+            return check_projection(conn, tno, lambda a, b: ledger_rows(conn, tno, a, b), purged)
+        finally:
+            conn.execute("COMMIT")
 
     def rebuild_index(self, progress: Callable[[int, int], None] | None = None) -> int:
         """Start the projection over from the ledger and wait until it has
