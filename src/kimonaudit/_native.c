@@ -617,6 +617,19 @@ static PyObject *scan_copy(PyObject *self, PyObject *args) {
     return out;
 }
 
+/* A step of SQLiteBatch.run or PGBatch.run: a (sql, params) tuple. Returns
+ * the SQL's UTF-8 (its byte length in *len, where len is given) and sets
+ * *params (borrowed); NULL with a TypeError for anything else. */
+static const char *step_parts(PyObject *pair, Py_ssize_t *len, PyObject **params) {
+    if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 ||
+        !PyUnicode_Check(PyTuple_GET_ITEM(pair, 0))) {
+        PyErr_SetString(PyExc_TypeError, "run: each step is a (sql, params) tuple");
+        return NULL;
+    }
+    *params = PyTuple_GET_ITEM(pair, 1);
+    return PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(pair, 0), len);
+}
+
 #ifdef HAVE_LIBPQ
 /* --- PostgreSQL: the same COPY, read from libpq here -------------------------
  * scan_copy leaves the socket to psycopg, and taking each row's message in
@@ -1000,15 +1013,9 @@ static PyObject *pgbatch_run(pgbatch_t *self, PyObject *steps_obj) {
         goto end;
     }
     for (Py_ssize_t k = 0; k < n; k++) {
-        PyObject *pair = PySequence_Fast_GET_ITEM(steps, k);
-        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 ||
-            !PyUnicode_Check(PyTuple_GET_ITEM(pair, 0))) {
-            PyErr_SetString(PyExc_TypeError, "run: each step is a (sql, params) tuple");
-            goto end;
-        }
-        st[k].sql = PyUnicode_AsUTF8(PyTuple_GET_ITEM(pair, 0));
+        PyObject *params;
+        st[k].sql = step_parts(PySequence_Fast_GET_ITEM(steps, k), NULL, &params);
         if (!st[k].sql) goto end;
-        PyObject *params = PyTuple_GET_ITEM(pair, 1);
         if (PyBytes_Check(params)) {
             keep[k] = Py_NewRef(params);
             st[k].copy = PyBytes_AS_STRING(params);
@@ -1927,15 +1934,10 @@ static PyObject *batch_run(batch_t *self, PyObject *steps_obj) {
         goto end;
     }
     for (Py_ssize_t k = 0; k < n; k++) {
-        PyObject *pair = PySequence_Fast_GET_ITEM(steps, k);
-        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 ||
-            !PyUnicode_Check(PyTuple_GET_ITEM(pair, 0))) {
-            PyErr_SetString(PyExc_TypeError, "run: each step is a (sql, params) tuple");
-            goto end;
-        }
-        st[k].sql = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(pair, 0), &st[k].sql_len);
+        PyObject *params;
+        st[k].sql = step_parts(PySequence_Fast_GET_ITEM(steps, k), &st[k].sql_len, &params);
         if (!st[k].sql) goto end;
-        keep[k] = PySequence_Fast(PyTuple_GET_ITEM(pair, 1), "run: params must be a sequence");
+        keep[k] = PySequence_Fast(params, "run: params must be a sequence");
         if (!keep[k]) goto end;
         Py_ssize_t m = PySequence_Fast_GET_SIZE(keep[k]);
         st[k].n_params = m;

@@ -24,7 +24,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from itertools import repeat
 from typing import Any
 
@@ -269,6 +269,15 @@ def _node_params(tenant_id: str, nodes: Mapping[tuple[int, int], bytes]) -> tupl
 
 
 # -- the writer's session ----------------------------------------------------
+@contextmanager
+def _append_errors(where: str) -> Iterator[None]:
+    """psycopg's errors on the append path as StoreError."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise StoreError(f"append to PostgreSQL at {where} failed: {_reason(exc)}") from exc
+
+
 def _found(
     store: PostgresStore,
     tenant_id: str,
@@ -338,14 +347,8 @@ class _WriteSession:
         self._plans: list[AppendPlan] = []
         self._pending: dict[tuple[str, str], EntryRow] = {}
 
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except psycopg.Error as exc:
-            raise StoreError(
-                f"append to PostgreSQL at {self._store.where} failed: {_reason(exc)}"
-            ) from exc
+    def _errors(self) -> AbstractContextManager[None]:
+        return _append_errors(self._store.where)
 
     def begin(self) -> None:
         self._reset()
@@ -501,26 +504,20 @@ class _BatchWriteSession:
                     raise
                 self._reconnect()
                 results = batch.run(queued + steps)
-        except native.PGBatchError as exc:
+        except (native.PGBatchError, ConnectionError) as exc:
             self._known.clear()
-            sent = exc.args[3]
-            if batch.broken and any(sql == "COMMIT" for sql, _ in (queued + steps)[:sent]):
-                raise CommitUnknown(_commit_unknown(self._store.where)) from exc
-            if exc.args[1] == _STALE:
-                raise StaleState(
-                    f"a tenant's state in PostgreSQL at {self._store.where} changed since "
-                    "this process last appended to it"
-                ) from exc
-            raise StoreError(
-                f"append to PostgreSQL at {self._store.where} failed: "
-                f"{_reason(exc.args[0] if exc.args else exc, self._store._secret)}"
-            ) from exc
-        except ConnectionError as exc:
-            self._known.clear()
-            raise StoreError(
-                f"append to PostgreSQL at {self._store.where} failed: "
-                f"{_reason(exc.args[0] if exc.args else exc, self._store._secret)}"
-            ) from exc
+            where = self._store.where
+            if isinstance(exc, native.PGBatchError):
+                sent = exc.args[3]
+                if batch.broken and any(sql == "COMMIT" for sql, _ in (queued + steps)[:sent]):
+                    raise CommitUnknown(_commit_unknown(where)) from exc
+                if exc.args[1] == _STALE:
+                    raise StaleState(
+                        f"a tenant's state in PostgreSQL at {where} changed since "
+                        "this process last appended to it"
+                    ) from exc
+            reason = _reason(exc.args[0] if exc.args else exc, self._store._secret)
+            raise StoreError(f"append to PostgreSQL at {where} failed: {reason}") from exc
         return results[len(queued) :]
 
     def _reconnect(self) -> None:
@@ -562,12 +559,8 @@ class _BatchWriteSession:
         if any(p.rows for p in plans):
             # Before the first write to `entries` in this transaction:
             # see _ensure_partitions for why the order matters.
-            try:
+            with _append_errors(self._store.where):
                 self._store._ensure_partitions(_months(plans))
-            except psycopg.Error as exc:
-                raise StoreError(
-                    f"append to PostgreSQL at {self._store.where} failed: {_reason(exc)}"
-                ) from exc
             rows = [row for p in plans for row in p.rows]
             steps.append((_COPY_ENTRIES, native.copy_binary(rows, _ENTRY_CODES, _ENTRY_COLUMNS)))
             steps.append(

@@ -440,16 +440,12 @@ def check_projection(
     the server, as tsvectors, with ``to_tsvector`` of the expected text, so
     the comparison is exact without reimplementing the server's parser."""
     problems: list[tuple[int, str]] = []
-
-    def stray(seq: int) -> None:
-        problems.append((seq, f"seq {seq}: indexed, but no such entry in the ledger"))
-
     # One snapshot for the mark and every projection row: read one by one,
     # a batch the indexer committed in between would show rows above the
     # mark read first, and they would be reported as stray.
     with conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        checked = _check_snapshot(conn, tenant_id, rows, batch, problems, stray)
+        checked = _check_snapshot(conn, tenant_id, rows, batch, problems)
     problems.sort(key=lambda p: p[0])
     # A stray seq may be named by both its postings and its document.
     return checked, list(dict.fromkeys(text for _, text in problems))
@@ -461,10 +457,13 @@ def _check_snapshot(
     rows: Callable[[int, int], list[EntryRow]],
     batch: int,
     problems: list[tuple[int, str]],
-    stray: Callable[[int], None],
 ) -> int:
-    """check_projection's comparison, inside its snapshot; returns the
-    number of ledger entries checked."""
+    """check_projection's comparison, inside its snapshot: adds to
+    `problems` and returns the number of ledger entries checked."""
+
+    def stray(seq: int) -> None:
+        problems.append((seq, f"seq {seq}: indexed, but no such entry in the ledger"))
+
     r = conn.execute("SELECT next_seq FROM search_marks WHERE tenant_id = %s", (tenant_id,))
     mark = int((r.fetchone() or (0,))[0])
     r = conn.execute("SELECT purged FROM tree_state WHERE tenant_id = %s", (tenant_id,))
