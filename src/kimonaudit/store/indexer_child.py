@@ -6,8 +6,7 @@ the child, so a script that calls `kimonaudit.open()` at top level without
 an ``if __name__ == "__main__"`` guard would fail. A plain subprocess runs
 only this module. The child stops when its stdin closes: the parent closes
 it on `close()`, and the kernel closes it if the parent dies, so a child is
-never left behind. A byte on the pipe asks it to hurry (index what waits
-without letting a batch gather).
+never left behind.
 """
 
 from __future__ import annotations
@@ -43,18 +42,6 @@ class ChildIndexer:
     def notify(self) -> None:
         pass  # the child polls every 10 ms
 
-    def hurry(self) -> None:
-        """Ask the child to index what waits now instead of letting a batch
-        gather (kimonaudit.core.pacing): one byte on its stdin."""
-        stdin = self._proc.stdin
-        if stdin is None or stdin.closed:
-            return
-        try:
-            stdin.write(b"h")
-            stdin.flush()
-        except (BrokenPipeError, ValueError):
-            pass  # it has stopped; alive() says so to whoever waits
-
     def alive(self) -> bool:
         return self._proc.poll() is None
 
@@ -72,24 +59,20 @@ def _main(argv: list[str]) -> None:
     backend = argv[0]
     config = json.loads(os.environ.pop(_CONFIG_ENV))
     stop = threading.Event()
-    hurry = threading.Event()
 
     def watch_parent() -> None:
-        # Each byte is a request to hurry; EOF means the parent closed the
-        # pipe or died.
-        while sys.stdin.buffer.read1(4096):
-            hurry.set()
+        sys.stdin.buffer.read()  # returns at EOF: the parent closed it or died
         stop.set()
 
     threading.Thread(target=watch_parent, daemon=True).start()
     if backend == "sqlite":
         from kimonaudit.store.sqlite_index import run_process
 
-        run_process(config["ledger"], config["index"], stop, hurry, config.get("pacing"))
+        run_process(config["ledger"], config["index"], stop)
     elif backend == "postgres":
         from kimonaudit.store.postgres_index import run_process as run_pg
 
-        run_pg(config["url"], config["kwargs"], stop, hurry, config.get("pacing"))
+        run_pg(config["url"], config["kwargs"], stop)
     else:
         raise SystemExit(f"unknown backend {backend!r}")
 

@@ -1153,9 +1153,8 @@ class PostgresStore(
             return pending(conn)
 
     def _nudge(self) -> None:
-        # Only callers waiting for the index nudge: no batch should gather then.
         if self._indexer is not None:
-            self._indexer.hurry()
+            self._indexer.notify()
 
     def wait_indexed(self, timeout: float = 60.0) -> bool:
         """Block until the projection covers every committed entry (this

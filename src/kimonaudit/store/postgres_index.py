@@ -37,7 +37,6 @@ from typing import Any
 import psycopg
 from psycopg.rows import tuple_row
 
-from kimonaudit.core.pacing import Pacer
 from kimonaudit.core.projection import (
     PROJECTION_COLUMNS,
     entry_terms,
@@ -280,29 +279,6 @@ def index_batch(conn: psycopg.Connection[Any], tenant_id: str, batch: int = INDE
     return end - mark
 
 
-def _paced_step(
-    pacer: Pacer,
-    conn: psycopg.Connection[Any],
-    pending: list[tuple[str, int, int]],
-    looked_at: float,
-    batch: int = INDEX_BATCH,
-) -> tuple[int, int]:
-    """One batch of every tenant behind whose batch is due (pacing.py);
-    (seqs indexed, batches written)."""
-    pacer.look([t for t, _, _ in pending], looked_at)
-    done = batches = 0
-    for tenant_id, start, size in pending:
-        # start == size: only a purge's leftovers to remove, not worth a wait.
-        if start < size and not pacer.due(tenant_id, size - start, time.monotonic()):
-            continue
-        n = index_batch(conn, tenant_id, batch)
-        if n:
-            done += n
-            batches += 1
-            pacer.indexed(tenant_id, start + n >= size, looked_at)
-    return done, batches
-
-
 class Indexer:
     """The background thread that keeps the projection up with the ledger,
     on its own connection. `connect` opens one (autocommit)."""
@@ -313,7 +289,6 @@ class Indexer:
         self._connect = connect
         self._conn: psycopg.Connection[Any] | None = None
         self._batch = batch
-        self._pacer = Pacer()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self.batches = 0
@@ -321,11 +296,6 @@ class Indexer:
         self._thread.start()
 
     def notify(self) -> None:
-        self._wake.set()
-
-    def hurry(self) -> None:
-        """Index what waits now, without waiting for a batch to fill."""
-        self._pacer.hurry()
         self._wake.set()
 
     def close(self) -> None:
@@ -336,14 +306,18 @@ class Indexer:
             self._conn.close()
 
     def step(self) -> int:
-        """Index one batch of every tenant that is behind and due; seqs indexed."""
+        """Index one batch of every tenant that is behind; seqs indexed."""
         conn = self._conn
         if conn is None or conn.closed or conn.broken:
             if conn is not None:
                 conn.close()
             conn = self._conn = self._connect()
-        done, batches = _paced_step(self._pacer, conn, pending(conn), time.monotonic(), self._batch)
-        self.batches += batches
+        done = 0
+        for tenant_id, _, _ in pending(conn):
+            n = index_batch(conn, tenant_id, self._batch)
+            if n:
+                done += n
+                self.batches += 1
         return done
 
     def _run(self) -> None:
@@ -355,33 +329,23 @@ class Indexer:
                 n = 0
                 self._stop.wait(1.0)
             if n == 0:
-                self._wake.wait(self._pacer.wait_hint(time.monotonic(), _IDLE_WAIT))
+                self._wake.wait(_IDLE_WAIT)
                 self._wake.clear()
 
 
-def run_process(
-    url: str,
-    kwargs: dict[str, Any],
-    stop: Any,
-    hurry: Any = None,
-    pacing: Sequence[float] | None = None,
-) -> None:
+def run_process(url: str, kwargs: dict[str, Any], stop: Any) -> None:
     """The indexer as a child process (KIMONAUDIT_INDEXER=process): its
     Python work (decoding payloads, making documents) then runs on another
     core instead of taking turns with the appends for one interpreter lock.
-    Looks for work every 10 ms, writes a tenant's batch when the pacer says
-    it is due (`hurry`, an event the parent sets while it waits for the
-    index, makes every tenant due), and exits with its parent."""
+    Polls for work every 10 ms and exits with its parent."""
     conn: psycopg.Connection[Any] | None = None
-    pacer = Pacer() if pacing is None else Pacer(int(pacing[0]), pacing[1])
     while not stop.is_set():
         try:
             if conn is None or conn.closed or conn.broken:
                 conn = psycopg.connect(url, **kwargs)
-            if hurry is not None and hurry.is_set():
-                hurry.clear()
-                pacer.hurry()
-            n, _ = _paced_step(pacer, conn, pending(conn), time.monotonic())
+            n = 0
+            for tenant_id, _, _ in pending(conn):
+                n += index_batch(conn, tenant_id)
         except psycopg.Error as exc:
             log.warning("indexer: %s: %s", exc.__class__.__name__, exc)
             stop.wait(1.0)
@@ -398,16 +362,11 @@ class IndexerProcess:
     def __init__(self, url: str, kwargs: dict[str, Any]) -> None:
         from kimonaudit.store.indexer_child import ChildIndexer
 
-        self._child = ChildIndexer(
-            "postgres", {"url": url, "kwargs": kwargs, "pacing": Pacer().settings}
-        )
+        self._child = ChildIndexer("postgres", {"url": url, "kwargs": kwargs})
         self.batches = 0
 
     def notify(self) -> None:
         pass  # the child polls
-
-    def hurry(self) -> None:
-        self._child.hurry()
 
     def alive(self) -> bool:
         return self._child.alive()

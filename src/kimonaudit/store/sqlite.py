@@ -883,7 +883,7 @@ class SQLiteStore(
                 progress(total - left, total)
             if left == 0:
                 return total
-            self._indexer.hurry()
+            self._indexer.notify()
             time.sleep(0.05)
 
     def _pending_now(self) -> list[tuple[int, int, int]]:

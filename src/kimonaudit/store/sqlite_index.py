@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from itertools import chain, repeat
 from typing import Any
 
-from kimonaudit.core.pacing import Pacer
 from kimonaudit.core.projection import (
     PROJECTION_COLUMNS,
     entry_terms,
@@ -335,30 +334,22 @@ def _open_ledger(path: str) -> sqlite3.Connection:
     return conn
 
 
-def run_process(
-    ledger_path: str,
-    index_file: str,
-    stop: Any,
-    hurry: Any = None,
-    pacing: Sequence[float] | None = None,
-) -> None:
+def run_process(ledger_path: str, index_file: str, stop: Any) -> None:
     """The indexer as a child process (KIMONAUDIT_INDEXER=process): its
     Python work then runs on the other core instead of taking turns with
-    the appends for one interpreter lock. Looks at the ledger every 10 ms,
-    writes a tenant's batch when the pacer says it is due (`hurry`, an
-    event the parent sets while it waits for the index, makes every tenant
-    due), and exits with its parent."""
+    the appends for one interpreter lock. Polls the ledger every 10 ms and
+    exits with its parent."""
     ledger = _open_ledger(ledger_path)
     index = open_index(index_file)
     terms = TermCache()
-    pacer = Pacer() if pacing is None else Pacer(int(pacing[0]), pacing[1])
     while not stop.is_set():
         try:
-            if hurry is not None and hurry.is_set():
-                hurry.clear()
-                pacer.hurry()
-            pending = ledger_pending(ledger, index)
-            n = _paced_step(pacer, pending, time.monotonic(), _write_from(ledger, index, terms))
+            n = 0
+            for tno, start, size in ledger_pending(ledger, index):
+                end = min(size, start + INDEX_BATCH)
+                rows = keyed_rows(ledger, tno, start, end)
+                if write_batch(index, terms, Batch(tno, start, end, rows)):
+                    n += end - start
         except sqlite3.Error as exc:
             log.warning("indexer: %s: %s", exc.__class__.__name__, exc)
             time.sleep(1.0)
@@ -367,40 +358,6 @@ def run_process(
             time.sleep(0.01)
     ledger.close()
     index.close()
-
-
-def _write_from(
-    ledger: sqlite3.Connection, index: sqlite3.Connection, terms: TermCache
-) -> Callable[[int, int, int], bool]:
-    def write(tno: int, start: int, end: int) -> bool:
-        rows = keyed_rows(ledger, tno, start, end)
-        return write_batch(index, terms, Batch(tno, start, end, rows))
-
-    return write
-
-
-def _paced_step(
-    pacer: Pacer,
-    pending: list[tuple[int, int, int]],
-    looked_at: float,
-    write: Callable[[int, int, int], bool],
-    batch: int = INDEX_BATCH,
-) -> int:
-    """One batch of every tenant behind whose batch is due: `write(tenant
-    number, start, end)` writes it (False: another indexer did). Entries
-    indexed."""
-    pacer.look([tno for tno, _, _ in pending], looked_at)
-    done = 0
-    for tno, start, size in pending:
-        if not pacer.due(tno, size - start, time.monotonic()):
-            continue
-        # A gap (rows purged, or removed by tampering) still moves the
-        # mark: verify reports it, and indexing must not stall on it.
-        end = min(size, start + batch)
-        if write(tno, start, end):
-            done += end - start
-            pacer.indexed(tno, end == size, looked_at)
-    return done
 
 
 class NoIndexer:
@@ -412,9 +369,6 @@ class NoIndexer:
         self.error: BaseException | None = None
 
     def notify(self) -> None:
-        pass
-
-    def hurry(self) -> None:
         pass
 
     def wait(self, timeout: float = 60.0) -> bool:
@@ -494,10 +448,7 @@ class IndexerProcess:
         from kimonaudit.store.indexer_child import ChildIndexer
 
         open_index(index_file).close()  # created (or migrated) before the child starts
-        self._child = ChildIndexer(
-            "sqlite",
-            {"ledger": ledger_path, "index": index_file, "pacing": Pacer().settings},
-        )
+        self._child = ChildIndexer("sqlite", {"ledger": ledger_path, "index": index_file})
         self._index = open_index(index_file)
         self._ledger = _open_ledger(ledger_path)
         self._lock = threading.Lock()
@@ -506,16 +457,12 @@ class IndexerProcess:
     def notify(self) -> None:
         pass  # the child polls
 
-    def hurry(self) -> None:
-        self._child.hurry()
-
     def wait(self, timeout: float = 60.0) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._lock:
                 if not ledger_pending(self._ledger, self._index):
                     return True
-            self._child.hurry()
             if not self._child.alive():
                 raise RuntimeError("the indexer process has stopped")
             time.sleep(0.005)
@@ -546,7 +493,6 @@ class Indexer:
         self._read = read
         self._batch = batch
         self._terms = TermCache()
-        self._pacer = Pacer()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self.error: BaseException | None = None
@@ -572,28 +518,22 @@ class Indexer:
                 raise self.error
             if not self._pending(self._conn):
                 return True
-            self.hurry()
+            self._wake.set()
             time.sleep(0.005)
         return False
 
-    def hurry(self) -> None:
-        """Index what waits now, without waiting for a batch to fill."""
-        self._pacer.hurry()
-        self._wake.set()
-
     def step(self) -> int:
-        """Index one batch of every tenant that is behind and due; entries
-        indexed."""
-
-        def write(tenant_no: int, start: int, end: int) -> bool:
+        """Index one batch of every tenant that is behind; entries indexed."""
+        done = 0
+        for tenant_no, start, size in self._pending(self._conn):
+            end = min(size, start + self._batch)
+            # A gap (rows purged, or removed by tampering) still moves the
+            # mark: verify reports it, and indexing must not stall on it.
             rows = self._read(tenant_no, start, end)
-            if not write_batch(self._conn, self._terms, Batch(tenant_no, start, end, rows)):
-                return False
-            self.batches += 1
-            return True
-
-        pending = self._pending(self._conn)
-        return _paced_step(self._pacer, pending, time.monotonic(), write, self._batch)
+            if write_batch(self._conn, self._terms, Batch(tenant_no, start, end, rows)):
+                done += end - start
+                self.batches += 1
+        return done
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -606,7 +546,7 @@ class Indexer:
                 n = 0
                 self._stop.wait(1.0)
             if n == 0:
-                self._wake.wait(self._pacer.wait_hint(time.monotonic(), _IDLE_WAIT))
+                self._wake.wait(_IDLE_WAIT)
                 self._wake.clear()
 
 
