@@ -25,9 +25,45 @@ def _check(r: dict[str, Any], backend: str, events: int) -> None:
         assert p["achieved_events_per_s"] > 0 and p["events"] > 0
         lag = p["index_lag"]
         assert lag["p50_ms"] <= lag["p95_ms"] <= lag["p99_ms"] <= lag["max_ms"]
+    cpu = r["cpu_per_event"]
+    assert cpu["append_process_us"] > 0 and cpu["machine_us"] > 0
+    assert cpu["indexer_process_us"] >= 0
     assert r["verify_entries_per_s"] > 0
     for kind in ("inclusion", "consistency"):
         assert r["proofs_warm"][kind]["n"] == 500 and r["proofs_cold"][kind]["n"] == 200
+
+
+def test_the_cpu_account_counts_a_child_process_and_the_machine() -> None:
+    """A child that burns the CPU for a while is counted as the indexer
+    process would be (it has not exited, so the kernel's totals for waited
+    children would not show it), and the machine's total includes it."""
+    import subprocess
+    import sys
+    import time
+
+    account = core.CpuAccount()
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time\nt = time.process_time()\n"
+            "while time.process_time() - t < 0.4: pass\ntime.sleep(30)",
+        ]
+    )
+    try:
+        deadline = time.monotonic() + 20
+        used: dict[str, float] = {}
+        while time.monotonic() < deadline:
+            used = account.per_event(1)
+            if used["indexer_process_us"] >= 350_000:
+                break
+            time.sleep(0.05)
+        assert used["indexer_process_us"] >= 350_000
+        assert used["machine_us"] >= 0.9 * used["indexer_process_us"]
+        assert used["append_process_us"] < used["indexer_process_us"]
+    finally:
+        child.kill()
+        child.wait()
 
 
 @pytest.fixture(autouse=True)
