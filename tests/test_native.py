@@ -973,6 +973,44 @@ def test_native_copy_binary_refuses_bad_values(row, types, error, match):
         _native.copy_binary([row], types, (0,))
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    tenant=st.text(st.characters(blacklist_characters="\x00"), max_size=12),
+    steps=st.lists(st.integers(1, 3), min_size=1, max_size=60),
+    first=st.integers(0, 2**40),
+    picks=st.lists(
+        st.tuples(st.integers(-(2**63), 2**63 - 1), st.lists(st.integers(0, 59))), max_size=8
+    ),
+)
+def test_native_copy_postings_is_copy_binary_of_the_postings(tenant, steps, first, picks):
+    """The postings' COPY made from runs is the one copy_binary makes from a
+    tuple per posting, seqs with gaps included (the direct guess misses)."""
+    seqs = list(itertools.accumulate(steps, initial=first))[1:]
+    rows = [(s, s * 7 - 3, "payload") for s in seqs]
+    runs = [(term, sorted({seqs[i % len(seqs)] for i in idx})) for term, idx in picks]
+    at = {s: a for s, a, _ in rows}
+    tuples = [(tenant, term, s, at[s]) for term, run in runs for s in run]
+    assert _native.copy_postings(tenant, runs, rows) == _native.copy_binary(
+        tuples, "tqqq", (0, 1, 2, 3)
+    )
+
+
+@pytest.mark.parametrize(
+    ("tenant", "runs", "rows", "error", "match"),
+    [
+        ("t", [(1, [9])], [(5, 1), (6, 2)], KeyError, "seq 9"),
+        ("t", [(1, [5])], [(6, 1), (5, 2)], ValueError, "seq order"),
+        ("t", [(1, 5)], [(5, 1)], TypeError, "runs must be"),
+        ("t", [(1, [5])], [(5,)], TypeError, "rows must be"),
+        ("t\x00", [(1, [5])], [(5, 1)], ValueError, "NUL"),
+        ("t", [(1, [5])], [], KeyError, "seq 5"),
+    ],
+)
+def test_native_copy_postings_refuses_what_it_cannot_write(tenant, runs, rows, error, match):
+    with pytest.raises(error, match=match):
+        _native.copy_postings(tenant, runs, rows)
+
+
 @pytest.mark.parametrize("retry", [False, True])
 def test_native_plan_is_the_python_plan(prep_log, monkeypatch, retry):
     """plan_append's leaf hashes, rows and receipts made in C equal the

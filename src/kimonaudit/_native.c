@@ -2713,6 +2713,107 @@ fail:
     return NULL;
 }
 
+PyDoc_STRVAR(copy_postings_doc,
+"copy_postings(tenant_id, runs, rows) -> bytes\n\n"
+"The binary COPY of search_postings (tenant_id, term, seq, recorded_at) for\n"
+"`runs`, a list of (term, seqs) in the order the rows go in: each seq's\n"
+"recorded_at is read from `rows`, tuples (seq, recorded_at, ...) in\n"
+"ascending seq order. What copy_binary would write for the same postings\n"
+"as tuples, without making a tuple per posting.");
+
+/* The index of `seq` among the ascending `seqs`: a batch's seqs are
+ * consecutive but for gaps, so the direct guess nearly always holds. */
+static Py_ssize_t seq_index(const long long *seqs, Py_ssize_t n, long long seq) {
+    long long guess = seq - seqs[0];
+    if (guess >= 0 && guess < n && seqs[guess] == seq) return (Py_ssize_t)guess;
+    Py_ssize_t lo = 0, hi = n;
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        if (seqs[mid] < seq) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < n && seqs[lo] == seq ? lo : -1;
+}
+
+static PyObject *copy_postings(PyObject *self, PyObject *args) {
+    PyObject *tenant, *runs, *rows;
+    if (!PyArg_ParseTuple(args, "UO!O!", &tenant, &PyList_Type, &runs, &PyList_Type, &rows))
+        return NULL;
+    Py_ssize_t tlen, n = PyList_GET_SIZE(rows);
+    const char *t = PyUnicode_AsUTF8AndSize(tenant, &tlen);
+    if (!t) return NULL;
+    if (memchr(t, 0, (size_t)tlen)) {
+        PyErr_SetString(PyExc_ValueError, "PostgreSQL text fields cannot contain NUL (0x00) bytes");
+        return NULL;
+    }
+    long long *seqs = PyMem_Malloc(sizeof(long long) * (size_t)(n ? 2 * n : 1));
+    if (!seqs) return PyErr_NoMemory();
+    long long *at = seqs + n;
+    buf_t b = {NULL, 0, 0};
+    for (Py_ssize_t r = 0; r < n; r++) {
+        PyObject *row = PyList_GET_ITEM(rows, r);
+        if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) < 2) {
+            PyErr_SetString(PyExc_TypeError, "copy_postings: rows must be (seq, recorded_at, ...)");
+            goto fail;
+        }
+        seqs[r] = PyLong_AsLongLong(PyTuple_GET_ITEM(row, 0));
+        if (seqs[r] == -1 && PyErr_Occurred()) goto fail;
+        at[r] = PyLong_AsLongLong(PyTuple_GET_ITEM(row, 1));
+        if (at[r] == -1 && PyErr_Occurred()) goto fail;
+        if (r && seqs[r] <= seqs[r - 1]) {
+            PyErr_SetString(PyExc_ValueError, "copy_postings: rows out of seq order");
+            goto fail;
+        }
+    }
+    static const unsigned char SIG[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0";
+    if (buf_put(&b, SIG, sizeof SIG)) goto nomem;
+    /* Every posting starts the same: four fields, then the tenant's length. */
+    unsigned char head[6] = {0, 4, (unsigned char)(tlen >> 24), (unsigned char)(tlen >> 16),
+                             (unsigned char)(tlen >> 8), (unsigned char)tlen};
+    for (Py_ssize_t k = 0; k < PyList_GET_SIZE(runs); k++) {
+        PyObject *run = PyList_GET_ITEM(runs, k), *list;
+        if (!PyTuple_Check(run) || PyTuple_GET_SIZE(run) != 2 ||
+            !PyList_Check(list = PyTuple_GET_ITEM(run, 1))) {
+            PyErr_SetString(PyExc_TypeError, "copy_postings: runs must be (term, [seq, ...])");
+            goto fail;
+        }
+        long long term = PyLong_AsLongLong(PyTuple_GET_ITEM(run, 0));
+        if (term == -1 && PyErr_Occurred()) goto fail;
+        Py_ssize_t len = PyList_GET_SIZE(list);
+        size_t per = sizeof head + (size_t)tlen + 3 * (4 + 8);
+        if (buf_reserve(&b, per * (size_t)len)) goto nomem;
+        for (Py_ssize_t i = 0; i < len; i++) {
+            long long seq = PyLong_AsLongLong(PyList_GET_ITEM(list, i));
+            if (seq == -1 && PyErr_Occurred()) goto fail;
+            Py_ssize_t j = n ? seq_index(seqs, n, seq) : -1;
+            if (j < 0) {
+                PyErr_Format(PyExc_KeyError, "copy_postings: seq %lld is not among the rows", seq);
+                goto fail;
+            }
+            /* Room was reserved above: these cannot fail. */
+            buf_put(&b, head, 6);
+            buf_put(&b, t, (size_t)tlen);
+            put_be(&b, 8, 4);
+            put_be(&b, (uint64_t)term, 8);
+            put_be(&b, 8, 4);
+            put_be(&b, (uint64_t)seq, 8);
+            put_be(&b, 8, 4);
+            put_be(&b, (uint64_t)at[j], 8);
+        }
+    }
+    if (put_be(&b, 0xffff, 2)) goto nomem;
+    PyMem_Free(seqs);
+    PyObject *out = PyBytes_FromStringAndSize((const char *)b.p, (Py_ssize_t)b.len);
+    free(b.p);
+    return out;
+nomem:
+    PyErr_NoMemory();
+fail:
+    PyMem_Free(seqs);
+    free(b.p);
+    return NULL;
+}
+
 PyDoc_STRVAR(plan_rows_doc,
 "plan_rows(prepared, leaves, seq0, tenant_id, recorded_at, row_type, receipt_type)\n"
 "    -> (rows, receipts)\n\n"
@@ -3207,6 +3308,7 @@ static PyMethodDef methods[] = {
     {"finish", finish, METH_VARARGS, finish_doc},
     {"uuid7_texts", uuid7_texts, METH_VARARGS, uuid7_texts_doc},
     {"copy_binary", copy_binary, METH_VARARGS, copy_binary_doc},
+    {"copy_postings", copy_postings, METH_VARARGS, copy_postings_doc},
     {"plan_rows", plan_rows, METH_VARARGS, plan_rows_doc},
     {"project", project, METH_VARARGS, project_doc},
     {"tsvectors", tsvectors, METH_O, tsvectors_doc},
