@@ -973,6 +973,19 @@ def test_native_copy_binary_refuses_bad_values(row, types, error, match):
         _native.copy_binary([row], types, (0,))
 
 
+@given(st.lists(st.tuples(st.integers(), st.lists(st.integers(-(2**70), 2**70)))))
+def test_native_pair_runs_is_the_python_pairing(runs):
+    from kimonaudit.store.sqlite_index import _pair_runs_py
+
+    assert _native.pair_runs(runs) == _pair_runs_py(runs)
+
+
+def test_native_pair_runs_refuses_what_is_not_runs():
+    for bad in ([(1, (2, 3))], [(1,)], [[1, [2]]], ((1, [2]),)):
+        with pytest.raises(TypeError, match="pair_runs"):
+            _native.pair_runs(bad)
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     tenant=st.text(st.characters(blacklist_characters="\x00"), max_size=12),

@@ -2713,6 +2713,40 @@ fail:
     return NULL;
 }
 
+PyDoc_STRVAR(pair_runs_doc,
+"pair_runs(runs) -> list\n\n"
+"[term, p, term, p, ...] for each (term, [p, ...]) of `runs`, in order: the\n"
+"SQLite indexer's postings laid flat for its multi-row inserts.");
+
+static PyObject *pair_runs(PyObject *self, PyObject *arg) {
+    if (!PyList_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "pair_runs: runs must be a list");
+        return NULL;
+    }
+    Py_ssize_t total = 0, nr = PyList_GET_SIZE(arg);
+    for (Py_ssize_t k = 0; k < nr; k++) {
+        PyObject *run = PyList_GET_ITEM(arg, k);
+        if (!PyTuple_Check(run) || PyTuple_GET_SIZE(run) != 2 ||
+            !PyList_Check(PyTuple_GET_ITEM(run, 1))) {
+            PyErr_SetString(PyExc_TypeError, "pair_runs: runs must be (term, [posting, ...])");
+            return NULL;
+        }
+        total += PyList_GET_SIZE(PyTuple_GET_ITEM(run, 1));
+    }
+    PyObject *out = PyList_New(2 * total);
+    if (!out) return NULL;
+    Py_ssize_t at = 0;
+    for (Py_ssize_t k = 0; k < nr; k++) {
+        PyObject *run = PyList_GET_ITEM(arg, k);
+        PyObject *term = PyTuple_GET_ITEM(run, 0), *list = PyTuple_GET_ITEM(run, 1);
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
+            PyList_SET_ITEM(out, at++, Py_NewRef(term));
+            PyList_SET_ITEM(out, at++, Py_NewRef(PyList_GET_ITEM(list, i)));
+        }
+    }
+    return out;
+}
+
 PyDoc_STRVAR(copy_postings_doc,
 "copy_postings(tenant_id, runs, rows) -> bytes\n\n"
 "The binary COPY of search_postings (tenant_id, term, seq, recorded_at) for\n"
@@ -3309,6 +3343,7 @@ static PyMethodDef methods[] = {
     {"uuid7_texts", uuid7_texts, METH_VARARGS, uuid7_texts_doc},
     {"copy_binary", copy_binary, METH_VARARGS, copy_binary_doc},
     {"copy_postings", copy_postings, METH_VARARGS, copy_postings_doc},
+    {"pair_runs", pair_runs, METH_O, pair_runs_doc},
     {"plan_rows", plan_rows, METH_VARARGS, plan_rows_doc},
     {"project", project, METH_VARARGS, project_doc},
     {"tsvectors", tsvectors, METH_O, tsvectors_doc},

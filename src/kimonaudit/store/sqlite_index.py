@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import chain, repeat
+from operator import itemgetter
 from typing import Any
 
 from kimonaudit.core.projection import (
@@ -32,6 +33,7 @@ from kimonaudit.core.projection import (
     project,
 )
 from kimonaudit.core.records import EntryRow
+from kimonaudit.store.native import native
 from kimonaudit.store.sqlite_schema import INDEX_SCHEMA, INDEX_VERSION
 
 log = logging.getLogger(__name__)
@@ -177,10 +179,8 @@ def write_batch(conn: sqlite3.Connection, terms: TermCache, batch: Batch) -> boo
             raise
         ids = terms.ids
         # Postings go in sorted by (term, rid): by term here, by rid within.
-        runs = sorted(zip([ids[k] for k in keys], runs_of, strict=True))
-        flat = list(
-            chain.from_iterable(chain.from_iterable(zip(repeat(term), rids) for term, rids in runs))
-        )
+        runs = sorted(zip([ids[k] for k in keys], runs_of, strict=True), key=itemgetter(0))
+        flat = _pair_runs(runs)
         _execute_flat(conn, _insert_postings, flat, 2)
         _execute_flat(conn, _insert_docs, docs, 2)
         conn.execute(
@@ -195,6 +195,19 @@ def write_batch(conn: sqlite3.Connection, terms: TermCache, batch: Batch) -> boo
         terms.ids.clear()
         raise
     return True
+
+
+def _pair_runs_py(runs: list[tuple[int, list[int]]]) -> list[int]:
+    return list(
+        chain.from_iterable(chain.from_iterable(zip(repeat(term), rids) for term, rids in runs))
+    )
+
+
+# [term, rid, term, rid, ...] in C where it can: the chained iterators above
+# cost about 1.3 us per indexed entry (4.67 postings each).
+_pair_runs: Callable[[list[tuple[int, list[int]]]], list[int]] = getattr(
+    native, "pair_runs", _pair_runs_py
+)
 
 
 def _execute_flat(
