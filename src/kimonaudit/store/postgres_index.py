@@ -165,7 +165,9 @@ def projection_rows(
     """What the indexer needs of the rows with start <= seq < end, in
     ProjectionRow's column order: fewer columns than `read_rows`, no
     payload salt, commitment or leaf hash."""
-    with conn.cursor(row_factory=tuple_row) as cur:
+    # Binary: the payload arrives as its bytes, not as hex text the server
+    # encodes and psycopg decodes (about 0.5 us a row less here).
+    with conn.cursor(row_factory=tuple_row, binary=True) as cur:
         return cur.execute(_SELECT_PROJECTION, (tenant_id, start, end)).fetchall()
 
 
