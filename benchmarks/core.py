@@ -43,7 +43,7 @@ BATCH = 1_000
 
 
 class CpuAccount:
-    """CPU seconds used from `start` on: this process, its child processes
+    """CPU seconds used since the account was made: this process, its child processes
     (read from /proc while they run: they have not been waited for), and
     the whole machine from /proc/stat."""
 

@@ -501,7 +501,9 @@ static PyObject *scan(PyObject *self, PyObject *args) {
  * field an int32 length (-1: NULL) and that many bytes, integers big-endian;
  * an int16 -1 ends the data. Text arrives in the client encoding (UTF-8). */
 
-static const unsigned char COPY_SIGNATURE[11] = "PGCOPY\n\377\r\n";
+/* The signature (11 bytes), then flags and header-extension length (zero):
+ * what the writers below send and what the reader checks the start of. */
+static const unsigned char COPY_HEADER[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0";
 #define COPY_FIELDS 16
 
 static int64_t be(const unsigned char *p, int n) {
@@ -522,7 +524,7 @@ static int run_copy(scan_t *s, const unsigned char *p, size_t n, size_t *used, i
     size_t off = 0;
     *ended = 0;
     if (n > 0 && p[0] == 'P') { /* a tuple starts with 0x00 0x10: this is the header */
-        if (memcmp(p, COPY_SIGNATURE, n < 11 ? n : 11) != 0) return -3;
+        if (memcmp(p, COPY_HEADER, n < 11 ? n : 11) != 0) return -3;
         if (n < 19) goto out; /* cut short: wait for the rest */
         size_t end = 19 + (size_t)(uint32_t)be(p + 15, 4); /* header extension, unused */
         if (end > n) goto out;
@@ -2681,8 +2683,7 @@ static PyObject *copy_binary(PyObject *self, PyObject *args) {
         }
     }
     buf_t b = {NULL, 0, 0};
-    static const unsigned char SIG[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0";
-    if (buf_put(&b, SIG, sizeof SIG)) return PyErr_NoMemory();
+    if (buf_put(&b, COPY_HEADER, sizeof COPY_HEADER)) return PyErr_NoMemory();
     for (Py_ssize_t r = 0; r < PyList_GET_SIZE(rows); r++) {
         PyObject *row = PyList_GET_ITEM(rows, r);
         if (!PyTuple_Check(row)) {
@@ -2799,11 +2800,11 @@ static PyObject *copy_postings(PyObject *self, PyObject *args) {
             goto fail;
         }
     }
-    static const unsigned char SIG[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0";
-    if (buf_put(&b, SIG, sizeof SIG)) goto nomem;
+    if (buf_put(&b, COPY_HEADER, sizeof COPY_HEADER)) goto nomem;
     /* Every posting starts the same: four fields, then the tenant's length. */
     unsigned char head[6] = {0, 4, (unsigned char)(tlen >> 24), (unsigned char)(tlen >> 16),
                              (unsigned char)(tlen >> 8), (unsigned char)tlen};
+    const size_t per = sizeof head + (size_t)tlen + 3 * (4 + 8); /* bytes a posting */
     for (Py_ssize_t k = 0; k < PyList_GET_SIZE(runs); k++) {
         PyObject *run = PyList_GET_ITEM(runs, k), *list;
         if (!PyTuple_Check(run) || PyTuple_GET_SIZE(run) != 2 ||
@@ -2814,7 +2815,6 @@ static PyObject *copy_postings(PyObject *self, PyObject *args) {
         long long term = PyLong_AsLongLong(PyTuple_GET_ITEM(run, 0));
         if (term == -1 && PyErr_Occurred()) goto fail;
         Py_ssize_t len = PyList_GET_SIZE(list);
-        size_t per = sizeof head + (size_t)tlen + 3 * (4 + 8);
         if (buf_reserve(&b, per * (size_t)len)) goto nomem;
         for (Py_ssize_t i = 0; i < len; i++) {
             long long seq = PyLong_AsLongLong(PyList_GET_ITEM(list, i));
@@ -2825,7 +2825,7 @@ static PyObject *copy_postings(PyObject *self, PyObject *args) {
                 goto fail;
             }
             /* Room was reserved above: these cannot fail. */
-            buf_put(&b, head, 6);
+            buf_put(&b, head, sizeof head);
             buf_put(&b, t, (size_t)tlen);
             put_be(&b, 8, 4);
             put_be(&b, (uint64_t)term, 8);
