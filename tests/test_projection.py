@@ -166,6 +166,39 @@ def test_the_indexer_runs_as_a_child_process(sqlite_url, key_file):
         assert log.verify_index(tid) == (60, [])
 
 
+def test_the_child_collects_cycles_on_a_clock():
+    """The indexer child turns the automatic collector off; its own clock
+    still collects a cycle, and stops with the child."""
+    import gc
+    import threading
+    import time
+    import weakref
+
+    from kimonaudit.store.indexer_child import collect_on_a_clock
+
+    class Node:
+        pass
+
+    stop = threading.Event()
+    try:
+        thread = collect_on_a_clock(stop, every=0.05)
+        assert not gc.isenabled()
+        node = Node()
+        node.me = node  # a cycle only the collector can free
+        gone = weakref.ref(node)
+        del node
+        deadline = time.monotonic() + 10
+        while gone() is not None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert gone() is None
+        stop.set()
+        thread.join(5)
+        assert not thread.is_alive()
+    finally:
+        stop.set()
+        gc.enable()
+
+
 def test_sqlite_term_counts_match_postings_across_batches(sqlite_url, key_file):
     """Each term's count is its number of postings, and its number the one
     it was given first, whichever way a batch met it: new, already known,

@@ -77,6 +77,25 @@ static int buf_put(buf_t *b, const void *s, size_t n) {
 
 static const char HEX[] = "0123456789abcdef";
 
+/* The cycle collector only ever frees objects in reference cycles, and an
+ * object that holds nothing the collector tracks cannot be in one. CPython
+ * untracks such tuples and dicts itself, but only when a collection passes
+ * over them, and the collections are what this avoids: the append path made
+ * about ten tracked objects per event (Event, Target, Change and their
+ * dicts, the context views, Prepared, EntryRow, Receipt), so a young
+ * collection ran every 70 events and an old one every 7,000, 2-3 us of an
+ * append's CPU per event (issue 7). What is built here from str, int,
+ * bytes, None and objects untracked the same way is untracked as it is
+ * made; anything holding a tracked value (a list in a payload, an object
+ * the Python code made) stays tracked. Returns `t`. */
+static PyObject *untrack_tuple(PyObject *t) {
+    if (!t || !PyObject_GC_IsTracked(t)) return t;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(t); i++)
+        if (PyObject_GC_IsTracked(PyTuple_GET_ITEM(t, i))) return t;
+    PyObject_GC_UnTrack(t);
+    return t;
+}
+
 /* A JSON string as encode_basestring writes it: quotes, the six short
  * escapes, \u00xx (lower-case hex) for other control bytes, every other byte
  * as it is (UTF-8 passes through). */
@@ -1440,7 +1459,7 @@ static PyObject *tail_around(prep_t *p, PyObject *key, long sev, PyObject *targe
         Py_DECREF(before);
         return NULL;
     }
-    v = PyTuple_Pack(2, before, after);
+    v = untrack_tuple(PyTuple_Pack(2, before, after));
     Py_DECREF(before);
     Py_DECREF(after);
     if (v && PyDict_SetItem(p->arounds, key, v)) Py_CLEAR(v);
@@ -1484,7 +1503,7 @@ static int prepare_one(prep_t *p, PyObject *ev, const unsigned char *salt, PyObj
     if (!(info = PyObject_GetAttr(ev, A_info))) goto done;
     if (!(f[2] = PyObject_GetAttr(info, A_category))) goto done;
     if (!(f[4] = PyObject_GetAttr(info, A_security))) goto done;
-    if (!(skey = PyTuple_Pack(3, akey, f[1], f[2]))) goto done;
+    if (!(skey = untrack_tuple(PyTuple_Pack(3, akey, f[1], f[2])))) goto done;
     if (!(start = head_start(p, skey, f[1], a_hash, a_type, f[2], &slow))) goto check;
 
     if (!(target = PyObject_GetAttr(ev, A_target))) goto done;
@@ -1499,7 +1518,7 @@ static int prepare_one(prep_t *p, PyObject *ev, const unsigned char *salt, PyObj
     if (!(f[3] = PyNumber_Index(sev))) goto done; /* int(ev.severity) */
     long sev_n = PyLong_AsLong(f[3]);
     if (sev_n == -1 && PyErr_Occurred()) goto done;
-    if (!(tkey = PyTuple_Pack(2, f[3], f[7]))) goto done;
+    if (!(tkey = untrack_tuple(PyTuple_Pack(2, f[3], f[7])))) goto done;
     if (!(around = tail_around(p, tkey, sev_n, f[7], &slow))) goto check;
 
     if (!(context = PyObject_GetAttr(ev, A_context))) goto done;
@@ -1638,7 +1657,7 @@ static PyObject *prepare(PyObject *self, PyObject *args) {
             (h = PyBytes_FromStringAndSize((const char *)p.head.p, (Py_ssize_t)p.head.len)) &&
             (t = PyBytes_FromStringAndSize((const char *)p.tail.p, (Py_ssize_t)p.tail.len))) {
             for (int k = 0; k < N_PREPARED; k++) PyTuple_SET_ITEM(item, k, f[k]);
-            PyList_SET_ITEM(prepared, i, item);
+            PyList_SET_ITEM(prepared, i, untrack_tuple(item));
             PyList_SET_ITEM(heads, i, h);
             PyList_SET_ITEM(tails, i, t);
             continue;
@@ -2142,12 +2161,27 @@ static int plain_text(PyObject *o) {
 }
 
 /* A new object of a frozen dataclass with `dict` as its __dict__, as
- * object.__new__ and object.__setattr__ make it. Steals `dict`. */
-static PyObject *frozen(PyObject *type, PyObject *dict) {
+ * object.__new__ and object.__setattr__ make it, untracked (see
+ * untrack_tuple) when every value is untracked or one of the n `except`
+ * (tracked objects the caller knows hold no way back). Steals `dict`. */
+static PyObject *frozen(PyObject *type, PyObject *dict, PyObject *const *except, int n) {
     if (!dict) return NULL;
     PyTypeObject *t = (PyTypeObject *)type;
     PyObject *o = t->tp_alloc(t, 0);
     if (o && PyObject_GenericSetDict(o, dict, NULL)) Py_CLEAR(o);
+    if (o) {
+        PyObject *key, *v;
+        Py_ssize_t pos = 0;
+        int acyclic = 1;
+        while (acyclic && PyDict_Next(dict, &pos, &key, &v)) {
+            acyclic = !PyObject_GC_IsTracked(v);
+            for (int k = 0; !acyclic && k < n; k++) acyclic = v == except[k];
+        }
+        if (acyclic) {
+            if (PyObject_GC_IsTracked(dict)) PyObject_GC_UnTrack(dict);
+            if (PyObject_GC_IsTracked(o)) PyObject_GC_UnTrack(o);
+        }
+    }
     Py_DECREF(dict);
     return o;
 }
@@ -2210,7 +2244,7 @@ static PyObject *new_actor(PyObject *const *cx, PyObject *const *parts) {
         Py_XDECREF(d);
         return NULL;
     }
-    PyObject *actor = frozen(cx[F_ACTOR], d);
+    PyObject *actor = frozen(cx[F_ACTOR], d, NULL, 0);
     if (!actor) return NULL;
     PyObject *pair = Py_BuildValue("(Ni)", actor, members);
     return pair;
@@ -2265,7 +2299,8 @@ static PyObject *finish_one(PyObject *item, PyObject *const *cx, int from_json,
     } else {
         static PyObject **names[4] = {&A_id, &A_type, &A_name, &A_email};
         for (int k = 0; k < 4; k++) GET(aparts[k], actor_s, *names[k]);
-        if (!(akey = PyTuple_Pack(4, aparts[0], aparts[1], aparts[2], aparts[3]))) goto done;
+        if (!(akey = untrack_tuple(PyTuple_Pack(4, aparts[0], aparts[1], aparts[2], aparts[3]))))
+            goto done;
         PyObject *hit = PyDict_GetItemWithError(cx[F_ACTORS], akey);
         if (hit) {
             Py_INCREF(hit);
@@ -2302,7 +2337,7 @@ static PyObject *finish_one(PyObject *item, PyObject *const *cx, int from_json,
         n_members += 2;
         GET(ttype, target_s, A_type);
         GET(tid, target_s, A_id);
-        if (!(tkey = PyTuple_Pack(2, ttype, tid))) goto done;
+        if (!(tkey = untrack_tuple(PyTuple_Pack(2, ttype, tid)))) goto done;
         target = PyDict_GetItemWithError(cx[F_TARGETS], tkey);
         if (target) {
             Py_INCREF(target);
@@ -2314,7 +2349,7 @@ static PyObject *finish_one(PyObject *item, PyObject *const *cx, int from_json,
                 Py_XDECREF(d);
                 goto done;
             }
-            if (!(target = frozen(cx[F_TARGET], d))) goto done;
+            if (!(target = frozen(cx[F_TARGET], d, NULL, 0))) goto done;
             if (cache_put(cx[F_TARGETS], tkey, target, cx[F_CACHE_LIMIT])) goto done;
         }
     }
@@ -2380,10 +2415,11 @@ static PyObject *finish_one(PyObject *item, PyObject *const *cx, int from_json,
                 if (!ok) goto done;
                 SLOW;
             }
-            PyObject *change = frozen(cx[F_CHANGE], d);
+            PyObject *change = frozen(cx[F_CHANGE], d, NULL, 0);
             if (!change) goto done;
             PyTuple_SET_ITEM(changes, k, change);
         }
+        untrack_tuple(changes);
     }
     GET(outcome, item, A_outcome);
     n_members -= outcome == unset;
@@ -2465,7 +2501,14 @@ static PyObject *finish_one(PyObject *item, PyObject *const *cx, int from_json,
         Py_XDECREF(d);
         goto done;
     }
-    out = frozen(cx[F_EVENT], d);
+    /* Tracked, but no way back to the event: the catalogue's and the
+     * Severity enum's constants, and read-only views of dicts that hold no
+     * tracked value. (A mappingproxy cannot be untracked itself: its dealloc
+     * assumes it is tracked.) */
+    PyObject *safe[4] = {info, severity, ctx_view, meta_view};
+    int n_safe = 2;
+    if (!PyObject_GC_IsTracked(context) && !PyObject_GC_IsTracked(metadata)) n_safe = 4;
+    out = frozen(cx[F_EVENT], d, safe, n_safe);
     *members = from_json ? n_members : 0;
     goto done;
 slow:
@@ -2532,7 +2575,8 @@ static PyObject *finish(PyObject *self, PyObject *args) {
     for (Py_ssize_t i = 0; out && i < n; i++) {
         Py_ssize_t members = 0;
         PyObject *e = finish_one(PyList_GET_ITEM(items, i), c, from_json, &members);
-        if (e && from_json && e != Py_None) e = Py_BuildValue("(Nn)", e, members); /* steals e */
+        if (e && from_json && e != Py_None)
+            e = untrack_tuple(Py_BuildValue("(Nn)", e, members)); /* steals e */
         if (!e) Py_CLEAR(out);
         else PyList_SET_ITEM(out, i, e);
     }
@@ -2897,8 +2941,8 @@ static PyObject *plan_rows(PyObject *self, PyObject *args) {
         PyTuple_SET_ITEM(rc, 1, seq); /* the reference taken above */
         PyTuple_SET_ITEM(rc, 2, Py_NewRef(at));
         PyTuple_SET_ITEM(rc, 3, Py_NewRef(lh));
-        PyList_SET_ITEM(rows, i, row);
-        PyList_SET_ITEM(receipts, i, rc);
+        PyList_SET_ITEM(rows, i, untrack_tuple(row));
+        PyList_SET_ITEM(receipts, i, untrack_tuple(rc));
     }
     if (!rows || !receipts) goto fail;
     PyObject *out = PyTuple_Pack(2, rows, receipts);
@@ -3092,7 +3136,7 @@ static PyObject *row_text(words_t *w, PyObject *const *col, PyObject *decode) {
 
 /* groups[(field, value)].append(key), keeping first-seen order. */
 static int post(PyObject *groups, PyObject *field, PyObject *value, PyObject *key) {
-    PyObject *term = PyTuple_Pack(2, field, value);
+    PyObject *term = untrack_tuple(PyTuple_Pack(2, field, value));
     if (!term) return -1;
     PyObject *run = PyDict_GetItemWithError(groups, term);
     int rc;
