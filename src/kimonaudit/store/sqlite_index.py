@@ -47,6 +47,19 @@ INDEX_BATCH = 20_000
 _IDLE_WAIT = 0.25  # seconds between looks when no local commit woke it
 _ROWS_PER_STATEMENT = 500
 INDEX_PAGE_SIZE = 16_384
+# The index connection's page cache (KiB) and WAL checkpoint threshold
+# (pages). With SQLite's 2 MiB default, a batch's postings inserts and FTS5
+# merges into a large index spilled dirty pages mid-transaction and read
+# others back from the file (20% of the indexer's samples at 1M entries); a
+# larger WAL copies a page that several batches rewrite into the database
+# once (docs/scaling.md).
+INDEX_CACHE_KIB = 32_768
+INDEX_WAL_PAGES = 4_000
+# FTS5 merges 16 segments of a level instead of 4: each document is
+# rewritten about half as often as the index grows (the indexer's cost per
+# entry at 1M entries 24-29 -> 17-19 us), for a few more segments per query
+# (the 10M search run in docs/scaling.md).
+FTS_AUTOMERGE = 16
 
 
 def rid_of(tenant_no: int, seq: int) -> int:
@@ -72,6 +85,8 @@ def open_index(path: str, synchronous: str = "NORMAL") -> sqlite3.Connection:
     # Each multi-row insert of a batch keeps a statement journal; in files
     # that was about half of the indexer's page writes and system time.
     conn.execute("PRAGMA temp_store=MEMORY")
+    conn.execute(f"PRAGMA cache_size=-{INDEX_CACHE_KIB}")
+    conn.execute(f"PRAGMA wal_autocheckpoint={INDEX_WAL_PAGES}")
     conn.execute("BEGIN IMMEDIATE")
     try:
         for stmt in INDEX_SCHEMA.split(";"):
@@ -83,6 +98,15 @@ def open_index(path: str, synchronous: str = "NORMAL") -> sqlite3.Connection:
         elif row[0] != INDEX_VERSION:
             _clear(conn)
             conn.execute("UPDATE index_meta SET value = ? WHERE key = 'version'", (INDEX_VERSION,))
+        # A persistent FTS5 setting, so every writer of the file uses it;
+        # written only when it differs (a write makes other connections
+        # reload the table's configuration).
+        r = conn.execute("SELECT v FROM entries_fts_config WHERE k = 'automerge'").fetchone()
+        if r is None or r[0] != FTS_AUTOMERGE:
+            conn.execute(
+                "INSERT INTO entries_fts (entries_fts, rank) VALUES ('automerge', ?)",
+                (FTS_AUTOMERGE,),
+            )
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
