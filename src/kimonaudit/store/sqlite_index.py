@@ -47,14 +47,14 @@ INDEX_BATCH = 20_000
 _IDLE_WAIT = 0.25  # seconds between looks when no local commit woke it
 _ROWS_PER_STATEMENT = 500
 INDEX_PAGE_SIZE = 16_384
-# The index connection's page cache (KiB) and WAL checkpoint threshold
-# (pages). With SQLite's 2 MiB default, a batch's postings inserts and FTS5
-# merges into a large index spilled dirty pages mid-transaction and read
-# others back from the file (20% of the indexer's samples at 1M entries); a
-# larger WAL copies a page that several batches rewrite into the database
-# once (docs/scaling.md).
+# The index connection's page cache (KiB). With SQLite's 2 MiB default, a
+# batch's postings inserts and FTS5 merges into a large index spilled dirty
+# pages mid-transaction and read others back from the file (20% of the
+# indexer's samples at 1M entries). The WAL keeps its 1,000-page checkpoint
+# threshold: at 4,000 pages each checkpoint's writeback delayed the ledger's
+# own fsyncs, and single-event p99 at 1,500 requests/s went from 15-25 ms
+# to 35-660 ms (docs/scaling.md).
 INDEX_CACHE_KIB = 32_768
-INDEX_WAL_PAGES = 4_000
 # FTS5 merges 16 segments of a level instead of 4: each document is
 # rewritten about half as often as the index grows (the indexer's cost per
 # entry at 1M entries 24-29 -> 17-19 us), for a few more segments per query
@@ -86,7 +86,6 @@ def open_index(path: str, synchronous: str = "NORMAL") -> sqlite3.Connection:
     # that was about half of the indexer's page writes and system time.
     conn.execute("PRAGMA temp_store=MEMORY")
     conn.execute(f"PRAGMA cache_size=-{INDEX_CACHE_KIB}")
-    conn.execute(f"PRAGMA wal_autocheckpoint={INDEX_WAL_PAGES}")
     conn.execute("BEGIN IMMEDIATE")
     try:
         for stmt in INDEX_SCHEMA.split(";"):
