@@ -83,7 +83,7 @@ static const char HEX[] = "0123456789abcdef";
  * over them, and the collections are what this avoids: the append path made
  * about ten tracked objects per event (Event, Target, Change and their
  * dicts, the context views, Prepared, EntryRow, Receipt), so a young
- * collection ran every 70 events and an old one every 7,000, 2-3 us of an
+ * collection ran every 72 events and a full one every 9,000, 2-3 us of an
  * append's CPU per event (issue 7). What is built here from str, int,
  * bytes, None and objects untracked the same way is untracked as it is
  * made; anything holding a tracked value (a list in a payload, an object
