@@ -20,7 +20,7 @@ import threading
 from typing import Any
 
 _CONFIG_ENV = "KIMONAUDIT_INDEXER_CONFIG"
-# Seconds between the child's cycle collections (see _main).
+# Seconds between the child's cycle collections (see collect_on_a_clock).
 COLLECT_EVERY = 10.0
 
 
