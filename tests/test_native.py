@@ -703,6 +703,70 @@ def test_native_uuid7_texts_refuse_bad_input():
         _native.uuid7_texts(1, 0, 2, b"x" * 8)
 
 
+# -- POST /v1/events: the 201 body written in C ----------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            field_text,
+            st.integers(0, 2**63 - 1),
+            st.sampled_from([MIN_US, MAX_US, 0, -1, 1_765_000_000_123_456])
+            | st.integers(MIN_US, MAX_US),
+            st.binary(max_size=40),
+        ),
+        max_size=20,
+    )
+)
+def test_native_receipts_body_is_the_json_the_route_sends(rows):
+    """Byte for byte what msgspec makes of `receipts_json`, and what
+    JSONResponse would send (compact, UTF-8 unescaped): hostile ids, every
+    base64 padding length, times at both ends of the range, a batch's
+    shared time."""
+    import json
+
+    import msgspec
+
+    from kimonaudit.core.records import Receipt
+    from kimonaudit.views import receipts_json
+
+    receipts = [Receipt(*r) for r in rows] + [Receipt(*r) for r in rows[:3]]
+    made = _native.receipts_body(receipts)
+    assert made == msgspec.json.encode({"receipts": receipts_json(receipts)})
+    as_json = {"receipts": receipts_json(receipts)}
+    assert made == json.dumps(as_json, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ("\ud800", 1, 0, b""),  # not UTF-8
+        ("a", -1, 0, b""),
+        ("a", 1, MAX_US + 1, b""),
+        ("a", 2**64, 0, b""),
+        ("a", 1, 0, "not bytes"),
+        ("a", 1, 0),
+    ],
+)
+def test_native_receipts_body_refuses_what_it_cannot_write(bad):
+    """A ValueError, never wrong bytes: views.receipts_body then asks msgspec."""
+    with pytest.raises(ValueError, match="cannot write"):
+        _native.receipts_body([("ok", 1, 0, b"h"), bad])
+
+
+def test_receipts_body_falls_back_to_msgspec_for_what_c_refuses():
+    from kimonaudit.core.records import Receipt
+    from kimonaudit.views import receipts_body
+
+    # A negative seq never comes from a store, but shows the fallback's bytes.
+    odd = [Receipt("x", -3, 0, b"\x01")]
+    assert receipts_body(odd) == (
+        b'{"receipts":[{"id":"x","seq":-3,"recorded_at":"1970-01-01T00:00:00.000000Z",'
+        b'"leaf_hash":"AQ=="}]}'
+    )
+
+
 # -- PostgreSQL appends: the COPY formatted in C -------------------------------------
 
 
@@ -1058,6 +1122,32 @@ def test_native_plan_is_the_python_plan(prep_log, monkeypatch, retry):
     assert all(type(r) is Receipt for r in native.receipts)
     assert len(native.rows) == 36 if retry else 37
     assert native.state.tree.root() == python.state.tree.root()
+
+
+def test_native_finish_settles_what_the_python_validator_cached():
+    """An actor or target whose first event took the Python path is cached
+    tracked (Python made it); the next event that meets it in C untracks
+    it, so neither it nor the events holding it stay in the collector's
+    sight. The event holding a list in its payload stays tracked."""
+    import gc
+
+    tag = os.urandom(4).hex()
+    who = {"id": f"agent_{tag}", "type": "agent", "name": "José"}  # not plain ASCII: Python
+    what = {"type": "ticket", "id": f"é-{tag}"}
+    first = validate_batch([{"action": "ticket.viewed", "actor": who, "target": what}])[0]
+    assert gc.is_tracked(first.actor) and gc.is_tracked(first.target)
+    later = validate_batch(
+        [
+            {"action": "ticket.viewed", "actor": who, "target": what},
+            {"action": "ticket.viewed", "actor": who, "metadata": {"l": [1]}},
+        ]
+    )
+    assert later[0].actor is first.actor and later[0].target is first.target
+    assert not gc.is_tracked(first.actor) and not gc.is_tracked(first.target)
+    assert not gc.is_tracked(later[0])
+    assert gc.is_tracked(later[1])
+    gc.collect()
+    assert later[0].actor.name == "José" and later[0].target.id == f"é-{tag}"
 
 
 def test_native_append_objects_are_out_of_the_collectors_sight(prep_log):

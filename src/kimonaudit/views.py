@@ -4,8 +4,10 @@ and the console, so every surface shows an entry the same way."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
+
+import msgspec
 
 from kimonaudit.core.catalogue import Severity
 from kimonaudit.core.ipaddr import bytes_to_ip
@@ -14,6 +16,12 @@ from kimonaudit.core.timefmt import format_ts
 from kimonaudit.results import b64
 
 _SEVERITIES = tuple(Severity)
+_encode = msgspec.json.Encoder().encode
+_receipts_body_in_c: Callable[[list[Any]], bytes] | None
+try:
+    from kimonaudit._native import receipts_body as _receipts_body_in_c
+except ImportError:
+    _receipts_body_in_c = None
 
 
 def entry_json(
@@ -86,3 +94,16 @@ def receipts_json(receipts: Iterable[Any]) -> list[dict[str, Any]]:
             at = texts[r.recorded_at] = format_ts(r.recorded_at)
         out.append(receipt_json(r, at))
     return out
+
+
+def receipts_body(receipts: list[Any]) -> bytes:
+    """The 201 body of POST /v1/events, ``{"receipts": receipts_json(...)}``
+    as compact UTF-8 JSON (the bytes JSONResponse sends), written in C where
+    the extension is built: a dict per receipt was a microsecond per event of
+    a batched request."""
+    if _receipts_body_in_c is not None:
+        try:
+            return _receipts_body_in_c(receipts)
+        except ValueError:
+            pass  # an id that is not UTF-8, say: msgspec's verdict, as before
+    return _encode({"receipts": receipts_json(receipts)})

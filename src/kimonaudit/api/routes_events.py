@@ -86,7 +86,8 @@ async def append_events(
     st = api_state(request)
     raw = await read_body(request)
     tid = principal.tenant_id
-    out = await run_in_threadpool(append_body, st, tid, raw)
+    receipts = await run_in_threadpool(append_body, st, tid, raw)
+    out: dict[str, Any] = {"receipts": receipts_json(receipts)}
     if wait == "checkpoint":
         need = max(r["seq"] for r in out["receipts"]) + 1
         try:
@@ -105,28 +106,27 @@ async def append_events(
     return JSONResponse(out, status_code=201)
 
 
-def append_body(st: ApiState, tenant_id: str, raw: bytes) -> dict[str, Any]:
-    """Decode and append the events of a POST /v1/events body: the 201's
-    body. Blocks (decoding and the group commit): run it in a thread. The
-    route and kimonaudit.api.fastingest both call it."""
+def append_body(st: ApiState, tenant_id: str, raw: bytes) -> list[Receipt]:
+    """Decode and append the events of a POST /v1/events body: their
+    receipts, counted (`count_appended`). Blocks (decoding and the group
+    commit): run it in a thread. The route and kimonaudit.api.fastingest
+    both call it."""
     return append_decoded(st, tenant_id, decode_events(raw, st.settings.max_events))
 
 
-def append_decoded(st: ApiState, tenant_id: str, events: list[Event]) -> dict[str, Any]:
+def append_decoded(st: ApiState, tenant_id: str, events: list[Event]) -> list[Receipt]:
     """`append_body` for events already decoded. Blocks."""
     started = time.perf_counter()
     receipts = st.log.append_validated(tenant_id, events)
-    return appended(st, tenant_id, receipts, time.perf_counter() - started)
+    count_appended(st, tenant_id, receipts, time.perf_counter() - started)
+    return receipts
 
 
-def appended(
-    st: ApiState, tenant_id: str, receipts: list[Receipt], seconds: float
-) -> dict[str, Any]:
-    """Count committed receipts, tell the checkpointer, and give the 201's body."""
+def count_appended(st: ApiState, tenant_id: str, receipts: list[Receipt], seconds: float) -> None:
+    """Count committed receipts and tell the checkpointer."""
     st.metrics.append_seconds.observe(seconds)
     st.metrics.events_appended.inc(len(receipts))
     st.checkpointer.mark(tenant_id)
-    return {"receipts": receipts_json(receipts)}
 
 
 def _proofs(
