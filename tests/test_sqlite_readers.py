@@ -86,3 +86,40 @@ def test_the_wal_is_checkpointed_off_the_commit_path_and_stays_bounded(
             time.sleep(0.15)
         # The background thread copied frames without anyone asking.
         assert store._checkpointer.passes >= 2
+
+
+def test_ledger_writes_do_not_wait_for_the_index_files_write_lock(tmp_path: Path) -> None:
+    """The indexer holds the index file's write lock for a batch (a stalled
+    or stopped indexer, for as long as it stalls). Writes to the ledger
+    file alone (a new actor's secret, a new tenant, a checkpoint, the
+    append that meets the actor) must not wait for it: BEGIN IMMEDIATE on
+    a connection with the index attached locked both files, and such an
+    append waited the busy timeout, 30 s."""
+    import sqlite3
+
+    with kimonaudit.open(f"sqlite:///{tmp_path / 'a.db'}", key_file=str(tmp_path / "k")) as log:
+        t = log.create_tenant("acme").id
+        log.append(t, [{"action": "ticket.viewed", "actor": {"id": "a1", "type": "agent"}}])
+        store = log.store
+        assert isinstance(store, SQLiteStore)
+        assert store.wait_indexed(30)
+        holder = sqlite3.connect(store.index_file, isolation_level=None, timeout=1)
+        holder.execute("BEGIN IMMEDIATE")  # what the indexer does for each batch
+        done: list[str] = []
+
+        def writes() -> None:
+            log.append(t, [{"action": "ticket.viewed", "actor": {"id": "new-1", "type": "agent"}}])
+            log.create_tenant("beta")
+            log.checkpoint(t)
+            done.append("all")
+
+        worker = threading.Thread(target=writes, daemon=True)
+        worker.start()
+        worker.join(10)
+        in_time = list(done)
+        holder.execute("ROLLBACK")
+        holder.close()
+        worker.join(40)
+        assert in_time == ["all"], "the ledger writes waited for the index file's lock"
+        # Search still covers the new entry (the indexer resumes, or the tail scan finds it).
+        assert len(log.search(t, "actor:new-1")) == 1

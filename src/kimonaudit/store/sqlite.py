@@ -560,16 +560,30 @@ class SQLiteStore(
             raise
 
     def _conn(self) -> sqlite3.Connection:
-        """This thread's reader connection. A thread keeps one (small cache,
-        READER_CACHE_KIB); it is closed when the thread ends, so a server's
-        worker threads coming and going never pile up connections."""
+        """This thread's reader connection, with the index file attached as
+        ``idx``. A thread keeps one (small cache, READER_CACHE_KIB); it is
+        closed when the thread ends, so a server's worker threads coming and
+        going never pile up connections."""
+        return self._thread_conn("conn", attach=True)
+
+    def _admin(self) -> sqlite3.Connection:
+        """This thread's connection for writes to the ledger file alone
+        (tenants, actor secrets, checkpoints, settings). BEGIN IMMEDIATE
+        takes the write lock of every attached file, so on a reader
+        connection a new actor's secret waited for the indexer's transaction
+        on the index file to end (up to busy_timeout, 30 s, for a stalled
+        indexer), and with it the append that met the actor."""
+        return self._thread_conn("admin", attach=False)
+
+    def _thread_conn(self, name: str, attach: bool) -> sqlite3.Connection:
         if self._closed:
             raise StoreError("the store is closed")
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        conn: sqlite3.Connection | None = getattr(self._local, name, None)
         if conn is None:
             conn = _connect(self.path, self._sync, READER_CACHE_KIB)
-            conn.execute("ATTACH DATABASE ? AS idx", (self.index_file,))
-            self._local.conn = conn
+            if attach:
+                conn.execute("ATTACH DATABASE ? AS idx", (self.index_file,))
+            setattr(self._local, name, conn)
             with self._readers_lock:
                 self._readers.append(conn)
             weakref.finalize(threading.current_thread(), self._drop_reader, conn)
@@ -603,9 +617,10 @@ class SQLiteStore(
             self._readers.clear()
 
     def _write(self, sql: str, params: Sequence[object] = ()) -> int:
-        """A small administrative write outside the append path, on a reader
-        connection (SQLite serialises it against the writer thread)."""
-        conn = self._conn()
+        """A small administrative write outside the append path, on this
+        thread's `_admin` connection (SQLite serialises it against the
+        writer thread)."""
+        conn = self._admin()
         conn.execute("BEGIN IMMEDIATE")
         try:
             n = conn.execute(sql, params).rowcount
@@ -617,7 +632,7 @@ class SQLiteStore(
 
     # -- tenants -----------------------------------------------------------
     def insert_tenant(self, t: TenantRecord) -> None:
-        conn = self._conn()
+        conn = self._admin()
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute(
@@ -790,7 +805,7 @@ class SQLiteStore(
         return out
 
     def put_nodes(self, tenant_id: str, nodes: Sequence[tuple[int, int, bytes]]) -> None:
-        conn = self._conn()
+        conn = self._admin()
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.executemany(
@@ -946,7 +961,7 @@ class SQLiteStore(
 
     # -- actor directory ---------------------------------------------------
     def upsert_actors(self, tenant_id: str, actors: Sequence[ActorRow]) -> None:
-        conn = self._conn()
+        conn = self._admin()
         conn.execute("BEGIN IMMEDIATE")
         try:
             _upsert_actors(conn, tenant_id, actors)

@@ -1,6 +1,7 @@
 """The streaming tables in the SQLite store (see `destinations_sql`). A
 mixin that SQLiteStore inherits: reads on the store's reader connection,
-writes in short ``BEGIN IMMEDIATE`` transactions beside the writer thread."""
+writes in short ``BEGIN IMMEDIATE`` transactions beside the writer thread,
+on a connection without the index file attached (`SQLiteStore._admin`)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ class SQLiteDestinationStore(DestinationSQL):
     def _conn(self) -> sqlite3.Connection:
         raise NotImplementedError
 
+    def _admin(self) -> sqlite3.Connection:
+        raise NotImplementedError
+
     def _d_rows(self, sql: str, params: Sequence[object] = ()) -> list[Sequence[Any]]:
         return self._conn().execute(sql, params).fetchall()
 
@@ -27,7 +31,7 @@ class SQLiteDestinationStore(DestinationSQL):
 
     @contextmanager
     def _d_tx(self) -> Iterator[TxExec]:
-        conn = self._conn()
+        conn = self._admin()
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield lambda sql, params: conn.execute(sql, params).rowcount

@@ -21,6 +21,9 @@ class SQLiteRetentionStore:
     def _conn(self) -> sqlite3.Connection:
         raise NotImplementedError
 
+    def _admin(self) -> sqlite3.Connection:
+        raise NotImplementedError
+
     def _write(self, sql: str, params: Sequence[object] = ()) -> int:
         raise NotImplementedError
 
@@ -28,7 +31,7 @@ class SQLiteRetentionStore:
     def set_retention(self, tenant_id: str, plan: str, custom: int | None, effective: int) -> None:
         """Store a tenant's plan, its own retention (None: the plan's) and
         the retention in force."""
-        conn = self._conn()
+        conn = self._admin()
         conn.execute("BEGIN IMMEDIATE")
         try:
             n = conn.execute(
@@ -98,7 +101,7 @@ class SQLiteRetentionStore:
         """Delete the actor's secret, tombstone every directory row naming
         them, and bump the tenant's directory epoch, in one transaction.
         Returns how many directory rows (hashes) were tombstoned."""
-        conn = self._conn()
+        conn = self._admin()
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute(
@@ -187,7 +190,7 @@ class SQLiteRetentionStore:
     ) -> None:
         """Keep the prefix's compact range and proofs and move the purge
         point to `upto`, in one transaction; rows go afterwards."""
-        conn = self._conn()
+        conn = self._admin()
         conn.execute("BEGIN IMMEDIATE")
         try:
             (cur,) = conn.execute(
