@@ -166,6 +166,49 @@ def test_the_indexer_runs_as_a_child_process(sqlite_url, key_file):
         assert log.verify_index(tid) == (60, [])
 
 
+def test_the_indexer_process_gathers_a_trickle_into_batches(sqlite_url, key_file, monkeypatch):
+    """Single events appended one by one are indexed a linger's worth at a
+    time (polled every 10 ms, each came in a batch of its own and the index
+    file was rewritten per event), and all of them are indexed."""
+    import threading
+    import time
+
+    from kimonaudit.store import sqlite_index as si
+
+    sizes: list[int] = []
+    real = si.write_batch
+
+    def counted(conn, terms, batch):
+        sizes.append(batch.end - batch.start)
+        return real(conn, terms, batch)
+
+    monkeypatch.setattr(si, "write_batch", counted)
+    with kimonaudit.open(sqlite_url, key_file=key_file, indexer="off") as log:
+        tid = log.create_tenant("acme").id
+        store = log.store
+        assert isinstance(store, SQLiteStore)
+        stop = threading.Event()
+        child = threading.Thread(target=si.run_process, args=(store.path, store.index_file, stop))
+        child.start()
+        try:
+            started = time.monotonic()
+            for i in range(150):
+                log.append(tid, [event(i)])
+                time.sleep(0.004)
+            deadline = time.monotonic() + 30
+            while store.indexed_upto(tid) < 150 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            elapsed = time.monotonic() - started
+        finally:
+            stop.set()
+            child.join(10)
+        assert store.indexed_upto(tid) == 150 and sum(sizes) == 150
+        # A pass per linger at most (67 batches of one or two when it polled
+        # every 10 ms, with a run of this test taking 0.8 s).
+        assert len(sizes) <= elapsed / si.INDEX_LINGER + 2, (sizes, elapsed)
+        assert log.verify_index(tid) == (150, [])
+
+
 def test_index_files_merge_full_text_segments_sixteen_at_a_time(tmp_path):
     """A new index file, and one made with FTS5's default merging, both end
     up with automerge 16 (a setting stored in the file, so every writer of

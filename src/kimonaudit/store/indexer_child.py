@@ -43,7 +43,7 @@ class ChildIndexer:
         self.error: BaseException | None = None
 
     def notify(self) -> None:
-        pass  # the child polls every 10 ms
+        pass  # the child polls (sqlite_index.run_process, postgres_index.run_process)
 
     def alive(self) -> bool:
         return self._proc.poll() is None
