@@ -738,6 +738,22 @@ def test_native_receipts_body_is_the_json_the_route_sends(rows):
     assert made == json.dumps(as_json, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from([b'"', b":", b" ", b"\t", b"\n", b"\r", b"a", b'":', b" :", b"\\"])
+        | st.binary(max_size=6),
+        max_size=40,
+    ).map(b"".join)
+)
+def test_native_key_colons_is_the_python_scan(raw):
+    """The one-pass count of '":' and the whitespace-before-colon check
+    that the duplicate-key test relies on, against the Python scans."""
+    from kimonaudit.core.decode import key_colons_py
+
+    assert _native.key_colons(raw) == key_colons_py(raw)
+
+
 @pytest.mark.parametrize(
     "bad",
     [

@@ -2632,6 +2632,33 @@ static int put_b64(buf_t *b, const unsigned char *s, size_t n) {
     return 0;
 }
 
+PyDoc_STRVAR(key_colons_doc,
+"key_colons(raw) -> (int, bool)\n\n"
+"For decode._RawText.no_duplicates: how many times '\":' occurs in `raw`\n"
+"(raw.count(b'\":')), and whether a colon follows a space, tab, newline or\n"
+"carriage return anywhere (b' :' in raw, and so on), in one pass over the\n"
+"colons instead of five over the body.");
+
+/* A batched body's spaces made `b" :" in raw` alone cost 0.3 us per event
+ * (every space was a candidate); colons are a few per event. */
+static PyObject *key_colons(PyObject *self, PyObject *arg) {
+    Py_buffer raw;
+    if (PyObject_GetBuffer(arg, &raw, PyBUF_SIMPLE) < 0) return NULL;
+    const unsigned char *p = raw.buf, *end = p + raw.len;
+    Py_ssize_t quotes = 0;
+    int odd = 0;
+    for (const unsigned char *c = p; (c = memchr(c, ':', (size_t)(end - c))) != NULL; c++) {
+        if (c == p) continue;
+        unsigned char before = c[-1];
+        if (before == '"')
+            quotes++;
+        else if (before == ' ' || before == '\t' || before == '\n' || before == '\r')
+            odd = 1;
+    }
+    PyBuffer_Release(&raw);
+    return Py_BuildValue("(nO)", quotes, odd ? Py_True : Py_False);
+}
+
 PyDoc_STRVAR(receipts_body_doc,
 "receipts_body(receipts) -> bytes\n\n"
 "The 201 body of POST /v1/events for a list of Receipt tuples (id, seq,\n"
@@ -3497,6 +3524,7 @@ static PyMethodDef methods[] = {
     {"finish", finish, METH_VARARGS, finish_doc},
     {"uuid7_texts", uuid7_texts, METH_VARARGS, uuid7_texts_doc},
     {"receipts_body", receipts_body, METH_O, receipts_body_doc},
+    {"key_colons", key_colons, METH_O, key_colons_doc},
     {"copy_binary", copy_binary, METH_VARARGS, copy_binary_doc},
     {"copy_postings", copy_postings, METH_VARARGS, copy_postings_doc},
     {"pair_runs", pair_runs, METH_O, pair_runs_doc},
