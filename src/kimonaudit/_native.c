@@ -27,6 +27,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <openssl/evp.h>
 #include <sqlite3.h>
 #ifdef HAVE_LIBPQ
@@ -2273,6 +2274,48 @@ static PyObject *new_actor(PyObject *const *cx, PyObject *const *parts) {
 }
 
 
+/* getattr of a msgspec Struct's field without the generic lookup: Struct
+ * fields are member descriptors at fixed offsets, so once a (type, name)
+ * pair is known the field is one load. A small cache by pointer holds a
+ * reference to each type it names (its address cannot be reused) and its
+ * version tag (a type changed since reads through getattr again). Anything
+ * not a plain object member (another type, a property, an unset slot)
+ * goes through PyObject_GetAttr, errors included. The generic lookups were
+ * about a fifth of `finish`'s time on a batched HTTP body (issue 7). */
+typedef struct {
+    PyTypeObject *type;
+    PyObject *name;
+    unsigned int version;
+    Py_ssize_t offset; /* -1: not a plain object member */
+} slot_t;
+#define N_SLOTS 64
+static slot_t SLOTS[N_SLOTS];
+
+static PyObject *field(PyObject *obj, PyObject *name) {
+    PyTypeObject *t = Py_TYPE(obj);
+    slot_t *c = &SLOTS[(((uintptr_t)t >> 4) * 31u + ((uintptr_t)name >> 4)) % N_SLOTS];
+    if (c->type != t || c->name != name || c->version != t->tp_version_tag ||
+        !PyType_HasFeature(t, Py_TPFLAGS_VALID_VERSION_TAG)) {
+        PyObject *d = _PyType_Lookup(t, name); /* borrowed; also assigns the version tag */
+        Py_ssize_t offset = -1;
+        if (d && Py_IS_TYPE(d, &PyMemberDescr_Type)) {
+            PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+            if (m->type == T_OBJECT_EX && !(m->flags & READ_RESTRICTED)) offset = m->offset;
+        }
+        if (!PyType_HasFeature(t, Py_TPFLAGS_VALID_VERSION_TAG)) return PyObject_GetAttr(obj, name);
+        Py_INCREF(t);
+        Py_XSETREF(c->type, t);
+        c->name = name; /* the module's interned names, never freed */
+        c->version = t->tp_version_tag;
+        c->offset = offset;
+    }
+    if (c->offset >= 0) {
+        PyObject *v = *(PyObject **)((char *)obj + c->offset);
+        if (v) return Py_NewRef(v);
+    }
+    return PyObject_GetAttr(obj, name);
+}
+
 /* One struct: a new Event, Py_None to leave it to _finish, NULL on error. */
 /* from_json: the struct came from msgspec's JSON decoder; *members then
  * counts the members of its JSON objects, as _finish does for the
@@ -2289,7 +2332,7 @@ static PyObject *finish_one(PyObject *item, PyObject *const *cx, int from_json,
              *payload = NULL, *data = NULL, *tkey = NULL, *aparts[4] = {NULL}, *info = NULL,
              *actor = NULL;
 #define GET(var, obj, name) \
-    if (!(var = PyObject_GetAttr((obj), (name)))) goto done
+    if (!(var = field((obj), (name)))) goto done
 #define SLOW goto slow
 
     GET(action, item, A_action);
@@ -2512,7 +2555,8 @@ static PyObject *finish_one(PyObject *item, PyObject *const *cx, int from_json,
     if (max_payload < 0 && PyErr_Occurred()) goto done;
     if (len > max_payload) SLOW;
 
-    PyObject *d = PyDict_New(), *ctx_view = NULL, *meta_view = NULL;
+    /* Sized for its twelve keys: from PyDict_New it was resized twice. */
+    PyObject *d = _PyDict_NewPresized(12), *ctx_view = NULL, *meta_view = NULL;
     int ok = d && (ctx_view = PyDictProxy_New(context)) && (meta_view = PyDictProxy_New(metadata)) &&
              PUT(d, K_id, eid) && PUT(d, K_action, action) && PUT(d, K_info, info) &&
              PUT(d, K_severity, severity) && PUT(d, K_actor, actor) && PUT(d, K_target, target) &&
