@@ -1350,6 +1350,68 @@ static PyObject *node_hashes(PyObject *self, PyObject *arg) {
  * distinct value, so those rules stay in Python. */
 
 enum { H_ACTOR, H_IP_BYTES, H_PAYLOAD, N_HOOKS };
+/* getattr without the generic lookup, for the two kinds of object the
+ * append path reads field by field: msgspec Structs, whose fields are
+ * member descriptors at fixed offsets (one load), and the frozen
+ * dataclasses (Event, Target, ...), whose fields live in the instance dict
+ * with no data descriptor on the class to shadow them (one dict lookup by
+ * an interned name). What a (type, name) pair is is found once and kept in
+ * a small cache by pointer, with a reference to the type (its address
+ * cannot be reused) and its version tag (a type changed since is looked at
+ * again). Anything else (a property, a missing key, an unset slot) goes
+ * through PyObject_GetAttr, errors included. The generic lookups were about
+ * a fifth of `finish`'s and `prepare`'s time (issue 7). */
+enum { VIA_GETATTR, VIA_OFFSET, VIA_DICT };
+typedef struct {
+    PyTypeObject *type;
+    PyObject *name;
+    unsigned int version;
+    int via;
+    Py_ssize_t offset;
+} slot_t;
+#define N_SLOTS 128
+static slot_t SLOTS[N_SLOTS];
+
+static PyObject *field(PyObject *obj, PyObject *name) {
+    PyTypeObject *t = Py_TYPE(obj);
+    slot_t *c = &SLOTS[(((uintptr_t)t >> 4) * 31u + ((uintptr_t)name >> 4)) % N_SLOTS];
+    if (c->type != t || c->name != name || c->version != t->tp_version_tag ||
+        !PyType_HasFeature(t, Py_TPFLAGS_VALID_VERSION_TAG)) {
+        PyObject *d = _PyType_Lookup(t, name); /* borrowed; also assigns the version tag */
+        int via = VIA_GETATTR;
+        Py_ssize_t offset = -1;
+        if (d && Py_IS_TYPE(d, &PyMemberDescr_Type)) {
+            PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+            if (m->type == T_OBJECT_EX && !(m->flags & READ_RESTRICTED)) {
+                via = VIA_OFFSET;
+                offset = m->offset;
+            }
+        } else if ((!d || !Py_TYPE(d)->tp_descr_set) && t->tp_getattro == PyObject_GenericGetAttr &&
+                   (t->tp_dictoffset != 0 || PyType_HasFeature(t, Py_TPFLAGS_MANAGED_DICT))) {
+            via = VIA_DICT;
+        }
+        if (!PyType_HasFeature(t, Py_TPFLAGS_VALID_VERSION_TAG)) return PyObject_GetAttr(obj, name);
+        Py_INCREF(t);
+        Py_XSETREF(c->type, t);
+        c->name = name; /* the module's interned names, never freed */
+        c->version = t->tp_version_tag;
+        c->via = via;
+        c->offset = offset;
+    }
+    if (c->via == VIA_OFFSET) {
+        PyObject *v = *(PyObject **)((char *)obj + c->offset);
+        if (v) return Py_NewRef(v);
+    } else if (c->via == VIA_DICT) {
+        PyObject **dp = _PyObject_GetDictPtr(obj);
+        if (dp && *dp) {
+            PyObject *v = PyDict_GetItemWithError(*dp, name);
+            if (v) return Py_NewRef(v);
+            if (PyErr_Occurred()) return NULL;
+        }
+    }
+    return PyObject_GetAttr(obj, name);
+}
+
 #define N_PREPARED 15
 
 static PyObject *A_payload, *A_actor, *A_action, *A_info, *A_category, *A_security, *A_target,
@@ -1486,7 +1548,7 @@ static int prepare_one(prep_t *p, PyObject *ev, const unsigned char *salt, PyObj
              *around = NULL, *context = NULL, *ip = NULL, *after = NULL;
     unsigned char commitment[HASH];
 
-    if (!(payload = PyObject_GetAttr(ev, A_payload))) goto done;
+    if (!(payload = field(ev, A_payload))) goto done;
     if (payload == Py_None) {
         Py_SETREF(payload, PyObject_CallOneArg(p->hooks[H_PAYLOAD], ev));
         if (!payload) goto done;
@@ -1494,35 +1556,35 @@ static int prepare_one(prep_t *p, PyObject *ev, const unsigned char *salt, PyObj
     if (!PyBytes_CheckExact(payload)) goto slow;
     /* The events hold their actor objects for the whole batch, so an
      * object's address names it, as in the Python loop. */
-    if (!(actor = PyObject_GetAttr(ev, A_actor))) goto done;
+    if (!(actor = field(ev, A_actor))) goto done;
     if (!(akey = PyLong_FromVoidPtr(actor))) goto done;
     if (!(pa = hooked(p->by_actor, akey, p->hooks[H_ACTOR], actor))) goto done;
     if (!PyTuple_CheckExact(pa) || PyTuple_GET_SIZE(pa) != 2) goto slow;
     PyObject *a_hash = PyTuple_GET_ITEM(pa, 0), *a_type = PyTuple_GET_ITEM(pa, 1);
 
-    if (!(f[1] = PyObject_GetAttr(ev, A_action))) goto done;
-    if (!(info = PyObject_GetAttr(ev, A_info))) goto done;
-    if (!(f[2] = PyObject_GetAttr(info, A_category))) goto done;
-    if (!(f[4] = PyObject_GetAttr(info, A_security))) goto done;
+    if (!(f[1] = field(ev, A_action))) goto done;
+    if (!(info = field(ev, A_info))) goto done;
+    if (!(f[2] = field(info, A_category))) goto done;
+    if (!(f[4] = field(info, A_security))) goto done;
     if (!(skey = untrack_tuple(PyTuple_Pack(3, akey, f[1], f[2])))) goto done;
     if (!(start = head_start(p, skey, f[1], a_hash, a_type, f[2], &slow))) goto check;
 
-    if (!(target = PyObject_GetAttr(ev, A_target))) goto done;
+    if (!(target = field(ev, A_target))) goto done;
     if (target == Py_None) {
         f[7] = Py_NewRef(Py_None);
         f[8] = Py_NewRef(Py_None);
     } else {
-        if (!(f[7] = PyObject_GetAttr(target, A_type))) goto done;
-        if (!(f[8] = PyObject_GetAttr(target, A_id))) goto done;
+        if (!(f[7] = field(target, A_type))) goto done;
+        if (!(f[8] = field(target, A_id))) goto done;
     }
-    if (!(sev = PyObject_GetAttr(ev, A_severity))) goto done;
+    if (!(sev = field(ev, A_severity))) goto done;
     if (!(f[3] = PyNumber_Index(sev))) goto done; /* int(ev.severity) */
     long sev_n = PyLong_AsLong(f[3]);
     if (sev_n == -1 && PyErr_Occurred()) goto done;
     if (!(tkey = untrack_tuple(PyTuple_Pack(2, f[3], f[7])))) goto done;
     if (!(around = tail_around(p, tkey, sev_n, f[7], &slow))) goto check;
 
-    if (!(context = PyObject_GetAttr(ev, A_context))) goto done;
+    if (!(context = field(ev, A_context))) goto done;
     ip = PyObject_GetItem(context, K_ip); /* a dict, or a read-only view of one */
     if (!ip) {
         if (!PyErr_ExceptionMatches(PyExc_KeyError)) goto done;
@@ -1534,7 +1596,7 @@ static int prepare_one(prep_t *p, PyObject *ev, const unsigned char *salt, PyObj
         f[11] = Py_NewRef(Py_None);
     }
 
-    if (!(f[9] = PyObject_GetAttr(ev, A_outcome))) goto done;
+    if (!(f[9] = field(ev, A_outcome))) goto done;
     if (!(after = after_id(p, f[9], &slow))) goto check;
 
     if (digest3(p->ctx, "\x02", 1, salt, 32, PyBytes_AS_STRING(payload),
@@ -1542,12 +1604,12 @@ static int prepare_one(prep_t *p, PyObject *ev, const unsigned char *salt, PyObj
         PyErr_SetString(PyExc_MemoryError, "prepare: SHA-256 failed");
         goto done;
     }
-    if (!(f[0] = PyObject_GetAttr(ev, A_id))) goto done;
+    if (!(f[0] = field(ev, A_id))) goto done;
     if (f[0] == Py_None) {
         if (p->next_id >= PyList_GET_SIZE(p->new_ids)) goto slow;
         Py_SETREF(f[0], Py_NewRef(PyList_GET_ITEM(p->new_ids, p->next_id++)));
     }
-    if (!(f[10] = PyObject_GetAttr(ev, A_occurred_at))) goto done;
+    if (!(f[10] = field(ev, A_occurred_at))) goto done;
 
     /* head: start, the id, after, the commitment's hex, then up to the
      * recorded_at value */
@@ -2273,48 +2335,6 @@ static PyObject *new_actor(PyObject *const *cx, PyObject *const *parts) {
     return pair;
 }
 
-
-/* getattr of a msgspec Struct's field without the generic lookup: Struct
- * fields are member descriptors at fixed offsets, so once a (type, name)
- * pair is known the field is one load. A small cache by pointer holds a
- * reference to each type it names (its address cannot be reused) and its
- * version tag (a type changed since reads through getattr again). Anything
- * not a plain object member (another type, a property, an unset slot)
- * goes through PyObject_GetAttr, errors included. The generic lookups were
- * about a fifth of `finish`'s time on a batched HTTP body (issue 7). */
-typedef struct {
-    PyTypeObject *type;
-    PyObject *name;
-    unsigned int version;
-    Py_ssize_t offset; /* -1: not a plain object member */
-} slot_t;
-#define N_SLOTS 64
-static slot_t SLOTS[N_SLOTS];
-
-static PyObject *field(PyObject *obj, PyObject *name) {
-    PyTypeObject *t = Py_TYPE(obj);
-    slot_t *c = &SLOTS[(((uintptr_t)t >> 4) * 31u + ((uintptr_t)name >> 4)) % N_SLOTS];
-    if (c->type != t || c->name != name || c->version != t->tp_version_tag ||
-        !PyType_HasFeature(t, Py_TPFLAGS_VALID_VERSION_TAG)) {
-        PyObject *d = _PyType_Lookup(t, name); /* borrowed; also assigns the version tag */
-        Py_ssize_t offset = -1;
-        if (d && Py_IS_TYPE(d, &PyMemberDescr_Type)) {
-            PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
-            if (m->type == T_OBJECT_EX && !(m->flags & READ_RESTRICTED)) offset = m->offset;
-        }
-        if (!PyType_HasFeature(t, Py_TPFLAGS_VALID_VERSION_TAG)) return PyObject_GetAttr(obj, name);
-        Py_INCREF(t);
-        Py_XSETREF(c->type, t);
-        c->name = name; /* the module's interned names, never freed */
-        c->version = t->tp_version_tag;
-        c->offset = offset;
-    }
-    if (c->offset >= 0) {
-        PyObject *v = *(PyObject **)((char *)obj + c->offset);
-        if (v) return Py_NewRef(v);
-    }
-    return PyObject_GetAttr(obj, name);
-}
 
 /* One struct: a new Event, Py_None to leave it to _finish, NULL on error. */
 /* from_json: the struct came from msgspec's JSON decoder; *members then
