@@ -499,6 +499,7 @@ class SQLiteStore(
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
+        self._write_lock = threading.Lock()  # see _write
         self._tenant_nos: dict[str, int] = {}
         self._closed = False
         self.index_file = index_path(self.path)
@@ -619,15 +620,23 @@ class SQLiteStore(
     def _write(self, sql: str, params: Sequence[object] = ()) -> int:
         """A small administrative write outside the append path, on this
         thread's `_admin` connection (SQLite serialises it against the
-        writer thread)."""
-        conn = self._admin()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            n = conn.execute(sql, params).rowcount
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        writer thread).
+
+        Threads of this process take turns on a lock first. Waiting for
+        SQLite's write lock instead means its busy handler, which sleeps
+        between tries in steps growing to 100 ms: a fresh server meeting
+        new actors on forty worker threads at once (one secret each) had
+        them sleep through each other's commits, and appends waited more
+        than a second."""
+        with self._write_lock:
+            conn = self._admin()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                n = conn.execute(sql, params).rowcount
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
         return n
 
     # -- tenants -----------------------------------------------------------
