@@ -2223,6 +2223,20 @@ static int plain_text(PyObject *o) {
     return 1;
 }
 
+/* Untrack `o` and its instance dict `dict` (see untrack_tuple) when every
+ * value in the dict is untracked or one of the n `except`. */
+static void untrack_if_plain(PyObject *o, PyObject *dict, PyObject *const *except, int n) {
+    PyObject *key, *v;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(dict, &pos, &key, &v)) {
+        int plain = !PyObject_GC_IsTracked(v);
+        for (int k = 0; !plain && k < n; k++) plain = v == except[k];
+        if (!plain) return;
+    }
+    if (PyObject_GC_IsTracked(dict)) PyObject_GC_UnTrack(dict);
+    if (PyObject_GC_IsTracked(o)) PyObject_GC_UnTrack(o);
+}
+
 /* A new object of a frozen dataclass with `dict` as its __dict__, as
  * object.__new__ and object.__setattr__ make it, untracked (see
  * untrack_tuple) when every value is untracked or one of the n `except`
@@ -2232,19 +2246,7 @@ static PyObject *frozen(PyObject *type, PyObject *dict, PyObject *const *except,
     PyTypeObject *t = (PyTypeObject *)type;
     PyObject *o = t->tp_alloc(t, 0);
     if (o && PyObject_GenericSetDict(o, dict, NULL)) Py_CLEAR(o);
-    if (o) {
-        PyObject *key, *v;
-        Py_ssize_t pos = 0;
-        int acyclic = 1;
-        while (acyclic && PyDict_Next(dict, &pos, &key, &v)) {
-            acyclic = !PyObject_GC_IsTracked(v);
-            for (int k = 0; !acyclic && k < n; k++) acyclic = v == except[k];
-        }
-        if (acyclic) {
-            if (PyObject_GC_IsTracked(dict)) PyObject_GC_UnTrack(dict);
-            if (PyObject_GC_IsTracked(o)) PyObject_GC_UnTrack(o);
-        }
-    }
+    if (o) untrack_if_plain(o, dict, except, n);
     Py_DECREF(dict);
     return o;
 }
@@ -2252,7 +2254,8 @@ static PyObject *frozen(PyObject *type, PyObject *dict, PyObject *const *except,
 /* An Actor or Target from decode.py's caches that the Python validator
  * made (an actor's first event took the slow path, say) is tracked, and
  * so was every Event holding it, for as long as the cache kept it: by
- * frozen's rule it need not be, and once settled it stays so. */
+ * frozen's rule (untrack_if_plain) it need not be, and once settled it
+ * stays so. */
 static void settle(PyObject *o) {
     if (!PyObject_GC_IsTracked(o)) return;
     PyObject *dict = PyObject_GenericGetDict(o, NULL);
@@ -2260,14 +2263,7 @@ static void settle(PyObject *o) {
         PyErr_Clear(); /* then it stays tracked, as it was */
         return;
     }
-    PyObject *key, *v;
-    Py_ssize_t pos = 0;
-    int acyclic = 1;
-    while (acyclic && PyDict_Next(dict, &pos, &key, &v)) acyclic = !PyObject_GC_IsTracked(v);
-    if (acyclic) {
-        if (PyObject_GC_IsTracked(dict)) PyObject_GC_UnTrack(dict);
-        PyObject_GC_UnTrack(o);
-    }
+    untrack_if_plain(o, dict, NULL, 0);
     Py_DECREF(dict);
 }
 
