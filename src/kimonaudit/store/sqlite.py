@@ -617,10 +617,12 @@ class SQLiteStore(
                 c.close()
             self._readers.clear()
 
-    def _write(self, sql: str, params: Sequence[object] = ()) -> int:
-        """A small administrative write outside the append path, on this
+    @contextlib.contextmanager
+    def _admin_tx(self) -> Iterator[sqlite3.Connection]:
+        """An administrative transaction outside the append path, on this
         thread's `_admin` connection (SQLite serialises it against the
-        writer thread).
+        writer thread): committed if the block ends, rolled back if it
+        raises. Not nestable (one connection, one transaction).
 
         Threads of this process take turns on a lock first. Waiting for
         SQLite's write lock instead means its busy handler, which sleeps
@@ -632,34 +634,33 @@ class SQLiteStore(
             conn = self._admin()
             conn.execute("BEGIN IMMEDIATE")
             try:
-                n = conn.execute(sql, params).rowcount
+                yield conn
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-        return n
+
+    def _write(self, sql: str, params: Sequence[object] = ()) -> int:
+        """One statement in its own `_admin_tx`; the rows it changed."""
+        with self._admin_tx() as conn:
+            return int(conn.execute(sql, params).rowcount)
 
     # -- tenants -----------------------------------------------------------
     def insert_tenant(self, t: TenantRecord) -> None:
-        conn = self._admin()
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.execute(
-                "INSERT INTO tenants (tenant_id, name, plan, created_at, retention_months,"
-                " legal_hold, tenant_no) VALUES (?, ?, ?, ?, ?, ?,"
-                " (SELECT coalesce(max(tenant_no), 0) + 1 FROM tenants))",
-                (t.id, t.name, t.plan, t.created_at, t.retention_months, int(t.legal_hold)),
-            )
-            conn.execute(
-                "INSERT INTO tree_state VALUES (?, 0, ?, 0, 0)", (t.id, CompactRange().to_bytes())
-            )
-            conn.execute("COMMIT")
+            with self._admin_tx() as conn:
+                conn.execute(
+                    "INSERT INTO tenants (tenant_id, name, plan, created_at, retention_months,"
+                    " legal_hold, tenant_no) VALUES (?, ?, ?, ?, ?, ?,"
+                    " (SELECT coalesce(max(tenant_no), 0) + 1 FROM tenants))",
+                    (t.id, t.name, t.plan, t.created_at, t.retention_months, int(t.legal_hold)),
+                )
+                conn.execute(
+                    "INSERT INTO tree_state VALUES (?, 0, ?, 0, 0)",
+                    (t.id, CompactRange().to_bytes()),
+                )
         except sqlite3.IntegrityError as exc:
-            conn.execute("ROLLBACK")
             raise Conflict(f"tenant {t.id!r} already exists") from exc
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     def get_tenant(self, tenant_id: str) -> TenantRecord | None:
         r = (
@@ -814,17 +815,8 @@ class SQLiteStore(
         return out
 
     def put_nodes(self, tenant_id: str, nodes: Sequence[tuple[int, int, bytes]]) -> None:
-        conn = self._admin()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.executemany(
-                _PUT_NODE,
-                [(tenant_id, lvl, idx, h) for lvl, idx, h in nodes],
-            )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        with self._admin_tx() as conn:
+            conn.executemany(_PUT_NODE, [(tenant_id, lvl, idx, h) for lvl, idx, h in nodes])
 
     def redact(self, tenant_id: str, seq: int) -> bool:
         row = self.get_entry(tenant_id, seq)
@@ -970,14 +962,8 @@ class SQLiteStore(
 
     # -- actor directory ---------------------------------------------------
     def upsert_actors(self, tenant_id: str, actors: Sequence[ActorRow]) -> None:
-        conn = self._admin()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._admin_tx() as conn:
             _upsert_actors(conn, tenant_id, actors)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     def get_actor(self, tenant_id: str, actor_hash: str) -> ActorRecord | None:
         r = (

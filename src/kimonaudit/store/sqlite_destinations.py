@@ -1,13 +1,13 @@
 """The streaming tables in the SQLite store (see `destinations_sql`). A
 mixin that SQLiteStore inherits: reads on the store's reader connection,
 writes in short ``BEGIN IMMEDIATE`` transactions beside the writer thread,
-on a connection without the index file attached (`SQLiteStore._admin`)."""
+on a connection without the index file attached (`SQLiteStore._admin_tx`)."""
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from kimonaudit.errors import Conflict
@@ -19,7 +19,7 @@ class SQLiteDestinationStore(DestinationSQL):
     def _conn(self) -> sqlite3.Connection:
         raise NotImplementedError
 
-    def _admin(self) -> sqlite3.Connection:
+    def _admin_tx(self) -> AbstractContextManager[sqlite3.Connection]:
         raise NotImplementedError
 
     def _d_rows(self, sql: str, params: Sequence[object] = ()) -> list[Sequence[Any]]:
@@ -31,14 +31,8 @@ class SQLiteDestinationStore(DestinationSQL):
 
     @contextmanager
     def _d_tx(self) -> Iterator[TxExec]:
-        conn = self._admin()
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            yield lambda sql, params: conn.execute(sql, params).rowcount
-            conn.execute("COMMIT")
+            with self._admin_tx() as conn:
+                yield lambda sql, params: conn.execute(sql, params).rowcount
         except sqlite3.IntegrityError as exc:
-            conn.execute("ROLLBACK")
             raise Conflict(f"already exists: {exc}") from exc
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise

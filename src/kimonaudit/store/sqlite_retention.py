@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 from kimonaudit.errors import Conflict, NotFound
@@ -21,7 +22,7 @@ class SQLiteRetentionStore:
     def _conn(self) -> sqlite3.Connection:
         raise NotImplementedError
 
-    def _admin(self) -> sqlite3.Connection:
+    def _admin_tx(self) -> AbstractContextManager[sqlite3.Connection]:
         raise NotImplementedError
 
     def _write(self, sql: str, params: Sequence[object] = ()) -> int:
@@ -31,9 +32,7 @@ class SQLiteRetentionStore:
     def set_retention(self, tenant_id: str, plan: str, custom: int | None, effective: int) -> None:
         """Store a tenant's plan, its own retention (None: the plan's) and
         the retention in force."""
-        conn = self._admin()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._admin_tx() as conn:
             n = conn.execute(
                 "UPDATE tenants SET plan = ?, retention_months = ? WHERE tenant_id = ?",
                 (plan, effective, tenant_id),
@@ -45,10 +44,6 @@ class SQLiteRetentionStore:
                     " SET retention_custom = excluded.retention_custom",
                     (tenant_id, custom),
                 )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         if not n:
             raise NotFound(f"no tenant {tenant_id!r}")
 
@@ -101,9 +96,7 @@ class SQLiteRetentionStore:
         """Delete the actor's secret, tombstone every directory row naming
         them, and bump the tenant's directory epoch, in one transaction.
         Returns how many directory rows (hashes) were tombstoned."""
-        conn = self._admin()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._admin_tx() as conn:
             conn.execute(
                 "DELETE FROM actor_secrets WHERE tenant_id = ? AND lookup = ?", (tenant_id, lookup)
             )
@@ -117,10 +110,6 @@ class SQLiteRetentionStore:
                 " ON CONFLICT (tenant_id) DO UPDATE SET directory_epoch = directory_epoch + 1",
                 (tenant_id,),
             )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         return int(n)
 
     def directory_epoch(self, tenant_id: str) -> int:
@@ -190,9 +179,7 @@ class SQLiteRetentionStore:
     ) -> None:
         """Keep the prefix's compact range and proofs and move the purge
         point to `upto`, in one transaction; rows go afterwards."""
-        conn = self._admin()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._admin_tx() as conn:
             (cur,) = conn.execute(
                 "SELECT purged FROM tree_state WHERE tenant_id = ?", (tenant_id,)
             ).fetchone()
@@ -211,10 +198,6 @@ class SQLiteRetentionStore:
                 ],
             )
             conn.execute("UPDATE tree_state SET purged = ? WHERE tenant_id = ?", (upto, tenant_id))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     def delete_purged(self, tenant_id: str, upto: int, batch: int) -> int:
         """Delete up to `batch` entries with seq < `upto` from the search
