@@ -45,6 +45,7 @@ from kimonaudit.core.projection import (
     project,
 )
 from kimonaudit.core.records import ENTRY_COLUMNS, EntryRow
+from kimonaudit.store.indexer_child import INDEX_LINGER, INDEX_SMALL
 from kimonaudit.store.native import native
 
 log = logging.getLogger(__name__)
@@ -339,7 +340,8 @@ def run_process(url: str, kwargs: dict[str, Any], stop: Any) -> None:
     """The indexer as a child process (KIMONAUDIT_INDEXER=process): its
     Python work (decoding payloads, making documents) then runs on another
     core instead of taking turns with the appends for one interpreter lock.
-    Polls for work every 10 ms and exits with its parent."""
+    Polls the ledger (after a small pass, INDEX_LINGER later) and exits
+    with its parent."""
     conn: psycopg.Connection[Any] | None = None
     while not stop.is_set():
         try:
@@ -352,8 +354,8 @@ def run_process(url: str, kwargs: dict[str, Any], stop: Any) -> None:
             log.warning("indexer: %s: %s", exc.__class__.__name__, exc)
             stop.wait(1.0)
             continue
-        if n == 0:
-            stop.wait(0.01)
+        if n < INDEX_SMALL:
+            stop.wait(INDEX_LINGER)
     if conn is not None:
         conn.close()
 

@@ -33,6 +33,7 @@ from kimonaudit.core.projection import (
     project,
 )
 from kimonaudit.core.records import EntryRow
+from kimonaudit.store.indexer_child import INDEX_LINGER, INDEX_SMALL
 from kimonaudit.store.native import native
 from kimonaudit.store.sqlite_schema import INDEX_SCHEMA, INDEX_VERSION
 
@@ -44,15 +45,6 @@ SEQ_MASK = (1 << SEQ_BITS) - 1
 # sorted runs, small enough that the index lags a busy log by well under a
 # second.
 INDEX_BATCH = 20_000
-#: The indexer process waits INDEX_LINGER after a pass that found fewer than
-#: INDEX_SMALL entries, so that a trickle of appends is indexed in batches.
-#: Each commit rewrites every B-tree and FTS5 page it touches: polled every
-#: 10 ms, 1,500 single events/s came in batches of about fifteen, and the
-#: child wrote 43 KB to disk per entry (the ledger's fsyncs queued behind
-#: it; p99 of those appends 12-14 ms). With 0.1 s: 7 KB, p99 8-11 ms; the
-#: index lag grows by at most the linger, and a busy ledger never waits.
-INDEX_SMALL = 1_000
-INDEX_LINGER = 0.1
 _IDLE_WAIT = 0.25  # seconds between looks when no local commit woke it
 _ROWS_PER_STATEMENT = 500
 INDEX_PAGE_SIZE = 16_384
