@@ -21,6 +21,16 @@ Prints one JSON document:
   client sends its next request when the previous one is answered: the
   server's capacity) and paced (a fixed total offered rate, latency counted
   from the scheduled send time);
+- ``raw_paced_commits``: the floor for the paced latency, measured in the
+  same run just before and just after the paced runs, while the server
+  idles: this process committing one lean ledger row per scheduled send
+  time (sqlite3, WAL, synchronous=FULL, one transaction and one fsync per
+  row, the same offered rate and seconds), latency counted from the
+  scheduled time as for the server. An acknowledged event needs at least
+  this: its row durable. On this machine's disk one fdatasync in a few
+  thousand takes 15-90 ms, and every request scheduled meanwhile waits, so
+  this floor's p99 moves with the disk from run to run; ``slow_commits``
+  counts commits over 15 ms;
 - ``server_peak_rss_mb``: the peak resident memory (VmHWM) of the server
   process and of its indexer child, read after all of the above.
 
@@ -42,6 +52,7 @@ import json
 import os
 import platform
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -245,6 +256,48 @@ async def _single(
     }
 
 
+_LEAN = """CREATE TABLE ledger (
+    tenant_no INTEGER NOT NULL, seq INTEGER NOT NULL, event_id TEXT NOT NULL,
+    recorded_at INTEGER NOT NULL, payload BLOB NOT NULL, leaf_hash BLOB NOT NULL,
+    PRIMARY KEY (tenant_no, seq));
+CREATE UNIQUE INDEX ledger_event_id ON ledger (tenant_no, event_id)"""
+
+
+def raw_paced_commits(path: Path, bodies: list[bytes], rate: float, seconds: float) -> dict:
+    """The paced runs' floor (see the module docstring): one durable commit
+    of a lean ledger row per scheduled time, in this process, no HTTP."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.executescript(_LEAN)
+    n = int(rate * seconds)
+    latencies: list[float] = []
+    started = time.perf_counter()
+    for i in range(n):
+        due = started + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        body = bodies[i % len(bodies)]
+        conn.execute(
+            "INSERT INTO ledger VALUES (1, ?, ?, ?, ?, ?)",
+            (i, f"{i:032x}", time.time_ns() // 1000, body, body[:32]),
+        )
+        latencies.append((time.perf_counter() - due) * 1e3)
+    elapsed = time.perf_counter() - started
+    conn.close()
+    return {
+        "mode": f"paced {rate:g} commits/s offered",
+        "commits": n,
+        "seconds": round(elapsed, 3),
+        "p50_ms": round(_pct(latencies, 50), 2),
+        "p90_ms": round(_pct(latencies, 90), 2),
+        "p99_ms": round(_pct(latencies, 99), 2),
+        "max_ms": round(max(latencies), 2),
+        "slow_commits": sum(1 for x in latencies if x > 15.0),
+    }
+
+
 class _GcPauses:
     """This process's cycle-collector pauses from now on (gc.callbacks)."""
 
@@ -425,21 +478,31 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         pauses = _GcPauses()
         try:
             # The single-event runs go to the last round's server.
-            doc["http_single"] = [
-                asyncio.run(
+            clients = [int(c) for c in args.single_clients.split(",")]
+
+            def single(c: int, rate: float | None) -> dict[str, Any]:
+                return asyncio.run(
                     _single(
                         port,
                         key,
                         single_bodies,
-                        int(c),
+                        c,
                         args.single_seconds,
                         args.single_max_requests,
                         rate,
                     )
                 )
-                for rate in ([None, args.paced_rate] if args.paced_rate else [None])
-                for c in args.single_clients.split(",")
-            ]
+
+            def floor(name: str) -> dict[str, Any]:
+                return raw_paced_commits(
+                    tmp / name, single_bodies, args.paced_rate, args.single_seconds
+                )
+
+            doc["http_single"] = [single(c, None) for c in clients]
+            if args.paced_rate:
+                doc["raw_paced_commits"] = [floor("raw-before.db")]
+                doc["http_single"] += [single(c, args.paced_rate) for c in clients]
+                doc["raw_paced_commits"].append(floor("raw-after.db"))
             doc["load_generator_gc"] = pauses.report()
             doc["server_peak_rss_mb"] = peak_rss_mb(proc.pid)
             metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text

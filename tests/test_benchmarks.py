@@ -129,6 +129,26 @@ def test_http_suite_alternates_rounds_and_reports_the_median_ratio() -> None:
     assert doc["server_events_appended"] == 3000 + single["requests"]
 
 
+def test_http_suite_floor_commits_every_scheduled_row_durably(tmp_path: Any) -> None:
+    """The paced runs' floor: one committed lean row per scheduled time,
+    each the body it was given, latencies from the schedule."""
+    import sqlite3
+
+    from benchmarks import http_ingest
+
+    bodies = [b'{"action":"ticket.viewed","n":%d}' % i for i in range(7)]
+    out = http_ingest.raw_paced_commits(tmp_path / "floor.db", bodies, 400.0, 0.25)
+    assert out["commits"] == 100
+    assert 0.2 <= out["seconds"] < 5
+    assert 0 <= out["p50_ms"] <= out["p90_ms"] <= out["p99_ms"] <= out["max_ms"]
+    assert 0 <= out["slow_commits"] <= 100
+    conn = sqlite3.connect(tmp_path / "floor.db")
+    rows = conn.execute("SELECT seq, payload FROM ledger ORDER BY seq").fetchall()
+    assert [seq for seq, _ in rows] == list(range(100))
+    assert all(payload == bodies[seq % 7] for seq, payload in rows)
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
 def test_search_suite_times_each_cold_query_every_round(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
