@@ -123,3 +123,47 @@ def test_ledger_writes_do_not_wait_for_the_index_files_write_lock(tmp_path: Path
         assert in_time == ["all"], "the ledger writes waited for the index file's lock"
         # Search still covers the new entry (the indexer resumes, or the tail scan finds it).
         assert len(log.search(t, "actor:new-1")) == 1
+
+
+def test_administrative_transactions_roll_back_and_take_turns(tmp_path: Path) -> None:
+    """`_admin_tx` commits a block that ends and rolls back one that raises
+    (nothing of it stays, and the process's write lock is free again);
+    while one runs, the lock is held, so another thread waits on it rather
+    than in SQLite's busy handler."""
+    import pytest
+
+    from kimonaudit.errors import Conflict
+
+    with kimonaudit.open(f"sqlite:///{tmp_path / 'a.db'}", key_file=str(tmp_path / "k")) as log:
+        store = log.store
+        assert isinstance(store, SQLiteStore)
+        t = log.create_tenant("acme").id
+        with pytest.raises(RuntimeError), store._admin_tx() as conn:
+            assert store._write_lock.locked()
+            conn.execute("UPDATE tenants SET name = 'changed' WHERE tenant_id = ?", (t,))
+            raise RuntimeError("half-way")
+        assert not store._write_lock.locked()
+        assert log.get_tenant(t).name == "acme"
+        # A constraint failure (the second of two inserts): rolled back
+        # whole, and reported as a Conflict.
+        with pytest.raises(Conflict):
+            log.create_tenant("again", tenant_id=t)
+        assert not store._write_lock.locked()
+        assert [(x.id, x.name) for x in log.list_tenants()] == [(t, "acme")]
+
+        waited: list[bool] = []
+
+        def second() -> None:
+            waited.append(store._write_lock.locked())
+            log.set_legal_hold(t, True)  # an administrative write of its own
+
+        with store._admin_tx() as conn:
+            worker = threading.Thread(target=second)
+            worker.start()
+            time.sleep(0.2)
+            assert worker.is_alive()  # waiting for the lock
+            conn.execute("UPDATE tenants SET name = 'first' WHERE tenant_id = ?", (t,))
+        worker.join(10)
+        assert waited == [True] and not worker.is_alive()
+        tenant = log.get_tenant(t)
+        assert tenant.name == "first" and tenant.legal_hold
