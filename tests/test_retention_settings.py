@@ -176,6 +176,45 @@ def test_concurrent_new_actor_agrees_on_one_secret(db_url, key_file, clock):
         assert len(hashes) == 1
 
 
+def test_a_batchs_new_actors_get_their_secrets_in_one_transaction(db_url, key_file, clock):
+    """A batch meeting many new actors creates their secrets together (one
+    transaction, not one per actor), keeps a secret another process made
+    first, and every hash is the one a lone append would have written."""
+    with (
+        kimonaudit.open(db_url, key_file=key_file, clock=clock) as a,
+        kimonaudit.open(db_url, key_file=key_file, clock=clock) as b,
+    ):
+        t = a.create_tenant("acme")
+        b.append(t.id, [event(1, actor={"id": "agent_7", "type": "agent"})])  # b's secret first
+        first = b.actor_hash(t.id, "agent_7")
+        calls: list[int] = []
+        store = a.store
+        real = store.create_actor_secrets
+
+        def counted(tenant_id, fresh, now):
+            calls.append(len(fresh))
+            return real(tenant_id, fresh, now)
+
+        store.create_actor_secrets = counted  # type: ignore[method-assign]
+        batch = [event(i, actor={"id": f"agent_{i % 40}", "type": "agent"}) for i in range(200)]
+        a.append(t.id, batch)
+        assert calls == [39]  # forty actors, one of them known already
+        rows = [r for r in a.store.iter_entries(t.id)][1:]
+        by_actor = {}
+        for ev, row in zip(batch, rows, strict=True):
+            by_actor.setdefault(ev["actor"]["id"], set()).add(row.actor_hash)
+        assert all(len(h) == 1 for h in by_actor.values())
+        assert by_actor["agent_7"] == {first}
+        # The other process (its cache cold for these actors) agrees on every hash.
+        for actor_id, (h,) in by_actor.items():
+            assert b.actor_hash(t.id, actor_id) == h
+        # One more new actor alone: its own secret, the same for both.
+        a.append(t.id, [event(1, actor={"id": "solo", "type": "agent"})])
+        assert calls[0] == 39 and sum(calls[1:]) <= 1
+        assert _last(a, t.id).actor_hash == b.actor_hash(t.id, "solo")
+        assert a.verify(t.id).ok
+
+
 # -- redaction ---------------------------------------------------------------------
 def test_redaction_keeps_reason_and_is_an_entry(log):
     """Redaction drops payload and salt, keeps the reason, logs itself, and verify

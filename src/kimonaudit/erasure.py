@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from kimonaudit.core.pseudonym import ACTOR_SECRET_BYTES, actor_lookup, secret_actor_hash
@@ -103,6 +103,23 @@ class ActorHashes:
                 cached.clear()
             cached[actor_id] = h
         return h
+
+    def resolve_many(self, tenant_id: str, actor_ids: Iterable[str]) -> None:
+        """`resolve` for several actors, into the cache: one read of the
+        secrets they have and one transaction for those they lack, instead
+        of a read and a transaction each."""
+        key = self._key(tenant_id)
+        actor_of = {actor_lookup(key, a): a for a in actor_ids}
+        secrets = self._store.actor_secrets(tenant_id, list(actor_of))
+        fresh = {lk: os.urandom(ACTOR_SECRET_BYTES) for lk in actor_of if lk not in secrets}
+        if fresh:
+            secrets.update(self._store.create_actor_secrets(tenant_id, fresh, self._now_us()))
+        hashes = {a: secret_actor_hash(secrets[lk], tenant_id, a) for lk, a in actor_of.items()}
+        with self._lock:
+            cached = self._hashes.setdefault(tenant_id, {})
+            if len(cached) + len(hashes) > _MAX_CACHED:
+                cached.clear()
+            cached.update(hashes)
 
     def peek(self, tenant_id: str, actor_id: str) -> str | None:
         """The actor's hash if they have a secret; never creates one."""

@@ -5,7 +5,7 @@ sqlite_retention.py for what each method promises."""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -72,6 +72,31 @@ class PostgresRetentionStore:
             again = self.actor_secret(tenant_id, lookup)
             return secret if again is None else again
         return bytes(r[0])
+
+    def actor_secrets(self, tenant_id: str, lookups: Sequence[str]) -> dict[str, bytes]:
+        """The secrets of those of `lookups` that have one."""
+        with self._read("reading actor secrets") as conn:
+            rows = conn.execute(
+                "SELECT lookup, secret FROM actor_secrets"
+                " WHERE tenant_id = %s AND lookup = ANY(%s)",
+                (tenant_id, list(lookups)),
+            ).fetchall()
+        return {lookup: bytes(secret) for lookup, secret in rows}
+
+    def create_actor_secrets(
+        self, tenant_id: str, fresh: Mapping[str, bytes], now: int
+    ) -> dict[str, bytes]:
+        """`create_actor_secret` for several actors in one transaction: each
+        lookup's secret as stored (another process's, where it got there
+        first; the one offered, where an erasure took it meanwhile)."""
+        with self._read("creating actor secrets") as conn, conn.transaction():
+            conn.cursor().executemany(
+                "INSERT INTO actor_secrets (tenant_id, lookup, secret, created_at)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT (tenant_id, lookup) DO NOTHING",
+                [(tenant_id, lookup, secret, now) for lookup, secret in fresh.items()],
+            )
+        won = self.actor_secrets(tenant_id, list(fresh))
+        return {lookup: won.get(lookup, secret) for lookup, secret in fresh.items()}
 
     def actor_hashes_of(self, tenant_id: str, actor_id: str) -> list[str]:
         with self._read("reading the actor directory") as conn:

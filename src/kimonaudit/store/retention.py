@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol, cast
 
 from kimonaudit.core.purged import PrefixProof
@@ -22,6 +22,10 @@ class RetentionStore(Protocol):
     def create_actor_secret(
         self, tenant_id: str, lookup: str, secret: bytes, now: int
     ) -> bytes: ...
+    def actor_secrets(self, tenant_id: str, lookups: Sequence[str]) -> dict[str, bytes]: ...
+    def create_actor_secrets(
+        self, tenant_id: str, fresh: Mapping[str, bytes], now: int
+    ) -> dict[str, bytes]: ...
     def actor_hashes_of(self, tenant_id: str, actor_id: str) -> list[str]: ...
     def erase_actor_identity(
         self, tenant_id: str, lookup: str, actor_id: str, erased_at: int

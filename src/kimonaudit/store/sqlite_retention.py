@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
 from kimonaudit.errors import Conflict, NotFound
 from kimonaudit.store.writer import GroupCommitWriter
+
+# SQLite allows 32,766 parameters in a statement; lookups go in far fewer.
+_LOOKUPS_PER_QUERY = 500
 
 
 class SQLiteRetentionStore:
@@ -72,14 +75,37 @@ class SQLiteRetentionStore:
     def create_actor_secret(self, tenant_id: str, lookup: str, secret: bytes, now: int) -> bytes:
         """Store `secret` unless the actor has one; return the one that won
         (two processes meeting a new actor at once agree on it)."""
-        self._write(
-            "INSERT INTO actor_secrets (tenant_id, lookup, secret, created_at) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (tenant_id, lookup) DO NOTHING",
-            (tenant_id, lookup, secret, now),
-        )
-        won = self.actor_secret(tenant_id, lookup)
-        assert won is not None
-        return won
+        return self.create_actor_secrets(tenant_id, {lookup: secret}, now)[lookup]
+
+    def actor_secrets(self, tenant_id: str, lookups: Sequence[str]) -> dict[str, bytes]:
+        """The secrets of those of `lookups` that have one."""
+        conn = self._conn()
+        out: dict[str, bytes] = {}
+        for i in range(0, len(lookups), _LOOKUPS_PER_QUERY):
+            part = lookups[i : i + _LOOKUPS_PER_QUERY]
+            marks = ", ".join("?" * len(part))
+            rows = conn.execute(
+                "SELECT lookup, secret FROM actor_secrets"  # noqa: S608 (placeholders only)
+                f" WHERE tenant_id = ? AND lookup IN ({marks})",
+                (tenant_id, *part),
+            )
+            out.update((lookup, bytes(secret)) for lookup, secret in rows)
+        return out
+
+    def create_actor_secrets(
+        self, tenant_id: str, fresh: Mapping[str, bytes], now: int
+    ) -> dict[str, bytes]:
+        """`create_actor_secret` for several actors in one transaction: each
+        lookup's secret as stored (another process's, where it got there
+        first; the one offered, where an erasure took it meanwhile)."""
+        with self._admin_tx() as conn:
+            conn.executemany(
+                "INSERT INTO actor_secrets (tenant_id, lookup, secret, created_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (tenant_id, lookup) DO NOTHING",
+                [(tenant_id, lookup, secret, now) for lookup, secret in fresh.items()],
+            )
+        won = self.actor_secrets(tenant_id, list(fresh))
+        return {lookup: won.get(lookup, secret) for lookup, secret in fresh.items()}
 
     def actor_hashes_of(self, tenant_id: str, actor_id: str) -> list[str]:
         """The hashes the directory links to `actor_id` (none once erased)."""
