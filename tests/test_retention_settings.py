@@ -215,6 +215,44 @@ def test_a_batchs_new_actors_get_their_secrets_in_one_transaction(db_url, key_fi
         assert a.verify(t.id).ok
 
 
+def test_new_actors_met_by_many_threads_at_once_share_a_transaction(db_url, key_file, clock):
+    """Single events of new actors from many threads: while one secret's
+    transaction runs, the others gather into the next (not one transaction
+    each), and every hash is the one another process computes."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    with (
+        kimonaudit.open(db_url, key_file=key_file, clock=clock) as a,
+        kimonaudit.open(db_url, key_file=key_file, clock=clock) as b,
+    ):
+        t = a.create_tenant("acme")
+        calls: list[int] = []
+        store = a.store
+        real = store.create_actor_secrets
+        gate = threading.Event()
+
+        def held(tenant_id, fresh, now):
+            calls.append(len(fresh))
+            gate.wait(10)  # the first transaction runs long; the rest gather behind it
+            return real(tenant_id, fresh, now)
+
+        store.create_actor_secrets = held  # type: ignore[method-assign]
+        with ThreadPoolExecutor(24) as pool:
+            done = [
+                pool.submit(a.append, t.id, [event(1, actor={"id": f"p{i}", "type": "agent"})])
+                for i in range(24)
+            ]
+            time.sleep(0.5)
+            gate.set()
+            receipts = [f.result()[0] for f in done]
+        assert sum(calls) == 24 and len(calls) <= 3, calls
+        for i, r in enumerate(receipts):
+            assert a.get_entry(t.id, r.seq).actor_hash == b.actor_hash(t.id, f"p{i}")
+        assert a.verify(t.id).ok
+
+
 # -- redaction ---------------------------------------------------------------------
 def test_redaction_keeps_reason_and_is_an_entry(log):
     """Redaction drops payload and salt, keeps the reason, logs itself, and verify

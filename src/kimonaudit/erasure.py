@@ -33,6 +33,22 @@ CHECK_EVERY_SECONDS = 1.0
 _MAX_CACHED = 200_000
 
 
+class _SecretBatch:
+    """New actors' secrets to be created in one transaction, and the
+    outcome every thread that asked for one of them waits for."""
+
+    def __init__(self) -> None:
+        self.fresh: dict[str, bytes] = {}  # lookup -> the secret offered
+        self.won: dict[str, bytes] | None = None  # lookup -> the secret stored
+        self.error: BaseException | None = None
+
+    def result(self, lookup: str) -> bytes:
+        if self.error is not None:
+            raise self.error
+        assert self.won is not None
+        return self.won[lookup]
+
+
 class ActorHashes:
     """(tenant, actor id) -> leaf actor hash, cached per process.
 
@@ -54,6 +70,11 @@ class ActorHashes:
         self._seen: dict[str, tuple[int, float]] = {}  # tenant -> (epoch, checked at)
         self._checking: dict[str, float] = {}  # tenant -> when a caller set out to check
         self._lock = threading.Lock()
+        # New secrets in batches (_create_secret): the batch gathering per
+        # tenant, and the tenants whose batch is being written.
+        self._secret_turns = threading.Condition()
+        self._forming: dict[str, _SecretBatch] = {}
+        self._writing: set[str] = set()
 
     def for_tenant(self, tenant_id: str) -> dict[str, str]:
         cached = self._hashes.get(tenant_id)
@@ -94,8 +115,7 @@ class ActorHashes:
         lookup = actor_lookup(self._key(tenant_id), actor_id)
         secret = self._store.actor_secret(tenant_id, lookup)
         if secret is None:
-            fresh = os.urandom(ACTOR_SECRET_BYTES)
-            secret = self._store.create_actor_secret(tenant_id, lookup, fresh, self._now_us())
+            secret = self._create_secret(tenant_id, lookup)
         h = secret_actor_hash(secret, tenant_id, actor_id)
         with self._lock:
             cached = self._hashes.setdefault(tenant_id, {})
@@ -103,6 +123,36 @@ class ActorHashes:
                 cached.clear()
             cached[actor_id] = h
         return h
+
+    def _create_secret(self, tenant_id: str, lookup: str) -> bytes:
+        """A new actor's secret, created together with those other threads
+        need for the tenant meanwhile (a group commit): while one thread's
+        transaction runs, the next batch gathers and one of its threads
+        writes it once that transaction is done. One transaction each, a
+        fresh server meeting a thousand new actors in its first seconds
+        (1,500 single events/s) answered with p99 760-800 ms."""
+        cond = self._secret_turns
+        with cond:
+            batch = self._forming.get(tenant_id)
+            if batch is None:
+                batch = self._forming[tenant_id] = _SecretBatch()
+            batch.fresh.setdefault(lookup, os.urandom(ACTOR_SECRET_BYTES))
+            while batch.won is None and batch.error is None:
+                if tenant_id not in self._writing and self._forming.get(tenant_id) is batch:
+                    del self._forming[tenant_id]  # later callers start the next batch
+                    self._writing.add(tenant_id)
+                    break
+                cond.wait()
+            else:
+                return batch.result(lookup)
+        try:
+            batch.won = self._store.create_actor_secrets(tenant_id, batch.fresh, self._now_us())
+        except BaseException as exc:
+            batch.error = exc
+        with cond:
+            self._writing.discard(tenant_id)
+            cond.notify_all()
+        return batch.result(lookup)
 
     def resolve_many(self, tenant_id: str, actor_ids: Iterable[str]) -> None:
         """`resolve` for several actors, into the cache: one read of the

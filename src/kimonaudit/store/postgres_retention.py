@@ -59,20 +59,6 @@ class PostgresRetentionStore:
         )
         return None if r is None else bytes(r[0])
 
-    def create_actor_secret(self, tenant_id: str, lookup: str, secret: bytes, now: int) -> bytes:
-        r = self._one(
-            "creating an actor secret",
-            "WITH ins AS (INSERT INTO actor_secrets (tenant_id, lookup, secret, created_at)"
-            " VALUES (%s, %s, %s, %s) ON CONFLICT (tenant_id, lookup) DO NOTHING RETURNING secret)"
-            " SELECT secret FROM ins UNION ALL SELECT secret FROM actor_secrets"
-            " WHERE tenant_id = %s AND lookup = %s LIMIT 1",
-            (tenant_id, lookup, secret, now, tenant_id, lookup),
-        )
-        if r is None:  # lost a race to a concurrent erasure: read again
-            again = self.actor_secret(tenant_id, lookup)
-            return secret if again is None else again
-        return bytes(r[0])
-
     def actor_secrets(self, tenant_id: str, lookups: Sequence[str]) -> dict[str, bytes]:
         """The secrets of those of `lookups` that have one."""
         with self._read("reading actor secrets") as conn:
@@ -86,9 +72,11 @@ class PostgresRetentionStore:
     def create_actor_secrets(
         self, tenant_id: str, fresh: Mapping[str, bytes], now: int
     ) -> dict[str, bytes]:
-        """`create_actor_secret` for several actors in one transaction: each
-        lookup's secret as stored (another process's, where it got there
-        first; the one offered, where an erasure took it meanwhile)."""
+        """Store each of `fresh` (lookup -> secret) unless the actor has a
+        secret, in one transaction; returns each lookup's secret as stored
+        (another process's, where it got there first: two processes
+        meeting a new actor at once agree on it; the one offered, where an
+        erasure took it meanwhile)."""
         with self._read("creating actor secrets") as conn, conn.transaction():
             conn.cursor().executemany(
                 "INSERT INTO actor_secrets (tenant_id, lookup, secret, created_at)"

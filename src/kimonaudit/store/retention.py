@@ -19,9 +19,6 @@ class RetentionStore(Protocol):
 
     # -- actor secrets
     def actor_secret(self, tenant_id: str, lookup: str) -> bytes | None: ...
-    def create_actor_secret(
-        self, tenant_id: str, lookup: str, secret: bytes, now: int
-    ) -> bytes: ...
     def actor_secrets(self, tenant_id: str, lookups: Sequence[str]) -> dict[str, bytes]: ...
     def create_actor_secrets(
         self, tenant_id: str, fresh: Mapping[str, bytes], now: int

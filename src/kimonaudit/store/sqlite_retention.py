@@ -72,11 +72,6 @@ class SQLiteRetentionStore:
         )
         return None if r is None else bytes(r[0])
 
-    def create_actor_secret(self, tenant_id: str, lookup: str, secret: bytes, now: int) -> bytes:
-        """Store `secret` unless the actor has one; return the one that won
-        (two processes meeting a new actor at once agree on it)."""
-        return self.create_actor_secrets(tenant_id, {lookup: secret}, now)[lookup]
-
     def actor_secrets(self, tenant_id: str, lookups: Sequence[str]) -> dict[str, bytes]:
         """The secrets of those of `lookups` that have one."""
         conn = self._conn()
@@ -95,9 +90,11 @@ class SQLiteRetentionStore:
     def create_actor_secrets(
         self, tenant_id: str, fresh: Mapping[str, bytes], now: int
     ) -> dict[str, bytes]:
-        """`create_actor_secret` for several actors in one transaction: each
-        lookup's secret as stored (another process's, where it got there
-        first; the one offered, where an erasure took it meanwhile)."""
+        """Store each of `fresh` (lookup -> secret) unless the actor has a
+        secret, in one transaction; returns each lookup's secret as stored
+        (another process's, where it got there first: two processes
+        meeting a new actor at once agree on it; the one offered, where an
+        erasure took it meanwhile)."""
         with self._admin_tx() as conn:
             conn.executemany(
                 "INSERT INTO actor_secrets (tenant_id, lookup, secret, created_at)"
