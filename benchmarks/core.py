@@ -207,7 +207,7 @@ def ingest(
     return elapsed
 
 
-_LEAN_SQLITE = """
+LEAN_SQLITE = """
 CREATE TABLE ledger (
     tenant_no INTEGER NOT NULL, seq INTEGER NOT NULL, event_id TEXT NOT NULL,
     recorded_at INTEGER NOT NULL, payload BLOB NOT NULL, leaf_hash BLOB NOT NULL,
@@ -232,7 +232,7 @@ def raw_sqlite(path: str, rows: list[EntryRow], nodes: list[tuple]) -> float:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
-    conn.executescript(_LEAN_SQLITE)
+    conn.executescript(LEAN_SQLITE)
     lean = _lean(rows)
     t0 = time.perf_counter()
     for b in range(0, len(lean), BATCH):

@@ -67,6 +67,7 @@ from typing import Any
 import httpx
 
 import kimonaudit
+from benchmarks.core import LEAN_SQLITE
 from benchmarks.workload import events
 
 BATCH = 1_000
@@ -258,13 +259,6 @@ async def _single(
     }
 
 
-_LEAN = """CREATE TABLE ledger (
-    tenant_no INTEGER NOT NULL, seq INTEGER NOT NULL, event_id TEXT NOT NULL,
-    recorded_at INTEGER NOT NULL, payload BLOB NOT NULL, leaf_hash BLOB NOT NULL,
-    PRIMARY KEY (tenant_no, seq));
-CREATE UNIQUE INDEX ledger_event_id ON ledger (tenant_no, event_id)"""
-
-
 def raw_paced_commits(path: Path, bodies: list[bytes], rate: float, seconds: float) -> dict:
     """The paced runs' floor (see the module docstring): lean ledger rows
     made at their scheduled times and committed durably by a writer thread
@@ -274,7 +268,7 @@ def raw_paced_commits(path: Path, bodies: list[bytes], rate: float, seconds: flo
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
-    conn.executescript(_LEAN)
+    conn.executescript(LEAN_SQLITE)
     n = int(rate * seconds)
     waiting: queue.SimpleQueue[tuple[float, tuple] | None] = queue.SimpleQueue()
     latencies: list[float] = []

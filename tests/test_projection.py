@@ -166,13 +166,33 @@ def test_the_indexer_runs_as_a_child_process(sqlite_url, key_file):
         assert log.verify_index(tid) == (60, [])
 
 
+def _trickle(log, tid: str, run_indexer) -> float:
+    """150 single events appended one by one while `run_indexer(stop)` runs
+    on a thread; seconds until all were indexed (or 30 s passed)."""
+    import threading
+    import time
+
+    stop = threading.Event()
+    child = threading.Thread(target=run_indexer, args=(stop,))
+    child.start()
+    try:
+        started = time.monotonic()
+        for i in range(150):
+            log.append(tid, [event(i)])
+            time.sleep(0.004)
+        deadline = time.monotonic() + 30
+        while log.store.indexed_upto(tid) < 150 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return time.monotonic() - started
+    finally:
+        stop.set()
+        child.join(10)
+
+
 def test_the_indexer_process_gathers_a_trickle_into_batches(sqlite_url, key_file, monkeypatch):
     """Single events appended one by one are indexed a linger's worth at a
     time (polled every 10 ms, each came in a batch of its own and the index
     file was rewritten per event), and all of them are indexed."""
-    import threading
-    import time
-
     from kimonaudit.store import sqlite_index as si
 
     sizes: list[int] = []
@@ -187,21 +207,9 @@ def test_the_indexer_process_gathers_a_trickle_into_batches(sqlite_url, key_file
         tid = log.create_tenant("acme").id
         store = log.store
         assert isinstance(store, SQLiteStore)
-        stop = threading.Event()
-        child = threading.Thread(target=si.run_process, args=(store.path, store.index_file, stop))
-        child.start()
-        try:
-            started = time.monotonic()
-            for i in range(150):
-                log.append(tid, [event(i)])
-                time.sleep(0.004)
-            deadline = time.monotonic() + 30
-            while store.indexed_upto(tid) < 150 and time.monotonic() < deadline:
-                time.sleep(0.02)
-            elapsed = time.monotonic() - started
-        finally:
-            stop.set()
-            child.join(10)
+        elapsed = _trickle(
+            log, tid, lambda stop: si.run_process(store.path, store.index_file, stop)
+        )
         assert store.indexed_upto(tid) == 150 and sum(sizes) == 150
         # A pass per linger at most (67 batches of one or two when it polled
         # every 10 ms, with a run of this test taking 0.8 s).
@@ -214,9 +222,6 @@ def test_the_postgres_indexer_process_gathers_a_trickle_into_batches(pg_url, key
     """As on SQLite: polled every 10 ms, 1,000 single events/s were indexed
     in transactions of about ten, and the child used 0.39 ms of CPU per
     event; a linger after a small pass gathers them."""
-    import threading
-    import time
-
     from kimonaudit.store.postgres import PostgresStore
 
     sizes: list[int] = []
@@ -233,23 +238,9 @@ def test_the_postgres_indexer_process_gathers_a_trickle_into_batches(pg_url, key
         tid = log.create_tenant("acme").id
         store = log.store
         assert isinstance(store, PostgresStore)
-        stop = threading.Event()
-        child = threading.Thread(
-            target=postgres_index.run_process, args=(store.url, store._kwargs, stop)
+        elapsed = _trickle(
+            log, tid, lambda stop: postgres_index.run_process(store.url, store._kwargs, stop)
         )
-        child.start()
-        try:
-            started = time.monotonic()
-            for i in range(150):
-                log.append(tid, [event(i)])
-                time.sleep(0.004)
-            deadline = time.monotonic() + 30
-            while store.indexed_upto(tid) < 150 and time.monotonic() < deadline:
-                time.sleep(0.02)
-            elapsed = time.monotonic() - started
-        finally:
-            stop.set()
-            child.join(10)
         assert store.indexed_upto(tid) == 150 and sum(sizes) == 150
         assert len(sizes) <= elapsed / postgres_index.INDEX_LINGER + 2, (sizes, elapsed)
         assert log.verify_index(tid) == (150, [])

@@ -146,13 +146,22 @@ class ActorHashes:
             else:
                 return batch.result(lookup)
         try:
-            batch.won = self._store.create_actor_secrets(tenant_id, batch.fresh, self._now_us())
+            batch.won = self._store_secrets(tenant_id, batch.fresh)
         except BaseException as exc:
             batch.error = exc
         with cond:
             self._writing.discard(tenant_id)
             cond.notify_all()
         return batch.result(lookup)
+
+    def _store_secrets(self, tenant_id: str, fresh: dict[str, bytes]) -> dict[str, bytes]:
+        """Store `fresh` (lookup -> secret) where the actor has none and
+        return each lookup's secret as stored: another process's where it
+        got there first (two processes meeting a new actor at once agree on
+        it), the one offered where an erasure took it meanwhile."""
+        self._store.create_actor_secrets(tenant_id, fresh, self._now_us())
+        won = self._store.actor_secrets(tenant_id, list(fresh))
+        return {lookup: won.get(lookup, secret) for lookup, secret in fresh.items()}
 
     def resolve_many(self, tenant_id: str, actor_ids: Iterable[str]) -> None:
         """`resolve` for several actors, into the cache: one read of the
@@ -163,7 +172,7 @@ class ActorHashes:
         secrets = self._store.actor_secrets(tenant_id, list(actor_of))
         fresh = {lk: os.urandom(ACTOR_SECRET_BYTES) for lk in actor_of if lk not in secrets}
         if fresh:
-            secrets.update(self._store.create_actor_secrets(tenant_id, fresh, self._now_us()))
+            secrets.update(self._store_secrets(tenant_id, fresh))
         hashes = {a: secret_actor_hash(secrets[lk], tenant_id, a) for lk, a in actor_of.items()}
         with self._lock:
             cached = self._hashes.setdefault(tenant_id, {})

@@ -87,22 +87,16 @@ class SQLiteRetentionStore:
             out.update((lookup, bytes(secret)) for lookup, secret in rows)
         return out
 
-    def create_actor_secrets(
-        self, tenant_id: str, fresh: Mapping[str, bytes], now: int
-    ) -> dict[str, bytes]:
+    def create_actor_secrets(self, tenant_id: str, fresh: Mapping[str, bytes], now: int) -> None:
         """Store each of `fresh` (lookup -> secret) unless the actor has a
-        secret, in one transaction; returns each lookup's secret as stored
-        (another process's, where it got there first: two processes
-        meeting a new actor at once agree on it; the one offered, where an
-        erasure took it meanwhile)."""
+        secret already, in one transaction (`ActorHashes` reads back which
+        secret won)."""
         with self._admin_tx() as conn:
             conn.executemany(
                 "INSERT INTO actor_secrets (tenant_id, lookup, secret, created_at)"
                 " VALUES (?, ?, ?, ?) ON CONFLICT (tenant_id, lookup) DO NOTHING",
                 [(tenant_id, lookup, secret, now) for lookup, secret in fresh.items()],
             )
-        won = self.actor_secrets(tenant_id, list(fresh))
-        return {lookup: won.get(lookup, secret) for lookup, secret in fresh.items()}
 
     def actor_hashes_of(self, tenant_id: str, actor_id: str) -> list[str]:
         """The hashes the directory links to `actor_id` (none once erased)."""
