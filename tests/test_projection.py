@@ -20,6 +20,7 @@ from kimonaudit.core.ledger import plan_append
 from kimonaudit.core.records import TreeState
 from kimonaudit.search import compile_query
 from kimonaudit.store import postgres_index
+from kimonaudit.store.indexer_child import INDEX_LINGER
 from kimonaudit.store.sqlite import SQLiteStore
 from kimonaudit.store.sqlite_index import Indexer
 from kimonaudit.store.sqlite_schema import MIGRATIONS
@@ -234,7 +235,7 @@ def test_the_indexer_process_gathers_a_trickle_into_batches(sqlite_url, key_file
         assert store.indexed_upto(tid) == 150 and sum(sizes) == 150
         # A pass per linger at most (67 batches of one or two when it polled
         # every 10 ms, with a run of this test taking 0.8 s).
-        assert len(sizes) <= elapsed / si.INDEX_LINGER + 2, (sizes, elapsed)
+        assert len(sizes) <= elapsed / INDEX_LINGER + 2, (sizes, elapsed)
         assert log.verify_index(tid) == (150, [])
 
 
@@ -263,8 +264,43 @@ def test_the_postgres_indexer_process_gathers_a_trickle_into_batches(pg_url, key
             log, tid, lambda stop: postgres_index.run_process(store.url, store._kwargs, stop)
         )
         assert store.indexed_upto(tid) == 150 and sum(sizes) == 150
-        assert len(sizes) <= elapsed / postgres_index.INDEX_LINGER + 2, (sizes, elapsed)
+        assert len(sizes) <= elapsed / INDEX_LINGER + 2, (sizes, elapsed)
         assert log.verify_index(tid) == (150, [])
+
+
+def test_the_linger_ends_when_a_batch_is_waiting(monkeypatch):
+    """After a small pass the child waits for INDEX_SMALL entries or
+    INDEX_LINGER, whichever comes first, so a trickle is gathered while a
+    rate that fills a batch sooner is not held back; and it stops at once."""
+    import threading
+    import time
+
+    from kimonaudit.store import indexer_child
+
+    monkeypatch.setattr(indexer_child, "INDEX_LINGER", 30.0)
+    monkeypatch.setattr(indexer_child, "INDEX_POLL", 0.01)
+    stop = threading.Event()
+    counts = iter([0, 10, indexer_child.INDEX_SMALL, 0])
+    asked: list[int] = []
+
+    def waiting() -> int:
+        asked.append(1)
+        return next(counts)
+
+    started = time.monotonic()
+    indexer_child.linger(stop, waiting)
+    assert len(asked) == 3 and time.monotonic() - started < 15
+
+    monkeypatch.setattr(indexer_child, "INDEX_LINGER", 0.2)
+    started = time.monotonic()
+    indexer_child.linger(stop, lambda: 0)
+    assert time.monotonic() - started >= 0.2
+
+    stop.set()
+    monkeypatch.setattr(indexer_child, "INDEX_LINGER", 30.0)
+    started = time.monotonic()
+    indexer_child.linger(stop, waiting)
+    assert time.monotonic() - started < 15 and len(asked) == 3
 
 
 def test_index_files_merge_full_text_segments_sixteen_at_a_time(tmp_path):

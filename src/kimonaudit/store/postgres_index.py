@@ -28,6 +28,7 @@ writes it again from the ledger; `check` compares it with the ledger.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -45,7 +46,7 @@ from kimonaudit.core.projection import (
     project,
 )
 from kimonaudit.core.records import ENTRY_COLUMNS, EntryRow
-from kimonaudit.store.indexer_child import INDEX_LINGER, INDEX_SMALL
+from kimonaudit.store.indexer_child import INDEX_SMALL, linger
 from kimonaudit.store.native import native
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,11 @@ _DOCS_FROM_STAGE = (
 def pending(conn: psycopg.Connection[Any]) -> list[tuple[str, int, int]]:
     """(tenant id, first seq not indexed, ledger size) of every tenant behind."""
     return [(t, int(a), int(b)) for t, a, b in conn.execute(_PENDING).fetchall()]
+
+
+def waiting(conn: psycopg.Connection[Any]) -> int:
+    """How many entries the projection lacks, all tenants together."""
+    return sum(size - start for _, start, size in pending(conn))
 
 
 def read_rows(
@@ -340,8 +346,8 @@ def run_process(url: str, kwargs: dict[str, Any], stop: Any) -> None:
     """The indexer as a child process (KIMONAUDIT_INDEXER=process): its
     Python work (decoding payloads, making documents) then runs on another
     core instead of taking turns with the appends for one interpreter lock.
-    Polls the ledger (after a small pass, INDEX_LINGER later) and exits
-    with its parent."""
+    Polls the ledger (after a small pass, `linger`) and exits with its
+    parent."""
     conn: psycopg.Connection[Any] | None = None
     while not stop.is_set():
         try:
@@ -350,12 +356,11 @@ def run_process(url: str, kwargs: dict[str, Any], stop: Any) -> None:
             n = 0
             for tenant_id, _, _ in pending(conn):
                 n += index_batch(conn, tenant_id)
+            if n < INDEX_SMALL:
+                linger(stop, functools.partial(waiting, conn))
         except psycopg.Error as exc:
             log.warning("indexer: %s: %s", exc.__class__.__name__, exc)
             stop.wait(1.0)
-            continue
-        if n < INDEX_SMALL:
-            stop.wait(INDEX_LINGER)
     if conn is not None:
         conn.close()
 

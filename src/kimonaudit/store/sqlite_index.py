@@ -33,7 +33,7 @@ from kimonaudit.core.projection import (
     project,
 )
 from kimonaudit.core.records import EntryRow
-from kimonaudit.store.indexer_child import INDEX_LINGER, INDEX_SMALL
+from kimonaudit.store.indexer_child import INDEX_SMALL, linger
 from kimonaudit.store.native import native
 from kimonaudit.store.sqlite_schema import INDEX_SCHEMA, INDEX_VERSION
 
@@ -375,10 +375,14 @@ def run_process(ledger_path: str, index_file: str, stop: Any) -> None:
     """The indexer as a child process (KIMONAUDIT_INDEXER=process): its
     Python work then runs on the other core instead of taking turns with
     the appends for one interpreter lock. Polls the ledger (after a small
-    pass, INDEX_LINGER later) and exits with its parent."""
+    pass, `linger`) and exits with its parent."""
     ledger = _open_ledger(ledger_path)
     index = open_index(index_file)
     terms = TermCache()
+
+    def waiting() -> int:
+        return sum(size - start for _, start, size in ledger_pending(ledger, index))
+
     while not stop.is_set():
         try:
             n = 0
@@ -387,12 +391,11 @@ def run_process(ledger_path: str, index_file: str, stop: Any) -> None:
                 rows = keyed_rows(ledger, tno, start, end)
                 if write_batch(index, terms, Batch(tno, start, end, rows)):
                     n += end - start
+            if n < INDEX_SMALL:
+                linger(stop, waiting)
         except sqlite3.Error as exc:
             log.warning("indexer: %s: %s", exc.__class__.__name__, exc)
-            time.sleep(1.0)
-            continue
-        if n < INDEX_SMALL:
-            time.sleep(INDEX_LINGER)
+            stop.wait(1.0)
     ledger.close()
     index.close()
 
