@@ -40,15 +40,6 @@ COLLECT_EVERY = 10.0
 INDEX_SMALL = 1_000
 INDEX_LINGER = 0.5
 INDEX_POLL = 0.05
-#: Added to the child's niceness at start. Where appends and the indexer
-#: want more CPU than the machine has, the appends (which callers wait for)
-#: win and the projection catches up after the burst; below that the child
-#: gets all the CPU it asks for, since the appends leave cores idle. At
-#: nice 10 its share under full contention is about a tenth, never nothing.
-#: 300,000 events flat out on 2 cores (SQLite, 2026-12-08): 72,900-75,400
-#: events/s at nice 0, 77,700-81,900 at 10; the index caught up 1.0 s after
-#: the last append at 0, 1.5-2.1 s at 10.
-INDEX_NICE = 10
 
 
 def linger(stop: threading.Event, waiting: Callable[[], int]) -> None:
@@ -125,7 +116,6 @@ def _main(argv: list[str]) -> None:
         stop.set()
 
     threading.Thread(target=watch_parent, daemon=True).start()
-    os.nice(INDEX_NICE)
     collect_on_a_clock(stop)
     if backend == "sqlite":
         from kimonaudit.store.sqlite_index import run_process
