@@ -247,6 +247,35 @@ def test_the_postgres_indexer_process_gathers_a_trickle_into_batches(pg_url, key
         assert log.verify_index(tid) == (150, [])
 
 
+def test_the_indexer_process_checkpoints_the_index_file_in_a_thread(
+    sqlite_url, key_file, monkeypatch
+):
+    """The index file's WAL is copied into it by the child's checkpointer
+    thread, not by the indexer's commits (whose threshold is set out of
+    reach here), and everything is indexed."""
+    from kimonaudit.store import sqlite_index as si
+
+    made: list[si.Checkpointer] = []
+
+    class Kept(si.Checkpointer):
+        def __init__(self, *args) -> None:
+            super().__init__(*args)
+            made.append(self)
+
+    monkeypatch.setattr(si, "Checkpointer", Kept)
+    monkeypatch.setattr(si, "INDEX_WAL_AUTOCHECKPOINT", 1_000_000)
+    monkeypatch.setattr(si, "INDEX_CHECKPOINT_INTERVAL", 0.05)
+    with kimonaudit.open(sqlite_url, key_file=key_file, indexer="off") as log:
+        tid = log.create_tenant("acme").id
+        store = log.store
+        assert isinstance(store, SQLiteStore)
+        _trickle(log, tid, lambda stop: si.run_process(store.path, store.index_file, stop))
+        assert store.indexed_upto(tid) == 150
+        (checkpointer,) = made
+        assert checkpointer.passes >= 1
+        assert log.verify_index(tid) == (150, [])
+
+
 def test_the_linger_ends_when_a_batch_is_waiting(monkeypatch):
     """After a small pass the child waits for INDEX_SMALL entries or
     INDEX_LINGER, whichever comes first, so a trickle is gathered while a

@@ -36,6 +36,7 @@ from kimonaudit.core.records import (
 )
 from kimonaudit.errors import ConfigError, Conflict, NotFound, StoreError
 from kimonaudit.store.native import native
+from kimonaudit.store.sqlite_checkpoint import Checkpointer
 from kimonaudit.store.sqlite_console import SQLiteConsoleStore
 from kimonaudit.store.sqlite_destinations import SQLiteDestinationStore
 from kimonaudit.store.sqlite_index import (
@@ -164,7 +165,7 @@ WRITER_CACHE_KIB = 65_536
 READER_CACHE_KIB = 8_192
 SOFT_HEAP_LIMIT = 256 << 20
 # The WAL is copied into the database file by a thread of its own
-# (_Checkpointer) every CHECKPOINT_INTERVAL seconds, so a group commit does
+# (sqlite_checkpoint.Checkpointer) every CHECKPOINT_INTERVAL seconds, so a group commit does
 # not wait for a checkpoint's copying and fsync; the committing connection
 # checkpoints itself only once the WAL holds WAL_AUTOCHECKPOINT pages, which
 # bounds the file while appends never pause (a checkpoint racing the writer
@@ -183,38 +184,6 @@ def _connect(path: str, synchronous: str, cache_kib: int = WRITER_CACHE_KIB) -> 
     conn.execute(f"PRAGMA soft_heap_limit={SOFT_HEAP_LIMIT}")
     conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT}")
     return conn
-
-
-class _Checkpointer:
-    """The background thread that checkpoints the WAL (see
-    CHECKPOINT_INTERVAL). PASSIVE: it never waits for readers or the writer,
-    and the sqlite3 module lets go of the GIL while it copies."""
-
-    def __init__(self, path: str, synchronous: str) -> None:
-        self._conn = _connect(path, synchronous, READER_CACHE_KIB)
-        self._stop = threading.Event()
-        self.passes = 0  # checkpoints that copied frames
-        self._thread = threading.Thread(target=self._run, name="kimonaudit-checkpoint", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        copied = 0
-        while not self._stop.wait(CHECKPOINT_INTERVAL):
-            try:
-                r = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            except sqlite3.Error as exc:  # busy or damaged: the writer's own checkpoint remains
-                log.debug("checkpoint: %s", exc)
-                continue
-            # (busy, frames in the WAL, frames copied so far): the WAL restarts
-            # at 0 after a checkpoint that reached its end.
-            if r is not None and r[2] > 0 and r[2] != copied:
-                self.passes += 1
-            copied = r[2] if r is not None else 0
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._conn.close()
 
 
 # Appends through the native extension's SQLiteBatch where it was built
@@ -523,7 +492,9 @@ class SQLiteStore(
         self._writer = GroupCommitWriter(
             tasks if batch is None else _BatchWriteSession(batch, tenant_nos), tasks=tasks
         )
-        self._checkpointer = _Checkpointer(self.path, self._sync)
+        self._checkpointer = Checkpointer(
+            _connect(self.path, self._sync, READER_CACHE_KIB), lambda: CHECKPOINT_INTERVAL
+        )
 
     # -- plumbing ----------------------------------------------------------
     @staticmethod

@@ -35,6 +35,7 @@ from kimonaudit.core.projection import (
 from kimonaudit.core.records import EntryRow
 from kimonaudit.store.indexer_child import INDEX_SMALL, linger
 from kimonaudit.store.native import native
+from kimonaudit.store.sqlite_checkpoint import Checkpointer
 from kimonaudit.store.sqlite_schema import INDEX_SCHEMA, INDEX_VERSION
 
 log = logging.getLogger(__name__)
@@ -51,11 +52,17 @@ INDEX_PAGE_SIZE = 16_384
 # The index connection's page cache (KiB). With SQLite's 2 MiB default, a
 # batch's postings inserts and FTS5 merges into a large index spilled dirty
 # pages mid-transaction and read others back from the file (20% of the
-# indexer's samples at 1M entries). The WAL keeps its 1,000-page checkpoint
-# threshold: at 4,000 pages each checkpoint's writeback delayed the ledger's
-# own fsyncs, and single-event p99 at 1,500 requests/s went from 15-25 ms
-# to 35-660 ms (docs/scaling.md).
+# indexer's samples at 1M entries).
 INDEX_CACHE_KIB = 32_768
+# The indexer process's checkpointer (run_process): how often it copies the
+# index file's WAL, and the WAL size (16 KiB pages, 64 MiB) past which the
+# indexer's own commit copies it, when the thread has not kept up. Small
+# and often: when the indexer's commits copied 4,000 pages at a time, that
+# writeback delayed the ledger's own fsyncs, and single-event p99 at 1,500
+# requests/s went from 15-25 ms to 35-660 ms (docs/scaling.md); every 0.2 s
+# it stayed at 9-11 ms, every 1 s 12-13 ms (2026-12-08).
+INDEX_CHECKPOINT_INTERVAL = 0.2
+INDEX_WAL_AUTOCHECKPOINT = 4_096
 # FTS5 merges 16 segments of a level instead of 4: each document is
 # rewritten about half as often as the index grows (the indexer's cost per
 # entry at 1M entries 24-29 -> 17-19 us), for a few more segments per query
@@ -366,6 +373,8 @@ def ledger_rows(ledger: sqlite3.Connection, tenant_no: int, start: int, end: int
 
 
 def _open_ledger(path: str) -> sqlite3.Connection:
+    """A connection to a file already set up (the ledger, or the index file
+    for its checkpointer), usable from any thread."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     conn.execute("PRAGMA busy_timeout=30000")
     return conn
@@ -379,6 +388,13 @@ def run_process(ledger_path: str, index_file: str, stop: Any) -> None:
     ledger = _open_ledger(ledger_path)
     index = open_index(index_file)
     terms = TermCache()
+    # The index file's WAL is copied by a thread of its own, as the ledger's
+    # is: inline, each batch's commit past 1,000 pages copied and synced the
+    # file while the next batch waited (about a tenth of the indexer's time
+    # at 50,000 events/s). Index lag p99 at 50,000 offered, five alternated
+    # pairs: 663-864 ms against 760-1,309 ms (2026-12-08).
+    index.execute(f"PRAGMA wal_autocheckpoint={INDEX_WAL_AUTOCHECKPOINT}")
+    checkpointer = Checkpointer(_open_ledger(index_file), lambda: INDEX_CHECKPOINT_INTERVAL)
 
     def waiting() -> int:
         return sum(size - start for _, start, size in ledger_pending(ledger, index))
@@ -396,6 +412,7 @@ def run_process(ledger_path: str, index_file: str, stop: Any) -> None:
         except sqlite3.Error as exc:
             log.warning("indexer: %s: %s", exc.__class__.__name__, exc)
             stop.wait(1.0)
+    checkpointer.close()
     ledger.close()
     index.close()
 
