@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from itertools import repeat
+from operator import attrgetter
 from typing import Any
 
 import psycopg
@@ -1233,12 +1234,14 @@ class PostgresStore(
         if not actors:
             return
         now = int(time.time() * 1_000_000)
+        # By hash, so that two threads' overlapping batches lock rows in one
+        # order (create_actor_secrets says why).
         with self._read("updating the actor directory") as conn, conn.transaction():
             conn.cursor().executemany(
                 _UPSERT_ACTOR,
                 [
                     (tenant_id, a.actor_hash, a.actor_id, a.actor_type, a.name, a.email, now)
-                    for a in actors
+                    for a in sorted(actors, key=attrgetter("actor_hash"))
                 ],
             )
 

@@ -73,11 +73,16 @@ class PostgresRetentionStore:
         """Store each of `fresh` (lookup -> secret) unless the actor has a
         secret already, in one transaction (`ActorHashes` reads back which
         secret won)."""
+        # In the lookups' order: an insert meeting a row another open
+        # transaction inserted waits for that transaction, so two batches
+        # inserting overlapping actors in different orders would each wait
+        # for the other (deadlock detected, one batch failed). In one order,
+        # the later simply waits for the earlier.
         with self._read("creating actor secrets") as conn, conn.transaction():
             conn.cursor().executemany(
                 "INSERT INTO actor_secrets (tenant_id, lookup, secret, created_at)"
                 " VALUES (%s, %s, %s, %s) ON CONFLICT (tenant_id, lookup) DO NOTHING",
-                [(tenant_id, lookup, secret, now) for lookup, secret in fresh.items()],
+                [(tenant_id, lookup, fresh[lookup], now) for lookup in sorted(fresh)],
             )
 
     def actor_hashes_of(self, tenant_id: str, actor_id: str) -> list[str]:
