@@ -1184,8 +1184,14 @@ def test_native_append_objects_are_out_of_the_collectors_sight(prep_log):
     plan = ledger.plan_append(
         TreeState(tid, CompactRange(), 1, 0), prepared, {}, 1_700_000_000_000_001, parts
     )
-    parts_of = [x for e in events for x in (e, e.actor, e.target, *e.changes) if x is not None]
+    parts_of = [
+        x
+        for e in events
+        for x in (e, e.actor, e.target, *e.changes, e.context, e.metadata)
+        if x is not None
+    ]
     assert any(e.changes for e in events) and any(e.target for e in events)
+    assert all(e.context and e.metadata for e in events)  # views of non-empty dicts
     for obj in [*parts_of, *prepared, *plan.rows, *plan.receipts]:
         assert not gc.is_tracked(obj), obj
     gc.collect()
@@ -1195,7 +1201,9 @@ def test_native_append_objects_are_out_of_the_collectors_sight(prep_log):
     assert changed.outcome == "failure" and changed.changes == events[1].changes
 
     [listed] = validate_batch([event(1, metadata={"tags": ["a", "b"]})])
-    assert gc.is_tracked(listed)
+    assert gc.is_tracked(listed) and gc.is_tracked(listed.metadata)
+    with pytest.raises(TypeError):
+        listed.metadata["more"] = 1  # type: ignore[index]
     listed.metadata["tags"].append(listed)  # a cycle through the event
     gone = weakref.ref(listed)
     del listed

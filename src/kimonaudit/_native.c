@@ -2193,6 +2193,150 @@ static PyTypeObject BatchType = {
     .tp_getset = batch_getset,
 };
 
+
+/* --- ReadOnlyMap: an Event's context and metadata --------------------------------
+ * A read-only view of a dict that the view alone holds, as mappingproxy is,
+ * but one the cycle collector need not track when the dict holds nothing it
+ * tracks (only strings, numbers, bools, None): such a view cannot be part of
+ * a cycle. A mappingproxy is always tracked (its dealloc assumes so), and an
+ * Event's two of them lived through a batch long enough to be promoted,
+ * which made a full collection of the whole process's heap come every
+ * 9,000 appended events (docs/scaling.md). */
+typedef struct {
+    PyObject_HEAD
+    PyObject *dict;
+} rmap_t;
+
+static PyTypeObject ReadOnlyMapType;
+
+/* A new view of `dict` (an exact dict, not copied: the caller gives up
+ * writing to it). */
+static PyObject *rmap_wrap(PyObject *dict) {
+    rmap_t *self = PyObject_GC_New(rmap_t, &ReadOnlyMapType);
+    if (!self) return NULL;
+    self->dict = Py_NewRef(dict);
+    if (PyObject_GC_IsTracked(dict)) PyObject_GC_Track(self);
+    return (PyObject *)self;
+}
+
+static PyObject *rmap_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    PyObject *dict;
+    if (kwargs && PyDict_GET_SIZE(kwargs)) {
+        PyErr_SetString(PyExc_TypeError, "ReadOnlyMap() takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "O!:ReadOnlyMap", &PyDict_Type, &dict)) return NULL;
+    (void)type;
+    return rmap_wrap(dict);
+}
+
+static void rmap_dealloc(rmap_t *self) {
+    if (PyObject_GC_IsTracked((PyObject *)self)) PyObject_GC_UnTrack(self);
+    Py_CLEAR(self->dict);
+    PyObject_GC_Del(self);
+}
+
+static int rmap_traverse(rmap_t *self, visitproc visit, void *arg) {
+    Py_VISIT(self->dict);
+    return 0;
+}
+
+static Py_ssize_t rmap_len(rmap_t *self) { return PyDict_GET_SIZE(self->dict); }
+
+static PyObject *rmap_getitem(rmap_t *self, PyObject *key) { return PyObject_GetItem(self->dict, key); }
+
+static int rmap_contains(rmap_t *self, PyObject *key) { return PyDict_Contains(self->dict, key); }
+
+static PyObject *rmap_iter(rmap_t *self) { return PyObject_GetIter(self->dict); }
+
+static PyObject *rmap_get(rmap_t *self, PyObject *const *args, Py_ssize_t n) {
+    if (n < 1 || n > 2) {
+        PyErr_Format(PyExc_TypeError, "get expected 1 or 2 arguments, got %zd", n);
+        return NULL;
+    }
+    PyObject *v = PyDict_GetItemWithError(self->dict, args[0]);
+    if (v) return Py_NewRef(v);
+    if (PyErr_Occurred()) return NULL;
+    return Py_NewRef(n == 2 ? args[1] : Py_None);
+}
+
+#define RMAP_DELEGATE(name)                                                   \
+    static PyObject *rmap_##name(rmap_t *self, PyObject *Py_UNUSED(ignored)) { \
+        return PyObject_CallMethod(self->dict, #name, NULL);                  \
+    }
+RMAP_DELEGATE(keys)
+RMAP_DELEGATE(values)
+RMAP_DELEGATE(items)
+RMAP_DELEGATE(__reversed__)
+#undef RMAP_DELEGATE
+
+static PyObject *rmap_copy(rmap_t *self, PyObject *Py_UNUSED(ignored)) { return PyDict_Copy(self->dict); }
+
+static PyObject *rmap_richcompare(rmap_t *self, PyObject *other, int op) {
+    if (op != Py_EQ && op != Py_NE) Py_RETURN_NOTIMPLEMENTED;
+    if (Py_IS_TYPE(other, &ReadOnlyMapType)) other = ((rmap_t *)other)->dict;
+    return PyObject_RichCompare(self->dict, other, op);
+}
+
+static PyObject *rmap_repr(rmap_t *self) { return PyUnicode_FromFormat("ReadOnlyMap(%R)", self->dict); }
+
+static PyObject *rmap_or(PyObject *a, PyObject *b) {
+    /* As mappingproxy: a new dict; either side may be the view. */
+    if (Py_IS_TYPE(a, &ReadOnlyMapType)) a = ((rmap_t *)a)->dict;
+    if (Py_IS_TYPE(b, &ReadOnlyMapType)) b = ((rmap_t *)b)->dict;
+    return PyNumber_Or(a, b);
+}
+
+static PyObject *rmap_ior(PyObject *self, PyObject *other) {
+    PyErr_Format(PyExc_TypeError, "'|=' is not supported by %s; use '|' instead", Py_TYPE(self)->tp_name);
+    return NULL;
+}
+
+static PyMappingMethods rmap_as_mapping = {
+    .mp_length = (lenfunc)rmap_len,
+    .mp_subscript = (binaryfunc)rmap_getitem,
+};
+
+static PySequenceMethods rmap_as_sequence = {
+    .sq_contains = (objobjproc)rmap_contains,
+};
+
+static PyNumberMethods rmap_as_number = {
+    .nb_or = rmap_or,
+    .nb_inplace_or = rmap_ior,
+};
+
+static PyMethodDef rmap_methods[] = {
+    {"get", (PyCFunction)(void (*)(void))rmap_get, METH_FASTCALL,
+     "D.get(k[,d]) -> D[k] if k in D, else d. d defaults to None."},
+    {"keys", (PyCFunction)rmap_keys, METH_NOARGS, "The dict's keys view."},
+    {"values", (PyCFunction)rmap_values, METH_NOARGS, "The dict's values view."},
+    {"items", (PyCFunction)rmap_items, METH_NOARGS, "The dict's items view."},
+    {"copy", (PyCFunction)rmap_copy, METH_NOARGS, "A shallow copy, as a dict."},
+    {"__reversed__", (PyCFunction)rmap___reversed__, METH_NOARGS, "Keys in reverse order."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject ReadOnlyMapType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "kimonaudit._native.ReadOnlyMap",
+    .tp_basicsize = sizeof(rmap_t),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_MAPPING,
+    .tp_doc = "ReadOnlyMap(dict): a read-only view of a dict (as mappingproxy), untracked\n"
+              "by the cycle collector while the dict holds no container.",
+    .tp_new = rmap_new,
+    .tp_dealloc = (destructor)rmap_dealloc,
+    .tp_traverse = (traverseproc)rmap_traverse,
+    .tp_hash = PyObject_HashNotImplemented,
+    .tp_repr = (reprfunc)rmap_repr,
+    .tp_richcompare = (richcmpfunc)rmap_richcompare,
+    .tp_iter = (getiterfunc)rmap_iter,
+    .tp_methods = rmap_methods,
+    .tp_as_mapping = &rmap_as_mapping,
+    .tp_as_sequence = &rmap_as_sequence,
+    .tp_as_number = &rmap_as_number,
+};
+
 /* --- validation: the common event finished in C --------------------------------
  * core.decode._finish turns each struct msgspec.convert made from a library
  * caller's dict into an Event. This does the same for the events it can
@@ -2573,7 +2717,7 @@ static PyObject *finish_one(PyObject *item, PyObject *const *cx, int from_json,
 
     /* Sized for its twelve keys: from PyDict_New it was resized twice. */
     PyObject *d = _PyDict_NewPresized(12), *ctx_view = NULL, *meta_view = NULL;
-    int ok = d && (ctx_view = PyDictProxy_New(context)) && (meta_view = PyDictProxy_New(metadata)) &&
+    int ok = d && (ctx_view = rmap_wrap(context)) && (meta_view = rmap_wrap(metadata)) &&
              PUT(d, K_id, eid) && PUT(d, K_action, action) && PUT(d, K_info, info) &&
              PUT(d, K_severity, severity) && PUT(d, K_actor, actor) && PUT(d, K_target, target) &&
              PUT(d, K_context, ctx_view) && PUT(d, K_changes, changes) &&
@@ -2586,13 +2730,10 @@ static PyObject *finish_one(PyObject *item, PyObject *const *cx, int from_json,
         goto done;
     }
     /* Tracked, but no way back to the event: the catalogue's and the
-     * Severity enum's constants, and read-only views of dicts that hold no
-     * tracked value. (A mappingproxy cannot be untracked itself: its dealloc
-     * assumes it is tracked.) */
-    PyObject *safe[4] = {info, severity, ctx_view, meta_view};
-    int n_safe = 2;
-    if (!PyObject_GC_IsTracked(context) && !PyObject_GC_IsTracked(metadata)) n_safe = 4;
-    out = frozen(cx[F_EVENT], d, safe, n_safe);
+     * Severity enum's constants. (The views are untracked where their dicts
+     * hold no container: ReadOnlyMap.) */
+    PyObject *safe[2] = {info, severity};
+    out = frozen(cx[F_EVENT], d, safe, 2);
     *members = from_json ? n_members : 0;
     goto done;
 slow:
@@ -3652,8 +3793,10 @@ PyMODINIT_FUNC PyInit__native(void) {
     INTERN(S_success, "success");
 #undef INTERN
     if (PyType_Ready(&BatchType) < 0) return NULL;
+    if (PyType_Ready(&ReadOnlyMapType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m && PyModule_AddObjectRef(m, "SQLiteBatch", (PyObject *)&BatchType) < 0) Py_CLEAR(m);
+    if (m && PyModule_AddObjectRef(m, "ReadOnlyMap", (PyObject *)&ReadOnlyMapType) < 0) Py_CLEAR(m);
 #ifdef HAVE_LIBPQ
     if (m && PyType_Ready(&PGBatchType) < 0) Py_CLEAR(m);
     if (m && PyModule_AddObjectRef(m, "PGBatch", (PyObject *)&PGBatchType) < 0) Py_CLEAR(m);

@@ -1,6 +1,6 @@
 # Types of the optional C extension built from _native.c.
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 def scan(
@@ -54,6 +54,12 @@ def project(
     fallback: Callable[[tuple[Any, ...]], str],
 ) -> tuple[dict[tuple[int, str], list[Any]], list[str]] | None: ...
 def tsvectors(texts: list[str]) -> list[bytes | None]: ...
+
+class ReadOnlyMap(Mapping[str, Any]):
+    def __init__(self, mapping: dict[str, Any], /) -> None: ...
+    def __getitem__(self, key: str) -> Any: ...
+    def __iter__(self) -> Iterator[str]: ...
+    def __len__(self) -> int: ...
 
 class SQLiteBatch:
     in_transaction: bool

@@ -57,9 +57,22 @@ def snapshot(event: Any) -> tuple[Any, ...]:
         event.occurred_at,
         dict(event.metadata),
         payload,
-        type(event.context).__name__,
-        type(event.metadata).__name__,
+        _view(event.context),
+        _view(event.metadata),
     )
+
+
+def _view(mapping: Any) -> str:
+    """The kind of mapping an Event holds: a read-only view (mappingproxy in
+    the reference, the extension's ReadOnlyMap where built) or anything
+    else by name, so that a writable dict would show."""
+    from types import MappingProxyType
+
+    from kimonaudit.core.events import read_only
+
+    if isinstance(mapping, (MappingProxyType, read_only)):  # type: ignore[arg-type]
+        return "read-only view"
+    return type(mapping).__name__
 
 
 def outcome(call: Any, *args: Any) -> tuple[str, Any]:

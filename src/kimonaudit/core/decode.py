@@ -33,7 +33,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -661,11 +660,11 @@ def _finish(item: Any, general: bool, from_json: bool) -> tuple[Event, int]:
             "severity": severity,
             "actor": actor,
             "target": target,
-            "context": MappingProxyType(context),
+            "context": ev.read_only(context),
             "changes": changes,
             "outcome": outcome,
             "occurred_at": occurred,
-            "metadata": MappingProxyType(metadata),
+            "metadata": ev.read_only(metadata),
             "_payload": data,
         },
     )

@@ -12,7 +12,7 @@ import ipaddress
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, TypeAlias, cast
@@ -21,6 +21,20 @@ from kimonaudit.core.catalogue import ActionInfo, Severity, classify
 from kimonaudit.core.leaf import encode_payload, payload_of
 from kimonaudit.core.timefmt import format_ts, parse_ts
 from kimonaudit.errors import InvalidEvent, InvalidInput
+
+#: How an Event holds its context and metadata: read-only views of dicts
+#: that only the view holds. The extension's view is left out of the cycle
+#: collector's sight where the dict holds no container (a mappingproxy is
+#: always tracked, which made appends trigger full collections of the whole
+#: process: docs/scaling.md); without the extension, mappingproxy.
+read_only: Callable[[dict[str, Any]], Mapping[str, Any]]
+try:
+    from kimonaudit._native import ReadOnlyMap
+except ImportError:
+    read_only = MappingProxyType
+else:
+    Mapping.register(ReadOnlyMap)
+    read_only = ReadOnlyMap
 
 JSON: TypeAlias = bool | int | float | str | list["JSON"] | dict[str, "JSON"] | None
 
@@ -171,11 +185,11 @@ def validate_event(obj: object, field_prefix: str = "") -> Event:
         severity=severity,
         actor=actor,
         target=target,
-        context=MappingProxyType(context),
+        context=read_only(context),
         changes=changes,
         outcome=outcome,
         occurred_at=occurred_at,
-        metadata=MappingProxyType(metadata),
+        metadata=read_only(metadata),
     )
     try:
         data = encode_payload(payload_of(event))
