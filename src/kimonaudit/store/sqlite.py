@@ -165,11 +165,12 @@ WRITER_CACHE_KIB = 65_536
 READER_CACHE_KIB = 8_192
 SOFT_HEAP_LIMIT = 256 << 20
 # The WAL is copied into the database file by a thread of its own
-# (sqlite_checkpoint.Checkpointer) every CHECKPOINT_INTERVAL seconds, so a group commit does
-# not wait for a checkpoint's copying and fsync; the committing connection
-# checkpoints itself only once the WAL holds WAL_AUTOCHECKPOINT pages, which
-# bounds the file while appends never pause (a checkpoint racing the writer
-# never reaches the WAL's end, and the WAL restarts only when one does).
+# (sqlite_checkpoint.Checkpointer) every CHECKPOINT_INTERVAL seconds, so a
+# group commit does not wait for a checkpoint's copying and fsync; the
+# committing connection checkpoints itself only once the WAL holds
+# WAL_AUTOCHECKPOINT pages, which bounds the file while appends never pause
+# (a checkpoint racing the writer never reaches the WAL's end, and the WAL
+# restarts only when one does).
 WAL_AUTOCHECKPOINT = 8_192
 CHECKPOINT_INTERVAL = 0.2
 
