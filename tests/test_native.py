@@ -1166,6 +1166,49 @@ def test_native_finish_settles_what_the_python_validator_cached():
     assert later[0].actor.name == "José" and later[0].target.id == f"é-{tag}"
 
 
+def test_read_only_map_reads_as_mappingproxy_does():
+    """ReadOnlyMap (an Event's context and metadata) answers every read as
+    a mappingproxy of the same dict, refuses writes, and is left out of the
+    collector's sight only while its dict holds no container."""
+    import collections
+    import gc
+    from collections.abc import Mapping
+    from types import MappingProxyType
+
+    from kimonaudit.core.events import read_only
+
+    assert read_only is _native.ReadOnlyMap
+    data = {"ip": "203.0.113.7", "n": 3, "ok": True, "none": None}
+    view, proxy = _native.ReadOnlyMap(dict(data)), MappingProxyType(dict(data))
+    assert isinstance(view, Mapping)
+    assert len(view) == len(proxy) and list(view) == list(proxy) and "ip" in view
+    assert view["n"] == 3 and view.get("x") is None and view.get("x", 7) == 7
+    assert list(view.keys()) == list(proxy.keys()) and list(view.items()) == list(proxy.items())
+    assert list(view.values()) == list(proxy.values()) and list(reversed(view)) == list(
+        reversed(proxy)
+    )
+    assert view == proxy and proxy == view and view == data and data == view
+    assert view != {**data, "n": 4} and view == _native.ReadOnlyMap(dict(data))
+    assert (view | {"x": 1}) == (proxy | {"x": 1}) and ({"x": 1} | view) == {"x": 1, **data}
+    copied = view.copy()
+    copied["x"] = 1
+    assert "x" not in view and repr(view) == f"ReadOnlyMap({data!r})"
+    with pytest.raises(KeyError):
+        view["missing"]
+    with pytest.raises(TypeError):
+        view["n"] = 4  # type: ignore[index]
+    with pytest.raises(TypeError):
+        del view["n"]  # type: ignore[attr-defined]
+    with pytest.raises(TypeError):
+        view |= {"x": 1}  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        hash(view)
+    with pytest.raises(TypeError):
+        _native.ReadOnlyMap(collections.OrderedDict(data))
+    assert not gc.is_tracked(view)
+    assert gc.is_tracked(_native.ReadOnlyMap({"tags": ["a"]}))
+
+
 def test_native_append_objects_are_out_of_the_collectors_sight(prep_log):
     """What the C append path builds from plain values (Events and their
     parts, Prepared, rows, receipts) is untracked as it is made, and works as

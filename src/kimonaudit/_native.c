@@ -2225,7 +2225,12 @@ static PyObject *rmap_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) 
         PyErr_SetString(PyExc_TypeError, "ReadOnlyMap() takes no keyword arguments");
         return NULL;
     }
-    if (!PyArg_ParseTuple(args, "O!:ReadOnlyMap", &PyDict_Type, &dict)) return NULL;
+    if (!PyArg_ParseTuple(args, "O:ReadOnlyMap", &dict)) return NULL;
+    if (!PyDict_CheckExact(dict)) {
+        /* A subclass's own methods would be bypassed by the views' reads. */
+        PyErr_Format(PyExc_TypeError, "ReadOnlyMap() takes a dict, not %.100s", Py_TYPE(dict)->tp_name);
+        return NULL;
+    }
     (void)type;
     return rmap_wrap(dict);
 }
