@@ -32,7 +32,9 @@ _PAGE = 1_000
 _WALK_BUDGET = 60
 _TEXT_BUDGET = 400
 # A driver with more postings than this and several terms is not worth
-# sorting: walking the ledger newest first finds common matches sooner.
+# sorting: walking the ledger newest first finds common matches sooner
+# (after the merge below has had its try, which every driver of several
+# terms gets first).
 _SORT_LIMIT = 50_000
 # Such a driver is first tried as a merge of each term's newest postings
 # (at least _MERGE_MIN per term, up to _MERGE_TERMS terms): a cold walk
@@ -205,9 +207,14 @@ class SQLiteSearch:
         ids, total = best
         if not ids:
             return []
-        if len(ids) > 1 and total > _SORT_LIMIT:
+        if len(ids) > 1:
+            # Whatever the lists' lengths: a few small reads, where the sort
+            # below looks up every posting's ledger row first. Only tried
+            # above _SORT_LIMIT, `ip:198.51.100.0/24 is:failure` (two terms,
+            # 23,000 postings at 1M entries) took 71 ms p50 sorted, 14 ms at
+            # 200,000 entries, and 0.6 ms merged (2026-12-08).
             rows = self._merged(conn, ids, lo, hi, sql, limit)
-            if rows is None:
+            if rows is None and total > _SORT_LIMIT:
                 rows = self._within_budget(conn, walk, walk_args, _WALK_BUDGET)
             if rows is not None:
                 return [_row(tenant_id, r) for r in rows]
