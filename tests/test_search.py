@@ -125,13 +125,16 @@ STRATEGIES = {
         "postgres_search._MANY_LOOKUP_BUDGET_MS": None,
         "postgres_search._TEXT_BUDGET_MS": "100s",
     },
-    # SQLite: several terms' newest postings merged, lists cut short after
-    # one posting (so cutoffs and the retry are exercised), then the sort.
+    # Several terms' newest postings merged, lists cut short after one
+    # posting (so cutoffs and the retry are exercised), then the sort.
     "merge": {
         "sqlite_search._SORT_LIMIT": -1,
         "sqlite_search._MERGE_MIN": 1,
         "sqlite_search._MERGE_SHARE": 0,
         "sqlite_search._WALK_BUDGET": -1,
+        "postgres_search._SORT_LIMIT": 10**9,
+        "postgres_search._MERGE_MIN": 1,
+        "postgres_search._MERGE_SHARE": 0,
     },
     # PostgreSQL: free text looked up one document at a time, in the
     # planner's order (the first try for a page of words).
@@ -149,6 +152,7 @@ STRATEGIES = {
     # Only the last resort (the planner's choice of index, then a sort).
     "lookup": {
         "sqlite_search._MERGE_TERMS": 0,
+        "postgres_search._MERGE_TERMS": 0,
         "sqlite_search._WALK_BUDGET": -1,
         "sqlite_search._TEXT_BUDGET": -1,
         "sqlite_search._SORT_LIMIT": 10**9,
@@ -178,9 +182,9 @@ def test_every_strategy_gives_the_same_pages(log, clock, monkeypatch, strategy):
 
 
 def test_merged_postings_never_skip_past_their_cutoff(log, monkeypatch):
-    """SQLite, a driver of several terms merged from short lists: an old
-    match of one term must not come before newer matches of another that
-    were not read yet."""
+    """A driver of several terms merged from short lists: an old match of
+    one term must not come before newer matches of another that were not
+    read yet."""
     for name, value in STRATEGIES["merge"].items():
         monkeypatch.setattr(f"kimonaudit.store.{name}", value)
     t = log.create_tenant("acme")

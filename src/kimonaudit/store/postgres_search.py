@@ -35,6 +35,7 @@ from kimonaudit.core.projection import text_matches
 from kimonaudit.core.records import ENTRY_COLUMNS, EntryRow
 from kimonaudit.errors import StoreError
 from kimonaudit.store.base import Driver, SearchSql
+from kimonaudit.store.merge import MERGE_MIN, MERGE_SHARE, MERGE_TERMS, newest_matches
 
 _COLS = ", ".join("e." + c for c in ENTRY_COLUMNS)
 _SELECT_COLS = f"SELECT {_COLS}"
@@ -68,6 +69,18 @@ _WALK_RETRY_BUDGET_MS: str | None = "5s"
 # A driver with more postings than this and several terms is not worth
 # sorting: walking the ledger newest first finds common matches sooner.
 _SORT_LIMIT = 50_000
+# A driver of several terms with at most _SORT_LIMIT postings is first
+# merged from each term's newest (kimonaudit.store.merge; tests shrink them).
+_MERGE_TERMS = MERGE_TERMS
+_MERGE_MIN = MERGE_MIN
+_MERGE_SHARE = MERGE_SHARE
+# Each term's newest k postings in [lo, hi), with their partition keys.
+_NEWEST_POSTINGS = (
+    "SELECT t.term, p.seq, p.recorded_at FROM unnest(%s::int8[]) AS t(term)"
+    " CROSS JOIN LATERAL (SELECT seq, recorded_at FROM search_postings"
+    " WHERE tenant_id = %s AND term = t.term AND seq >= %s AND seq < %s"
+    " ORDER BY seq DESC LIMIT %s) p"
+)
 # Free text with a filter whose postings are at most this many: start from
 # the postings (checking each candidate's document) rather than the words,
 # which may match a large part of the log ("pending actor:agent_42").
@@ -387,6 +400,14 @@ class PostgresSearch:
             # than sorting it, since it holds every candidate.
             with self._planned("searching", _ORDERED) as c:
                 return _rows(c.execute(q, args, prepare=False).fetchall())
+        if kind == "many" and best is not None and best[1] <= _SORT_LIMIT:
+            # Few enough to sort, but the sort probes every candidate's ledger
+            # row first: `ip:198.51.100.0/24 is:failure` (two terms, 23,000
+            # postings at 1M entries) took 220 ms p95 that way. Each term's
+            # newest postings first (kimonaudit.store.merge).
+            rows = self._merged(tenant_id, best[0], lo, hi, sql, limit)
+            if rows is not None:
+                return rows
         if kind == "many" and best is not None and best[1] > _SORT_LIMIT:
             # Several common terms: walk the ledger newest first on a budget
             # (instant when matches are common), then look them up and sort.
@@ -413,6 +434,35 @@ class PostgresSearch:
         # No posting narrows it: walk the ledger newest first, stopping at
         # `limit` matches, on a budget; then the planner's choice.
         return self._fetch(q, args, [(_ORDERED, _FILTER_BUDGET_MS)])
+
+    def _merged(
+        self, tenant_id: str, ids: Sequence[int], lo: int, hi: int, sql: SearchSql, limit: int
+    ) -> list[EntryRow] | None:
+        """The newest `limit` matches in [lo, hi) of a driver with several
+        terms, from each term's newest postings; None when that cannot
+        decide (the caller sorts instead)."""
+        if len(set(ids)) > _MERGE_TERMS:
+            return None
+        recorded: dict[int, int] = {}  # seq -> recorded_at, to probe one partition
+
+        def read_newest(terms: list[int], k: int) -> list[tuple[int, int]]:
+            with self._read("searching") as conn:
+                rows = conn.execute(
+                    _NEWEST_POSTINGS, (terms, tenant_id, lo, hi, k), prepare=False
+                ).fetchall()
+            recorded.update((int(seq), int(at)) for _, seq, at in rows)
+            return [(int(term), int(seq)) for term, seq, _ in rows]
+
+        def lookup(seqs: list[int]) -> list[EntryRow]:
+            q = (
+                f"{_SELECT_COLS} FROM unnest(%s::int8[], %s::int8[]) AS c(seq, recorded_at)"
+                f" {_PROBE} WHERE ({sql.where}) ORDER BY c.seq DESC"
+            )
+            args = [seqs, [recorded[s] for s in seqs], tenant_id, *sql.params]
+            with self._read("searching") as conn:
+                return _rows(conn.execute(q, args, prepare=False).fetchall())
+
+        return newest_matches(ids, lo, limit, read_newest, lookup, _MERGE_MIN, _MERGE_SHARE)
 
     # -- every match, oldest first -------------------------------------------------
     def iter_search(

@@ -22,6 +22,7 @@ from typing import Any
 from kimonaudit.core.projection import text_matches
 from kimonaudit.core.records import ENTRY_COLUMNS, EntryRow
 from kimonaudit.store.base import Driver, SearchSql
+from kimonaudit.store.merge import MERGE_MIN, MERGE_SHARE, MERGE_TERMS, newest_matches
 from kimonaudit.store.sqlite_index import SEQ_BITS, SEQ_MASK
 
 _ENTRY_COLS = ", ".join(f"e.{c}" for c in ENTRY_COLUMNS[1:])
@@ -39,9 +40,9 @@ _SORT_LIMIT = 50_000
 # Such a driver is first tried as a merge of each term's newest postings
 # (at least _MERGE_MIN per term, up to _MERGE_TERMS terms): a cold walk
 # reads every ledger page back to the page's last match, one at a time.
-_MERGE_TERMS = 400
-_MERGE_MIN = 16
-_MERGE_SHARE = 4  # per term: this many times the page size over the terms
+_MERGE_TERMS = MERGE_TERMS
+_MERGE_MIN = MERGE_MIN
+_MERGE_SHARE = MERGE_SHARE
 
 
 def _row(tenant_id: str, r: Sequence[Any]) -> EntryRow:
@@ -235,45 +236,27 @@ class SQLiteSearch:
         limit: int,
     ) -> list[Any] | None:
         """The newest `limit` matches in [lo, hi) of a driver with several
-        terms, from each term's newest k postings; None when that cannot
-        decide (the caller walks or sorts instead).
-
-        Exact because every posting newer than the cutoff (the newest point
-        at which a term's list was cut short) is among those read: a term
-        cut at its k-th posting holds no unread one above it. So once the
-        candidates above the cutoff give `limit` matches, no older entry can
-        be among the newest `limit`; if no list was cut, they are all."""
-        ids = list(dict.fromkeys(ids))
-        if len(ids) > _MERGE_TERMS:
+        terms, from each term's newest postings (kimonaudit.store.merge);
+        None when that cannot decide (the caller walks or sorts instead)."""
+        if len(set(ids)) > _MERGE_TERMS:
             return None
         one = (
             "SELECT * FROM (SELECT term, rid FROM idx.postings"
             " WHERE term = ? AND rid >= ? AND rid < ? ORDER BY rid DESC LIMIT ?)"
         )
-        k = max(_MERGE_MIN, -(-_MERGE_SHARE * limit // len(ids)))
-        for _ in range(2):
-            newest: dict[int, list[int]] = {t: [] for t in ids}
-            args = [x for t in ids for x in (t, lo, hi, k)]
-            for term, rid in conn.execute(" UNION ALL ".join([one] * len(ids)), args):
-                newest[term].append(rid)
-            cut = max((min(r) for r in newest.values() if len(r) == k), default=lo - 1)
-            found = sorted({r for rs in newest.values() for r in rs if r > cut}, reverse=True)
-            rows: list[Any] = []
-            # In steps of `limit`, newest first: a page needs only the ledger
-            # rows of its own matches, and those of a few rejected ones.
-            for i in range(0, len(found), limit):
-                some = found[i : i + limit]
-                rows += conn.execute(
-                    f"{_SELECT} WHERE e.rid IN ({','.join('?' * len(some))}) "
-                    f"AND ({sql.where}) ORDER BY e.rid DESC",
-                    [*some, *sql.params],
-                ).fetchall()
-                if len(rows) >= limit:
-                    return rows[:limit]
-            if cut < lo:
-                return rows  # nothing was cut: these are all the matches
-            k *= 8
-        return None
+
+        def read_newest(terms: list[int], k: int) -> list[tuple[int, int]]:
+            args = [x for t in terms for x in (t, lo, hi, k)]
+            return conn.execute(" UNION ALL ".join([one] * len(terms)), args).fetchall()
+
+        def lookup(rids: list[int]) -> list[Any]:
+            return conn.execute(
+                f"{_SELECT} WHERE e.rid IN ({','.join('?' * len(rids))}) "
+                f"AND ({sql.where}) ORDER BY e.rid DESC",
+                [*rids, *sql.params],
+            ).fetchall()
+
+        return newest_matches(ids, lo, limit, read_newest, lookup, _MERGE_MIN, _MERGE_SHARE)
 
     # -- every match, oldest first -------------------------------------------------
     def iter_search(
