@@ -117,12 +117,17 @@ class ActorHashes:
         if secret is None:
             secret = self._create_secret(tenant_id, lookup)
         h = secret_actor_hash(secret, tenant_id, actor_id)
+        self._remember(tenant_id, {actor_id: h})
+        return h
+
+    def _remember(self, tenant_id: str, hashes: Mapping[str, str]) -> None:
+        """Cache `hashes` (actor id -> hash), emptying a tenant's cache that
+        would grow past _MAX_CACHED first."""
         with self._lock:
             cached = self._hashes.setdefault(tenant_id, {})
-            if len(cached) > _MAX_CACHED:
+            if len(cached) + len(hashes) > _MAX_CACHED:
                 cached.clear()
-            cached[actor_id] = h
-        return h
+            cached.update(hashes)
 
     def _create_secret(self, tenant_id: str, lookup: str) -> bytes:
         """A new actor's secret, created together with those other threads
@@ -174,11 +179,7 @@ class ActorHashes:
         if fresh:
             secrets.update(self._store_secrets(tenant_id, fresh))
         hashes = {a: secret_actor_hash(secrets[lk], tenant_id, a) for lk, a in actor_of.items()}
-        with self._lock:
-            cached = self._hashes.setdefault(tenant_id, {})
-            if len(cached) + len(hashes) > _MAX_CACHED:
-                cached.clear()
-            cached.update(hashes)
+        self._remember(tenant_id, hashes)
 
     def peek(self, tenant_id: str, actor_id: str) -> str | None:
         """The actor's hash if they have a secret; never creates one."""

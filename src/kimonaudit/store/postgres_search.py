@@ -444,25 +444,25 @@ class PostgresSearch:
         if len(set(ids)) > _MERGE_TERMS:
             return None
         recorded: dict[int, int] = {}  # seq -> recorded_at, to probe one partition
+        q = (
+            f"{_SELECT_COLS} FROM unnest(%s::int8[], %s::int8[]) AS c(seq, recorded_at)"
+            f" {_PROBE} WHERE ({sql.where}) ORDER BY c.seq DESC"
+        )
+        # One pooled connection for the whole merge: a few small statements.
+        with self._read("searching") as conn:
 
-        def read_newest(terms: list[int], k: int) -> list[tuple[int, int]]:
-            with self._read("searching") as conn:
+            def read_newest(terms: list[int], k: int) -> list[tuple[int, int]]:
                 rows = conn.execute(
                     _NEWEST_POSTINGS, (terms, tenant_id, lo, hi, k), prepare=False
                 ).fetchall()
-            recorded.update((int(seq), int(at)) for _, seq, at in rows)
-            return [(int(term), int(seq)) for term, seq, _ in rows]
+                recorded.update((int(seq), int(at)) for _, seq, at in rows)
+                return [(int(term), int(seq)) for term, seq, _ in rows]
 
-        def lookup(seqs: list[int]) -> list[EntryRow]:
-            q = (
-                f"{_SELECT_COLS} FROM unnest(%s::int8[], %s::int8[]) AS c(seq, recorded_at)"
-                f" {_PROBE} WHERE ({sql.where}) ORDER BY c.seq DESC"
-            )
-            args = [seqs, [recorded[s] for s in seqs], tenant_id, *sql.params]
-            with self._read("searching") as conn:
+            def lookup(seqs: list[int]) -> list[EntryRow]:
+                args = [seqs, [recorded[s] for s in seqs], tenant_id, *sql.params]
                 return _rows(conn.execute(q, args, prepare=False).fetchall())
 
-        return newest_matches(ids, lo, limit, read_newest, lookup, _MERGE_MIN, _MERGE_SHARE)
+            return newest_matches(ids, lo, limit, read_newest, lookup, _MERGE_MIN, _MERGE_SHARE)
 
     # -- every match, oldest first -------------------------------------------------
     def iter_search(
